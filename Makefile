@@ -1,0 +1,41 @@
+# The README's commands. Each works on a fresh Debian machine with Python 3.11:
+# it creates the virtual environment, installs what is missing, then runs.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint unit chaos bench deps system-deps clean
+
+demo: deps
+	$(PY) -m chaos demo
+
+test: deps lint
+	$(PY) -m pytest -q -p no:cacheprovider
+
+lint: deps
+	$(VENV)/bin/ruff check guard chaos tests bench
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+chaos: deps
+	$(PY) -m chaos run all --report reports/chaos
+
+bench: deps
+	$(PY) -m bench
+
+deps: $(STAMP) system-deps
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+# redis-server backs the federation tests (they start their own on free ports).
+system-deps:
+	@bash scripts/system-deps.sh
+
+clean:
+	rm -rf $(VENV) reports .mypy_cache .ruff_cache
