@@ -1,0 +1,54 @@
+"""Every knob of the simulated api-server, as one frozen value built from the command line.
+
+The overload defaults are the api-server's (400 read-only / 200 mutating in flight) scaled down
+so that a laptop-sized flood can reach them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class SimOptions:
+    host: str = "127.0.0.1"
+    port: int = 6443
+    replicas: int = 1
+    """Number of api-server endpoints on consecutive ports (port, port+1, ...) sharing one store."""
+    tls: bool = False
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    """Serving certificate; generated (self-signed, SANs 127.0.0.1/localhost) when tls and absent."""
+    token_file: Path | None = None
+    """Static tokens in the api-server's format: token,user,uid,"group1,group2"."""
+    client_ca: Path | None = None
+    """CA for client-certificate users (CN = user, O = groups)."""
+    anonymous: bool = False
+    bootstrap: Path | None = None
+    """YAML of RBAC objects; default: cluster-admin bound to group system:masters."""
+    seed_objects: int = 0
+    """Pods pre-created, spread over namespaces seed-0..seed-9."""
+    seed_object_bytes: int = 2048
+    """Approximate JSON size of each seeded pod (padding in an annotation)."""
+
+    # Overload model, per replica.
+    max_readonly_inflight: int = 40
+    """Like --max-requests-inflight (400 on a real api-server); watches are not counted."""
+    max_mutating_inflight: int = 20
+    """Like --max-mutating-requests-inflight (200 on a real api-server)."""
+    base_service_ms: float = 2.0
+    """Service time of a request on an idle replica."""
+    per_object_service_us: float = 20.0
+    """Extra service time per object a LIST returns."""
+    load_exponent: float = 2.0
+    """Service time grows by (1 + inflight/limit) ** load_exponent."""
+    memory_budget_mb: float = 0.0
+    """In-flight LIST response bytes beyond which the replica crashes; 0 = never crash."""
+    restart_delay_s: float = 3.0
+    """How long a crashed replica refuses connections before it comes back."""
+    watch_cache_window: int = 1000
+    """How many past events a watch can resume from before 410 Gone."""
+
+    def replica_ports(self) -> list[int]:
+        return [self.port + i for i in range(self.replicas)]
