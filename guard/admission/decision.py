@@ -1,0 +1,66 @@
+"""What the admission step answers, and the seam the proxy calls it through.
+
+Pure values and a Protocol: no aiohttp, no I/O. The real controller lives in
+`guard.admission.controller`; `AdmitAll` is what runs when no policies are configured.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from guard.identity import Identity
+from guard.requestinfo import RequestInfo
+
+Outcome = Literal["admitted", "exempt", "queued", "shadow", "rejected"]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The decision for one request.
+
+    outcome: admitted / exempt (never limited) / queued (admitted after waiting) / shadow
+    (would have been rejected; admitted because the rule is in shadow mode) / rejected.
+    retry_after: whole seconds the client should wait (rejected only).
+    headers: response headers to add (tenant and rule ids, RateLimit-Policy, RateLimit).
+    """
+
+    outcome: Outcome
+    tenant: str = ""
+    rule: str = ""
+    retry_after: int = 0
+    reason: str = ""
+    headers: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def admitted(self) -> bool:
+        return self.outcome != "rejected"
+
+
+def _nothing() -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """An admitted (or rejected) request. `release()` frees its concurrency seat; call it once,
+    when the response has been fully sent (for a watch: when the watch ends)."""
+
+    verdict: Verdict
+    release: Callable[[], None] = field(default=_nothing)
+
+
+class Admission(Protocol):
+    async def admit(self, identity: Identity, info: RequestInfo, cluster: str) -> Ticket:
+        """Decide; may wait in a fair queue up to the priority level's max wait."""
+        ...
+
+
+class AdmitAll:
+    """Admission with no policies: everything is admitted."""
+
+    _ticket = Ticket(Verdict(outcome="admitted"))
+
+    async def admit(self, identity: Identity, info: RequestInfo, cluster: str) -> Ticket:
+        return self._ticket

@@ -1,0 +1,48 @@
+"""The `guard` command: one subcommand per module, each exposing `add_arguments` and `run`.
+
+Every subcommand prints `--help`, and on bad input exits non-zero with one clear line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# name -> (module, one-line help). The module defines add_arguments(parser) and run(args) -> int.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "serve": ("guard.serve", "run the proxy"),
+    "policy": ("guard.policy.cli", "validate, push and show tenant policies"),
+    "certs": ("guard.certs", "make a CA, a serving certificate and client certificates"),
+    "kubeconfig": ("guard.kubeconfig", "write a kubeconfig that points at guard"),
+    "quarantine": ("guard.federation.cli", "list or release quarantined clients"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="guard", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as e:
+            if e.name != module_name:
+                raise
+            continue  # not built yet
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(command)
+        command.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
