@@ -1,0 +1,156 @@
+"""Once a second, read what the simulator and guard say about themselves during a chaos run:
+the simulator's in-flight requests, crashes and replicas up (its `/metrics`), guard's admission
+decisions per tenant (its admin `/metrics`), and the simulator's per-user request counts
+(`/debug/sim/state`).
+
+It only reads: it never changes the processes it watches, and a process that does not answer
+(crashed, stopped) is recorded as a gap, never as an error of the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
+
+# guard's decision counter; the runner falls back to any counter labelled tenant and decision.
+DECISIONS_METRIC = "guard_admission_decisions"
+TIMEOUT = aiohttp.ClientTimeout(total=0.9)
+
+
+@dataclass
+class Sample:
+    t: float
+    sim_inflight: float | None = None
+    sim_crashes: float | None = None
+    replicas_up: float | None = None
+    decisions: dict[str, dict[str, float]] = field(default_factory=dict)
+    """tenant -> decision -> count in this second, summed over guard replicas."""
+
+
+def parse_metrics(text: str) -> list[tuple[str, dict[str, str], float]]:
+    samples = []
+    with contextlib.suppress(ValueError):
+        for family in text_string_to_metric_families(text):
+            samples.extend((s.name, dict(s.labels), float(s.value)) for s in family.samples)
+    return samples
+
+
+def sim_figures(samples: Sequence[tuple[str, dict[str, str], float]]) -> tuple[float, float, float]:
+    """(in-flight, crashes, replicas up) summed over replicas."""
+    inflight = sum(v for n, _, v in samples if n == "sim_inflight_requests")
+    crashes = sum(v for n, _, v in samples if n == "sim_crashes_total")
+    up = sum(v for n, _, v in samples if n == "sim_replica_up")
+    return inflight, crashes, up
+
+
+def decision_counts(samples: Sequence[tuple[str, dict[str, str], float]]) -> dict[tuple[str, str], float]:
+    """Cumulative (tenant, decision) counts from guard's metrics, summed over the other labels."""
+    counts: dict[tuple[str, str], float] = defaultdict(float)
+    named = [s for s in samples if s[0].startswith(DECISIONS_METRIC) and s[0].endswith("_total")]
+    fallback = [s for s in samples if s[0].endswith("_total") and {"tenant", "decision"} <= set(s[1])]
+    for _, labels, value in named or fallback:
+        counts[(labels.get("tenant", ""), labels.get("decision", ""))] += value
+    return counts
+
+
+class Observer:
+    """Samples every second until stopped; `samples` is the timeline of the phase."""
+
+    def __init__(self, sim_urls: Sequence[str], guard_admin_urls: Sequence[str], t0: float) -> None:
+        self.sim_urls, self.guard_urls, self.t0 = list(sim_urls), list(guard_admin_urls), t0
+        self.samples: list[Sample] = []
+        self.last: dict[str, dict[tuple[str, str], float]] = {}
+
+    async def fetch(self, session: aiohttp.ClientSession, url: str) -> str | None:
+        with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError, OSError):
+            async with session.get(url) as resp:
+                if resp.status == 200:
+                    return await resp.text()
+        return None
+
+    async def sample(self, session: aiohttp.ClientSession) -> Sample:
+        loop = asyncio.get_running_loop()
+        sample = Sample(t=loop.time() - self.t0)
+        for url in self.sim_urls:
+            text = await self.fetch(session, f"{url}/metrics")
+            if text is not None:
+                sample.sim_inflight, sample.sim_crashes, sample.replicas_up = sim_figures(parse_metrics(text))
+                break
+        for url in self.guard_urls:
+            text = await self.fetch(session, f"{url}/metrics")
+            if text is not None:
+                self.add_decisions(sample, url, decision_counts(parse_metrics(text)))
+        return sample
+
+    def add_decisions(self, sample: Sample, url: str, counts: Mapping[tuple[str, str], float]) -> None:
+        # A restarted replica starts from zero: count only increases, per replica.
+        previous = self.last.get(url, {})
+        for (tenant, decision), value in counts.items():
+            delta = value - previous.get((tenant, decision), 0.0)
+            if delta > 0:
+                per_tenant = sample.decisions.setdefault(tenant or "-", {})
+                per_tenant[decision] = per_tenant.get(decision, 0.0) + delta
+        self.last[url] = dict(counts)
+
+    async def run(self) -> None:
+        async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
+            with contextlib.suppress(Exception):  # prime the counters so the first second is a delta
+                await self.sample(session)
+            while True:
+                await asyncio.sleep(1.0)
+                self.samples.append(await self.sample(session))
+
+
+async def sim_state(sim_urls: Sequence[str], admin_token: str) -> dict[str, Any]:
+    """The simulator's recorder (`/debug/sim/state`) from the first replica that answers."""
+    headers = {"Authorization": f"Bearer {admin_token}"}
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+        for url in sim_urls:
+            with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError):
+                async with session.get(f"{url}/debug/sim/state", headers=headers) as resp:
+                    if resp.status == 200:
+                        data = await resp.json()
+                        return data if isinstance(data, dict) else {}
+    return {}
+
+
+def user_counts(state: Mapping[str, Any]) -> dict[str, int]:
+    """Per-user request counts from the recorder, whatever its exact nesting."""
+    for key in ("requests", "users", "requests_by_user", "per_user"):
+        value = state.get(key)
+        if isinstance(value, Mapping):
+            return {str(u): _count(v) for u, v in value.items()}
+    return {}
+
+
+def tokenreview_total(state: Mapping[str, Any]) -> int:
+    for key in ("tokenreviews", "token_reviews", "tokenReviews"):
+        value = state.get(key)
+        if isinstance(value, Mapping):
+            return sum(_count(v) for v in value.values())
+        if isinstance(value, int):
+            return value
+    totals = state.get("totals")
+    if isinstance(totals, Mapping):
+        return tokenreview_total(totals)
+    return 0
+
+
+def _count(value: Any) -> int:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int | float):
+        return int(value)
+    if isinstance(value, Mapping):
+        for key in ("total", "count", "requests"):
+            if isinstance(value.get(key), int | float):
+                return int(value[key])
+        return sum(_count(v) for v in value.values())
+    return 0
