@@ -100,3 +100,10 @@ def rate(value: object, path: FieldPath, report: Report) -> float | None:
 
 def show(value: object) -> str:
     return f'"{value}"' if isinstance(value, str) else repr(value)
+
+
+def duration(value: object, path: FieldPath, report: Report) -> float | None:
+    parsed = model.parse_duration(value)
+    if parsed is None:
+        report(path, f"{show(value)} is not a duration like 30s, 5m")
+    return parsed

@@ -18,7 +18,7 @@ from guard.policy.fields import FieldPath, Report
 from guard.policy.model import ListCost, Quarantine, Quota, Rule, Selector, Subject, TenantPolicy
 
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
-_SELECTOR_KEYS = {
+SELECTOR_KEYS = {
     "verbs": "verbs",
     "apiGroups": "api_groups",
     "resources": "resources",
@@ -37,7 +37,7 @@ _RULE_KEYS = {
     "maxWatches",
     "priorityLevel",
     "shadow",
-    *_SELECTOR_KEYS,
+    *SELECTOR_KEYS,
 }
 _VERBS = frozenset({*model.RESOURCE_VERBS, *model.HTTP_VERBS, "*"})
 
@@ -72,7 +72,7 @@ def subjects(value: object, path: FieldPath, report: Report) -> tuple[Subject, .
 def selector(raw: Mapping[str, Any], path: FieldPath, report: Report) -> Selector:
     """The selector fields of a rule, an exempt rule or a `not:` block."""
     values: dict[str, tuple[str, ...] | None] = {}
-    for key, attr in _SELECTOR_KEYS.items():
+    for key, attr in SELECTOR_KEYS.items():
         if key in raw:
             values[attr] = check.texts(raw[key], (*path, key), report)
     for i, verb in enumerate(values.get("verbs") or ()):
@@ -128,7 +128,7 @@ def rule(value: object, path: FieldPath, report: Report) -> Rule | None:
         report((*path, "name"), f'"{name}" must be lower-case letters, digits, "-" or "."')
     exclude = None
     if "not" in raw:
-        block = check.fields(raw["not"], (*path, "not"), report, allowed=set(_SELECTOR_KEYS))
+        block = check.fields(raw["not"], (*path, "not"), report, allowed=set(SELECTOR_KEYS))
         if block is not None and not block:
             report((*path, "not"), "must name at least one field")
         exclude = selector(block, (*path, "not"), report) if block else None
