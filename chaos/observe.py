@@ -123,24 +123,22 @@ async def sim_state(sim_urls: Sequence[str], admin_token: str) -> dict[str, Any]
 
 def user_counts(state: Mapping[str, Any]) -> dict[str, int]:
     """Per-user request counts from the recorder, whatever its exact nesting."""
-    for key in ("requests", "users", "requests_by_user", "per_user"):
-        value = state.get(key)
-        if isinstance(value, Mapping):
-            return {str(u): _count(v) for u, v in value.items()}
-    return {}
+    users = state.get("users")
+    return {str(u): _count(v) for u, v in users.items()} if isinstance(users, Mapping) else {}
 
 
 def tokenreview_total(state: Mapping[str, Any]) -> int:
-    for key in ("tokenreviews", "token_reviews", "tokenReviews"):
-        value = state.get(key)
-        if isinstance(value, Mapping):
-            return sum(_count(v) for v in value.values())
-        if isinstance(value, int):
-            return value
+    """TokenReviews the api-server answered, failed ones (unknown tokens) included."""
     totals = state.get("totals")
-    if isinstance(totals, Mapping):
-        return tokenreview_total(totals)
-    return 0
+    if isinstance(totals, Mapping) and isinstance(totals.get("tokenReviews"), int):
+        return int(totals["tokenReviews"])
+    reviews = state.get("tokenReviews")
+    return sum(_count(v) for v in reviews.values()) if isinstance(reviews, Mapping) else 0
+
+
+def unauthenticated_total(state: Mapping[str, Any]) -> int:
+    totals = state.get("totals")
+    return _count(totals.get("unauthenticated", 0)) if isinstance(totals, Mapping) else 0
 
 
 def _count(value: Any) -> int:
