@@ -1,0 +1,214 @@
+"""Pod streams of the simulated api-server: `pods/log` (with follow) and `pods/exec` over WebSocket.
+
+Every simulated container prints one line per second since the pod started, so logs are
+deterministic and `kubectl logs -f` sees a new line each second. Exec speaks the remotecommand
+WebSocket protocols kubectl 1.32 offers (`v5.channel.k8s.io`, then `v4.channel.k8s.io`): each
+binary message starts with a channel byte — 0 stdin, 1 stdout, 2 stderr, 3 the final Status,
+4 resize — and v5 adds 255, "close this channel" (how a client says stdin ended). Commands run in
+the built-in shell of `chaos.sim.shell`. This module never runs a real process and never blocks
+on anything but the client and its own clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from chaos.sim import shell
+
+PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
+STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
+MAX_LOG_LINES = 1000
+"""A pod that ran for hours keeps only its last lines, as a rotated container log would."""
+_TRUE = frozenset({"true", "1"})
+
+
+def _status(code: int, reason: str, message: str) -> web.Response:
+    body = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": message, "reason": reason, "code": code}  # fmt: skip
+    return web.Response(status=code, text=json.dumps(body), content_type="application/json")
+
+
+def _pod_name(pod: dict[str, Any]) -> str:
+    return str(pod.get("metadata", {}).get("name", "pod"))
+
+
+def _containers(pod: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(pod.get("spec", {}).get("containers", []) or [{"name": "main"}])
+
+
+def _container_or_error(request: web.Request, pod: dict[str, Any]) -> dict[str, Any] | web.Response:
+    """The container the request names (default: the first), or the api-server's 400."""
+    containers = _containers(pod)
+    wanted = request.query.get("container", "")
+    if not wanted:
+        return containers[0]
+    for c in containers:
+        if c.get("name") == wanted:
+            return c
+    return _status(400, "BadRequest", f"container {wanted} is not valid for pod {_pod_name(pod)}")
+
+
+def _started_at(pod: dict[str, Any]) -> float:
+    stamp = pod.get("status", {}).get("startTime") or pod.get("metadata", {}).get("creationTimestamp")
+    if not stamp:
+        return time.time()
+    try:
+        return datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return time.time()
+
+
+def _rfc3339(at: float, nano: bool = False) -> str:
+    moment = datetime.fromtimestamp(at, UTC)
+    if nano:
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.%f000Z")
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _log_line(pod: str, container: str, started: float, n: int, timestamps: bool) -> bytes:
+    at = started + n
+    text = f"{_rfc3339(at)} hello from {pod}/{container} line {n}\n"
+    return ((_rfc3339(at, nano=True) + " ") if timestamps else "").encode() + text.encode()
+
+
+async def serve_log(request: web.Request, pod: dict[str, Any], follow: bool, sim: Any) -> web.StreamResponse:
+    """The container's lines so far (honouring tailLines), then one a second while following."""
+    container = _container_or_error(request, pod)
+    if isinstance(container, web.Response):
+        return container
+    name, cname = _pod_name(pod), str(container.get("name", "main"))
+    timestamps = request.query.get("timestamps", "").lower() in _TRUE
+    started = _started_at(pod)
+    printed = int(time.time() - started)
+    first = max(1, printed - MAX_LOG_LINES + 1)
+    tail = request.query.get("tailLines", "")
+    if tail.isdigit():
+        first = max(first, printed - int(tail) + 1)
+    history = b"".join(_log_line(name, cname, started, n, timestamps) for n in range(first, printed + 1))
+    if not follow:
+        return web.Response(body=history, content_type="text/plain")
+    response = web.StreamResponse(headers={"Content-Type": "text/plain"})
+    await response.prepare(request)
+    await response.write(history)
+    with contextlib.suppress(ConnectionError):
+        n = printed + 1
+        while _pod_exists(sim, pod):
+            await asyncio.sleep(max(0.0, started + n - time.time()))
+            await response.write(_log_line(name, cname, started, n, timestamps))
+            n += 1
+        await response.write_eof()
+    return response
+
+
+def _pod_exists(sim: Any, pod: dict[str, Any]) -> bool:
+    """Whether the followed pod is still in the store; True when the sim cannot tell."""
+    store = getattr(sim, "store", None)
+    if store is None or not hasattr(store, "find"):
+        return True
+    from chaos.sim.kinds import TABLE  # the API core's kind table, looked up only when following
+
+    kind = TABLE.lookup("", "v1", "pods")
+    meta = pod.get("metadata", {})
+    current = store.find(kind, meta.get("namespace", ""), meta.get("name", ""))
+    return current is not None and current.get("metadata", {}).get("uid") == meta.get("uid")
+
+
+def _exec_container(pod: dict[str, Any], container: dict[str, Any]) -> shell.Container:
+    name = _pod_name(pod)
+    env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOSTNAME": name}
+    for var in container.get("env", []) or []:
+        if "name" in var and "value" in var:
+            env[str(var["name"])] = str(var["value"])
+    env.update({"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443", "HOME": "/root"})
+    return shell.Container(hostname=name, env=env)
+
+
+def _exit_status(commands: list[str], code: int) -> dict[str, Any]:
+    """The channel-3 Status client-go turns into the exit code of `kubectl exec`."""
+    if code == 0:
+        return {"metadata": {}, "status": "Success"}
+    return {
+        "metadata": {},
+        "status": "Failure",
+        "message": f"command terminated with non-zero exit code: error executing command {commands}, "
+        f"exit code {code}",
+        "reason": "NonZeroExitCode",
+        "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]},
+    }
+
+
+async def serve_exec(
+    request: web.Request, pod: dict[str, Any], commands: list[str], sim: Any
+) -> web.StreamResponse:
+    """Run `commands` in the built-in shell over a remotecommand WebSocket."""
+    container = _container_or_error(request, pod)
+    if isinstance(container, web.Response):
+        return container
+    if not commands:
+        return _status(400, "BadRequest", "you must specify at least 1 command")
+    ws = web.WebSocketResponse(protocols=PROTOCOLS)
+    if not ws.can_prepare(request).ok:
+        return _status(400, "BadRequest", "Upgrade request required")
+    await ws.prepare(request)
+    channels = _Channels(ws, closable=ws.ws_protocol == PROTOCOLS[0])
+    reader = asyncio.get_running_loop().create_task(channels.read())
+    try:
+        want_stdin = request.query.get("stdin", "").lower() in _TRUE
+        streams = shell.Streams(
+            stdout=channels.writer(STDOUT),
+            stderr=channels.writer(STDERR),
+            stdin=channels.stdin() if want_stdin else None,
+        )
+        code = await shell.run(commands, _exec_container(pod, container), streams)
+        await ws.send_bytes(bytes([ERROR]) + json.dumps(_exit_status(commands, code)).encode())
+    except ConnectionError:
+        pass  # the client went away: nobody is left to tell
+    finally:
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+        await ws.close()
+    return ws
+
+
+class _Channels:
+    """Demultiplexes the client's messages: stdin chunks until closed; resize is ignored."""
+
+    def __init__(self, ws: web.WebSocketResponse, *, closable: bool) -> None:
+        self._ws = ws
+        self._closable = closable
+        self._stdin: asyncio.Queue[bytes | None] = asyncio.Queue()
+
+    def writer(self, channel: int) -> shell.Write:
+        async def write(data: bytes) -> None:
+            if data:
+                await self._ws.send_bytes(bytes([channel]) + data)
+
+        return write
+
+    async def stdin(self) -> AsyncIterator[bytes]:
+        while (chunk := await self._stdin.get()) is not None:
+            yield chunk
+
+    async def read(self) -> None:
+        try:
+            async for msg in self._ws:
+                if msg.type == WSMsgType.BINARY and msg.data:
+                    self._dispatch(bytes(msg.data))
+        finally:
+            self._stdin.put_nowait(None)  # the socket closed: so did stdin
+
+    def _dispatch(self, data: bytes) -> None:
+        channel, payload = data[0], data[1:]
+        if channel == STDIN and payload:
+            self._stdin.put_nowait(payload)
+        elif channel == CLOSE and self._closable and payload[:1] == bytes([STDIN]):
+            self._stdin.put_nowait(None)
