@@ -1,0 +1,123 @@
+"""One replica's local view of one global bucket: lease tokens, demand, and the fallback bucket.
+
+Pure arithmetic on an injected time `now`: sizing a lease from local demand and the Redis round
+trip, spending lease tokens, and the local fallback bucket (rate/N, burst/N) used while Redis is
+unreachable. It never talks to Redis and never reads a clock; `guard.federation.leases` drives it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from guard.admission.store import Limit, Take
+
+DEMAND_SMOOTHING = 0.5  # weight of the newest demand sample; quick enough to follow a flood
+
+
+@dataclass
+class FallbackBucket:
+    """A plain token bucket for the outage: starts empty so that the handover adds no burst."""
+
+    tokens: float
+    stamp: float
+
+    def take(self, now: float, rate: float, burst: float, cost: float) -> Take:
+        self.tokens = min(burst, self.tokens + (now - self.stamp) * rate)
+        self.stamp = now
+        if self.tokens >= cost:
+            self.tokens -= cost
+            return Take(True, self.tokens, 0.0, (burst - self.tokens) / rate)
+        return Take(False, self.tokens, (cost - self.tokens) / rate, (burst - self.tokens) / rate)
+
+
+@dataclass
+class KeyState:
+    """Everything a replica knows about one bucket key."""
+
+    redis_key: str
+    limit: Limit
+    tokens: float = 0.0
+    """Lease tokens already debited from the global bucket (or starter tokens, see `debt`)."""
+    expires: float = 0.0
+    """When unspent lease tokens lapse."""
+    debt: float = 0.0
+    """Starter tokens spent before the first lease arrived; the next grants pay them back."""
+    requested: float = 0.0
+    """Tokens asked for (admitted or not) since the last demand sample."""
+    demand: float = 0.0
+    """Smoothed local demand in tokens per second."""
+    sampled: float = 0.0
+    ahead: float = 0.0
+    """Seconds the global bucket's TAT was ahead of Redis's clock at the last reply."""
+    replied: float = 0.0
+    next_ask: float = 0.0
+    """Do not ask Redis before this time (the global bucket was drained at the last ask)."""
+    last_used: float = 0.0
+    max_cost: float = 1.0
+    fallback: FallbackBucket | None = None
+
+    def spend(self, now: float, cost: float) -> bool:
+        """Debit `cost` lease tokens if that many are spendable."""
+        self.requested += cost
+        self.last_used = now
+        self.max_cost = max(self.max_cost, cost)
+        if now >= self.expires:
+            self.tokens = 0.0
+        if self.tokens >= cost:
+            self.tokens -= cost
+            return True
+        return False
+
+    def lease_size(self, live: int, rtt: float, lease_ttl: float) -> float:
+        """L = clamp(demand x (ttl + rtt), 1, burst / 2N), and never below the largest cost seen."""
+        ceiling = max(1.0, self.limit.burst / (2 * live))
+        return max(self.max_cost, min(max(1.0, self.demand * (lease_ttl + rtt)), ceiling))
+
+    def sample_demand(self, now: float) -> None:
+        elapsed = now - self.sampled
+        if elapsed <= 0:
+            return
+        rate = self.requested / elapsed
+        self.demand = rate if self.sampled == 0 else (
+            DEMAND_SMOOTHING * rate + (1 - DEMAND_SMOOTHING) * self.demand)
+        self.requested = 0.0
+        self.sampled = now
+
+    def want(self, now: float, live: int, rtt: float, lease_ttl: float) -> int:
+        """Tokens to ask for now: 0 above the 50 % watermark or while backing off."""
+        if now < self.next_ask:
+            return 0
+        size = self.lease_size(live, rtt, lease_ttl)
+        tokens = self.tokens if now < self.expires else 0.0
+        if tokens >= size / 2:
+            return 0
+        return math.ceil(size - tokens + self.debt)
+
+    def grant(self, now: float, asked: int, granted: int, ahead: float, *, live: int,
+              lease_ttl: float) -> None:
+        """Apply a lease reply; a short grant means the global bucket is empty: back off a share."""
+        paid = min(self.debt, granted)
+        self.debt -= paid
+        if now >= self.expires:
+            self.tokens = 0.0
+        self.tokens += granted - paid
+        self.expires = now + lease_ttl
+        self.ahead, self.replied = ahead, now
+        if granted > 0:
+            self.fallback = None  # leasing works again: the outage bucket has done its job
+        if granted < asked:
+            share_wait = asked / 2 * live / self.limit.rate
+            self.next_ask = now + min(lease_ttl, share_wait)
+
+    def state(self, now: float, allowed: bool, cost: float, live: int) -> Take:
+        """The `Take` to answer, from the lease and the last known global bucket state."""
+        elapsed = now - self.replied
+        interval = 1.0 / self.limit.rate
+        tau = self.limit.burst * interval
+        reset = max(0.0, self.ahead - elapsed)
+        if allowed:
+            return Take(True, self.tokens, 0.0, reset)
+        global_wait = self.ahead - elapsed - tau + cost * interval
+        share_wait = (cost - self.tokens) * live * interval
+        return Take(False, self.tokens, max(global_wait, share_wait, 0.001), reset)
