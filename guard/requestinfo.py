@@ -127,10 +127,19 @@ def _resource_info(method: str, path: str, query: Mapping[str, str], prefix: str
         verb = "deletecollection"
     if subresource in _CONNECT_SUBRESOURCES:
         verb = "connect"
-    return RequestInfo(
-        is_resource_request=True, verb=verb, path=path, api_prefix=prefix, api_group=group,
-        api_version=version, namespace=namespace, resource=resource, subresource=subresource,
-        name=name, limit=_int(query.get("limit")), resource_version=query.get("resourceVersion", ""),
-        label_selector=query.get("labelSelector", ""), field_selector=field_selector,
-        timeout_seconds=_int(query.get("timeoutSeconds")), dry_run=bool(query.get("dryRun")),
-    )
+    return _fast_info({
+        "is_resource_request": True, "verb": verb, "path": path, "api_prefix": prefix,
+        "api_group": group, "api_version": version, "namespace": namespace, "resource": resource,
+        "subresource": subresource, "name": name, "limit": _int(query.get("limit")),
+        "resource_version": query.get("resourceVersion", ""),
+        "label_selector": query.get("labelSelector", ""), "field_selector": field_selector,
+        "timeout_seconds": _int(query.get("timeoutSeconds")), "dry_run": bool(query.get("dryRun")),
+    })
+
+
+def _fast_info(values: dict[str, object]) -> RequestInfo:
+    """A RequestInfo without the frozen dataclass __init__, which costs ~3 us for 16 fields on
+    every request. Equal to RequestInfo(**values); a unit test pins that."""
+    info = object.__new__(RequestInfo)
+    info.__dict__.update(values)
+    return info

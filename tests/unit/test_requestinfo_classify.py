@@ -150,3 +150,14 @@ def test_long_running_requests_are_recognised() -> None:
     assert classify("GET", "/api/v1/namespaces/a/pods/p/log", {}).is_long_running
     assert not classify("GET", "/api/v1/pods", {}).is_long_running
     assert isinstance(classify("GET", "/version", {}), RequestInfo)
+
+
+def test_the_fast_constructor_builds_an_ordinary_request_info() -> None:
+    """classify's shortcut around the dataclass __init__ gives a value equal to a normal one."""
+    info = classify("GET", "/apis/apps/v1/namespaces/prod/deployments", {"limit": "5"})
+    path = "/apis/apps/v1/namespaces/prod/deployments"
+    normal = RequestInfo(is_resource_request=True, verb="list", path=path,
+                         api_prefix="apis", api_group="apps", api_version="v1", namespace="prod",
+                         resource="deployments", limit=5)
+    assert info == normal
+    assert hash(info) == hash(normal)
