@@ -30,6 +30,7 @@ METRICS = (
     "upstream_rate",
     "upstream_requests",
     "tokenreviews",
+    "unauthenticated",
     "rejected",
     "throttled_429",
     "replicas_down_max",
@@ -85,7 +86,8 @@ class GuardSpec:
 
 @dataclass(frozen=True)
 class RequestSpec:
-    """One entry of a client's request mix. The path may use {i} (client index) and {n} (a counter)."""
+    """One entry of a client's request mix. The path and body may use {i} (client index), {i%N}
+    (client index modulo N), {n} (a counter) and {user}."""
 
     path: str
     method: str = "GET"

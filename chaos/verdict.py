@@ -49,7 +49,7 @@ def summarize(seconds: Iterable[Second]) -> dict[str, Any]:
 def timeline(seconds: Mapping[int, Second], duration_s: float) -> list[dict[str, Any]]:
     """One row per second of the phase, including the silent ones."""
     rows = []
-    for t in range(int(math.ceil(duration_s))):
+    for t in range(math.ceil(duration_s)):
         s = seconds.get(t, Second())
         rows.append(
             {
@@ -80,7 +80,7 @@ def metric(check: Check, run: Mapping[str, Any]) -> float | None:
     base = run.get("baseline", {}).get(check.client or "", {})
     duration = float(run.get("duration_s") or 1.0)
     match check.metric:
-        case "crashes" | "tokenreviews" | "replicas_down_max":
+        case "crashes" | "tokenreviews" | "replicas_down_max" | "unauthenticated":
             value = run.get(check.metric)
         case "success" | "p50_ms" | "p99_ms" | "throttled_429":
             value = flood.get(check.metric)

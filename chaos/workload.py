@@ -13,6 +13,7 @@ import contextlib
 import itertools
 import json
 import random
+import re
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -70,8 +71,12 @@ class Recorder:
             second.other += 1
 
 
+_MODULO = re.compile(r"\{i%(\d+)\}")
+
+
 def _fill(value: Any, i: int, n: int, user: str) -> Any:
     if isinstance(value, str):
+        value = _MODULO.sub(lambda m: str(i % int(m.group(1))), value)
         return value.replace("{i}", str(i)).replace("{n}", str(n)).replace("{user}", user)
     if isinstance(value, Mapping):
         return {k: _fill(v, i, n, user) for k, v in value.items()}
