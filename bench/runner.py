@@ -1,0 +1,144 @@
+"""One benchmark run: start the upstream and every target, measure them in interleaved rounds (so
+drift hits all alike), then memory and decision cost, and collect the figures into `Results`.
+Every process it starts is stopped before it returns, whatever happens; a part that cannot run is
+recorded as skipped, never raised.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from bench import decision, memory, targets
+from bench.load import LoadResult, run_wrk, write_script
+from bench.procs import Processes, Skip
+from bench.report import describe_machine
+from bench.results import WATCH_GOAL, Results, Throughput
+from bench.targets import Env, Running, Target
+
+SECTIONS = ("watches", "list", "decision")
+
+
+@dataclass(frozen=True)
+class Plan:
+    rounds: int = 3
+    duration: float = 5.0
+    targets: tuple[Target, ...] = targets.TARGETS
+    sections: frozenset[str] = frozenset(SECTIONS)
+    calibrate: bool = True
+    """Measure the Python and nginx static upstreams and use the faster one as `direct`."""
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def run(plan: Plan, workdir: Path) -> Results:
+    results = Results(machine=describe_machine())
+    procs = Processes(workdir)
+    try:
+        env = Env(workdir, procs)
+        python_upstream = targets.start_upstream(env)
+        env.upstream = _choose_upstream(env, python_upstream, plan, results)
+        _measure_throughput(env, plan, results)
+        if {"watches", "list"} & plan.sections:
+            _measure_memory(replace(env, upstream=python_upstream, tag="mem-"), plan, results)
+        if "decision" in plan.sections:
+            say("decision cost ...")
+            try:
+                results.decision = decision.decision_cost(workdir)
+            except Skip as e:
+                results.decision = f"skipped: {e}"
+    finally:
+        procs.close()
+    return results
+
+
+def _choose_upstream(env: Env, python_upstream: Running, plan: Plan, results: Results) -> Running:
+    if not plan.calibrate:
+        return python_upstream
+    script = write_script(env.workdir)
+    candidates: list[tuple[str, Running, float]] = []
+    for name, start in (("python raw asyncio + uvloop", lambda: python_upstream),
+                        ("nginx static, 1 worker", lambda: targets.start_nginx_static(env))):  # fmt: skip
+        try:
+            running = start()
+            figure = run_wrk(running.port, 3, script)
+        except Skip as e:
+            results.upstream_choice.append((name, f"skipped: {e}"))
+            continue
+        candidates.append((name, running, figure.rps))
+        results.upstream_choice.append((name, f"{figure.rps:,.0f} req/s"))
+    if not candidates:
+        return python_upstream
+    best = max(candidates, key=lambda c: c[2])
+    results.upstream_choice.append(("chosen", best[0]))
+    return best[1]
+
+
+def _start_all(env: Env, plan: Plan) -> dict[str, Running | str]:
+    started: dict[str, Running | str] = {}
+    script = write_script(env.workdir)
+    for target in plan.targets:
+        say(f"starting {target.name} ...")
+        try:
+            started[target.name] = running = target.start(env)
+            run_wrk(running.port, 1, script)  # warm-up: connections, caches, TokenReview
+        except Skip as e:
+            started[target.name] = str(e)
+            say(f"  skipped: {e}")
+    return started
+
+
+def _measure_throughput(env: Env, plan: Plan, results: Results) -> None:
+    started = _start_all(env, plan)
+    script = write_script(env.workdir)
+    rounds: dict[str, list[LoadResult]] = {name: [] for name in started}
+    skipped = {name: s for name, s in started.items() if isinstance(s, str)}
+    for number in range(1, plan.rounds + 1):
+        for name, running in started.items():
+            if isinstance(running, str) or name in skipped:
+                continue
+            say(f"round {number}/{plan.rounds}: {name}")
+            try:
+                rounds[name].append(run_wrk(running.port, plan.duration, script))
+            except Skip as e:
+                skipped[name] = str(e)
+    for target in plan.targets:
+        results.throughput.append(
+            Throughput(target.name, target.what, tuple(rounds[target.name]), skipped.get(target.name, ""))
+        )
+
+
+def _measure_memory(env: Env, plan: Plan, results: Results) -> None:
+    say("memory: starting a fresh guard against the Python upstream ...")
+    try:
+        guard = targets.guard()(env)
+    except Skip as e:
+        results.watches_skipped = str(e)
+        results.lists["guard"] = str(e)
+        guard = None
+    if "list" in plan.sections:
+        _measure_lists(env, guard, results)
+    if "watches" in plan.sections and guard is not None:
+        capacity = min(WATCH_GOAL, memory.watch_capacity())
+        if capacity < WATCH_GOAL:
+            results.notes.append(
+                f"open-files hard limit allows {capacity:,} watches through a proxy (2 sockets each); "
+                "the 10,000-watch figure is extrapolated linearly"
+            )
+        say(f"memory: idle watches 0 → 1,000 → {capacity:,} ...")
+        results.watches = memory.watch_memory(guard.port, guard.pid, (0, min(1000, capacity), capacity))
+
+
+def _measure_lists(env: Env, guard: Running | None, results: Results) -> None:
+    vias: list[tuple[str, Running | None]] = [("direct", env.upstream), ("guard", guard)]
+    for via, running in vias:
+        if running is None:
+            continue
+        say(f"memory: 100 MB LIST via {via} ...")
+        try:
+            results.lists[via] = memory.large_list(running.port, running.pid)
+        except Skip as e:
+            results.lists[via] = str(e)

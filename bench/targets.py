@@ -1,0 +1,143 @@
+"""The table of things the load generator is pointed at: the static upstream itself (direct), the
+peers, and guard in several set-ups. Adding a target is adding a row. A target that cannot run here
+(missing program, guard not built yet, an option guard lacks) raises Skip with the reason; it must
+never crash the run.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench import guardsetup, peers
+from bench.load import BENCH_TOKEN
+from bench.procs import Processes, Skip, free_port
+
+
+@dataclass(frozen=True)
+class Running:
+    """A started target: where to send load, whose memory to read."""
+
+    port: int
+    pid: int
+
+
+@dataclass
+class Env:
+    """What every target is started against: the work directory, the upstream, shared Redis."""
+
+    workdir: Path
+    procs: Processes
+    upstream: Running = field(default_factory=lambda: Running(0, 0))
+    redis_url: str | None = None
+    tag: str = ""
+    """Prefix of process and log names, so a second set-up of the same target gets its own log."""
+
+    def program(self, name: str) -> str:
+        path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
+        if path is None:
+            raise Skip(f"{name} not found (scripts/system-deps.sh {name})")
+        return path
+
+    def launch(self, name: str, argv: list[str], port: int) -> Running:
+        proc = self.procs.start(self.tag + name, argv)
+        self.procs.wait_listening(self.tag + name, proc, port)
+        return Running(port, proc.pid)
+
+    def redis(self) -> str:
+        """A redis-server of the benchmark's own on a free port, started on first use."""
+        if self.redis_url is None:
+            port = free_port()
+            argv = [self.program("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+            self.launch("redis", [*argv, "--appendonly", "no"], port)
+            self.redis_url = f"redis://127.0.0.1:{port}/0"
+        return self.redis_url
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    what: str
+    start: Callable[[Env], Running]
+
+
+def start_upstream(env: Env) -> Running:
+    port = free_port()
+    return env.launch("upstream", [sys.executable, "-m", "bench.upstream", "--port", str(port)], port)
+
+
+def start_nginx_static(env: Env) -> Running:
+    return _nginx(env, "nginx-static", lambda prefix, port: peers.nginx_static(prefix, port))
+
+
+def direct(env: Env) -> Running:
+    return env.upstream
+
+
+def kubectl_proxy(env: Env) -> Running:
+    kubectl = env.program("kubectl")
+    config = env.workdir / "kubeconfig"
+    config.write_text(peers.kubeconfig(env.upstream.port, BENCH_TOKEN))
+    port = free_port()
+    return env.launch("kubectl-proxy", [kubectl, "proxy", f"--port={port}", f"--kubeconfig={config}"], port)
+
+
+def _nginx(env: Env, name: str, render: Callable[[Path, int], str]) -> Running:
+    nginx = env.program("nginx")
+    prefix = env.workdir / name
+    prefix.mkdir(exist_ok=True)
+    port = free_port()
+    (prefix / "nginx.conf").write_text(render(prefix, port))
+    return env.launch(
+        name, [nginx, "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-g", "daemon off;"], port
+    )
+
+
+def nginx_proxy(env: Env) -> Running:
+    return _nginx(env, "nginx-proxy", lambda prefix, port: peers.nginx_proxy(prefix, port, env.upstream.port))
+
+
+def haproxy(env: Env) -> Running:
+    program = env.program("haproxy")
+    port = free_port()
+    config = env.workdir / "haproxy.cfg"
+    config.write_text(peers.haproxy(port, env.upstream.port))
+    return env.launch("haproxy", [program, "-f", str(config), "-db"], port)
+
+
+def guard(*, policies: bool = False, redis: bool = False, workers: int = 0) -> Callable[[Env], Running]:
+    """A guard set-up: example policies or none, embedded store or Redis, default or N workers."""
+
+    def start(env: Env) -> Running:
+        if guardsetup.serve_help() is None:
+            raise Skip("`guard serve` is not built yet")
+        if workers and not guardsetup.supports("--workers"):
+            raise Skip("`guard serve` has no --workers option yet")
+        name = "guard" + ("-policies" if policies else "") + ("-redis" if redis else "") + f"-w{workers}"
+        port, admin = free_port(), free_port()
+        config = guardsetup.write_config(
+            env.workdir / f"{name}.yaml", port=port, admin=admin, upstream=env.upstream.port,
+            policies=guardsetup.write_policies(env.workdir / "policies") if policies else None,
+            redis=env.redis() if redis else None,
+        )  # fmt: skip
+        extra = ["--workers", str(workers)] if workers else []
+        return env.launch(name, [*guardsetup.command(), "--config", str(config), *extra], port)
+
+    return start
+
+
+TARGETS: tuple[Target, ...] = (
+    Target("direct", "the static upstream itself, no proxy", direct),
+    Target("kubectl-proxy", "`kubectl proxy` (Go), the machine's kubectl", kubectl_proxy),
+    Target("nginx", "nginx reverse proxy, keep-alive upstream, auto workers", nginx_proxy),
+    Target("haproxy", "haproxy http mode, keep-alive, http-reuse always", haproxy),
+    Target("guard", "guard, no policies (admit all), embedded store", guard()),
+    Target("guard-policies", "guard, example policies + bench tenant, embedded store", guard(policies=True)),
+    Target("guard-redis", "guard, example policies, Redis federation", guard(policies=True, redis=True)),
+    Target("guard-w1", "guard, example policies, --workers 1", guard(policies=True, workers=1)),
+    Target("guard-w2", "guard, example policies, --workers 2", guard(policies=True, workers=2)),
+)
+SMOKE_TARGETS = ("direct", "kubectl-proxy", "guard")
