@@ -13,7 +13,7 @@ import hashlib
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -50,13 +50,14 @@ class Issuer:
         self.kid = b64url(hashlib.sha256(der).digest())
 
     def issue(self, namespace: str, name: str, *, uid: str | None = None,
-              audience: str = DEFAULT_ISSUER, expires_in: int = 3600) -> str:
-        """A bound service-account token for `system:serviceaccount:<namespace>:<name>`."""
+              audience: str | Sequence[str] = DEFAULT_ISSUER, expires_in: int = 3600) -> str:
+        """A bound service-account token for `system:serviceaccount:<namespace>:<name>` (one audience or
+        several, as a TokenRequest's `spec.audiences`)."""
         now = int(self._clock())
         claims = {
             "iss": self.issuer_url,
             "sub": f"system:serviceaccount:{namespace}:{name}",
-            "aud": [audience],
+            "aud": [audience] if isinstance(audience, str) else list(audience),
             "exp": now + expires_in,
             "iat": now,
             "nbf": now,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -165,3 +166,10 @@ def test_issuer_verifies_its_own_tokens(issuer: Issuer) -> None:
     assert issuer.verify(issuer.issue("ns", "sa", uid="u")) == ("system:serviceaccount:ns:sa", "u", "ns")
     assert issuer.verify(Issuer(issuer.issuer_url).issue("ns", "sa")) is None
     assert issuer.verify("not-a-jwt") is None
+
+
+def test_issuer_takes_several_audiences(issuer: Issuer) -> None:
+    """A TokenRequest's audience list lands in the token's aud claim as a flat list."""
+    token = issuer.issue("ns", "sa", audience=["a", "b"])
+    body = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+    assert body["aud"] == ["a", "b"]
