@@ -205,9 +205,14 @@ class Authenticator:
         if task is None:
             task = asyncio.ensure_future(self._lookup(digest, token))
             self._inflight[digest] = task
-            task.add_done_callback(lambda _: self._inflight.pop(digest, None))
+            task.add_done_callback(lambda t: self._settled(digest, t))
         # shield: one waiter giving up (client gone) must not cancel the review the others wait on
         return await asyncio.shield(task)
+
+    def _settled(self, digest: bytes, task: asyncio.Task[_Entry]) -> None:
+        self._inflight.pop(digest, None)
+        if not task.cancelled():
+            task.exception()  # retrieved: every waiter may have gone, which is no error of ours
 
     async def _lookup(self, digest: bytes, token: str) -> _Entry:
         try:

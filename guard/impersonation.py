@@ -178,8 +178,13 @@ class ImpersonationCheck:
         if task is None:
             task = asyncio.ensure_future(self._review(key, caller, target))
             self._inflight[key] = task
-            task.add_done_callback(lambda _: self._inflight.pop(key, None))
+            task.add_done_callback(lambda t: self._settled(key, t))
         return await asyncio.shield(task)
+
+    def _settled(self, key: CacheKey, task: asyncio.Task[_Verdict]) -> None:
+        self._inflight.pop(key, None)
+        if not task.cancelled():
+            task.exception()  # retrieved: every waiter may have gone, which is no error of ours
 
     async def _review(self, key: CacheKey, caller: Identity, target: Target) -> _Verdict:
         spec = {"user": caller.user, "groups": list(caller.groups), "uid": caller.uid,
