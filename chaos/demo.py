@@ -23,7 +23,7 @@ from chaos.clients import FAILED, OK, REFUSED, REJECTED, FloodClient, Second, St
 from chaos.processes import Processes, start_sim
 
 TOKEN = "demo-admin-token"
-HEADER = f"{'t':>4}  {'well-behaved ok':>15}  {'p50':>7}  {'p99':>7}  {'runaway ok/429/err':>19}  {'up':>5}  crashes"
+HEADER = "   t  well-behaved ok      p50      p99   runaway ok/429/err     up  crashes"
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,8 @@ def row(t: int, steady: Second, flood: Second, cluster: ClusterView) -> str:
     runaway = f"{flood.counts.get(OK, 0)}/{flood.counts.get(REJECTED, 0)}/{_failed(flood)}"
     p50, p99 = _latency(steady)
     up = f"{cluster.up:>2}/{cluster.replicas:<2}"
-    return f"{t:>3}s  {steady.share(OK) * 100:>14.1f}%  {p50:>7}  {p99:>7}  {runaway:>19}  {up}  {cluster.crashes}"
+    ok = f"{steady.share(OK) * 100:.1f}%"
+    return f"{t:>3}s  {ok:>15}  {p50:>7}  {p99:>7}  {runaway:>19}  {up:>5}  {cluster.crashes}"
 
 
 def summary(steady: Second, flood: Second, cluster: ClusterView, down_seconds: int) -> str:
