@@ -1,0 +1,233 @@
+"""`AdmissionController`: the admission step of the request path, implementing `Admission`.
+
+match the request to a rule -> price it -> take its cost from the rule's bucket (through the
+`QuotaStore`, so the Redis store plugs in unchanged) -> per-rule in-flight and watch caps ->
+a seat of its priority level, queuing fairly when none is free -> a `Ticket`. A request that
+needs no queue is decided without suspending. Shadow rules count what they would reject and
+admit it. The policy set is swapped whole on reload; a bad reload keeps the last good set.
+Never reads the wall clock (injected) and never logs identities or tokens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from guard.admission.concurrency import InflightCaps
+from guard.admission.config import AdmissionSettings
+from guard.admission.cost import ObjectCounts, request_cost
+from guard.admission.decision import Outcome, Ticket, Verdict
+from guard.admission.fairqueue import FairQueue
+from guard.admission.stats import AdmissionStats
+from guard.admission.store import QuotaStore
+from guard.errors import ConfigError
+from guard.identity import Identity
+from guard.policy.loading import load_policies
+from guard.policy.matching import CompiledRule, Match, PolicySet, compile_policies
+from guard.requestinfo import RequestInfo
+
+Headers = tuple[tuple[str, str], ...]
+MAX_RETRY_AFTER = 60
+_STREAK_STEP = 10  # consecutive rejections of one flow that double its Retry-After
+_STREAKS_KEPT = 10_000
+
+
+def load_and_compile(
+    paths: Sequence[str | Path], settings: AdmissionSettings
+) -> tuple[PolicySet | None, list[str]]:
+    """Read and compile the policies under `paths`; (None, problems) when anything is wrong."""
+    policies, problems = load_policies(paths)
+    compiled, more = compile_policies(policies, settings)
+    problems += more
+    return (None if problems else compiled), problems
+
+
+def _wake(granted: asyncio.Future[None]) -> None:
+    if not granted.done():
+        granted.set_result(None)
+
+
+class _Held:
+    """The seat and cap an admitted request holds; released once."""
+
+    __slots__ = ("caps", "key", "level", "width")
+
+    def __init__(self, caps: InflightCaps | None, key: str, level: FairQueue | None, width: int) -> None:
+        self.caps, self.key, self.level, self.width = caps, key, level, width
+
+    def release(self) -> None:
+        if self.caps is not None:
+            self.caps.release(self.key)
+            self.caps = None
+        if self.level is not None:
+            self.level.release(self.width)
+            self.level = None
+
+
+class AdmissionController:
+    """Admission by tenant policies, on any `QuotaStore`."""
+
+    def __init__(
+        self,
+        settings: AdmissionSettings,
+        store: QuotaStore,
+        policies: PolicySet | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        counts: ObjectCounts | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.policies = policies if policies is not None else compile_policies([], settings)[0]
+        self.counts = counts if counts is not None else ObjectCounts()
+        self.stats = AdmissionStats()
+        self._clock = clock
+        self._levels = {lvl.name: FairQueue(lvl) for lvl in settings.priority_levels}
+        self._caps = InflightCaps()
+        self._streaks: dict[str, int] = {}
+
+    @classmethod
+    def from_paths(
+        cls,
+        paths: Sequence[str | Path],
+        settings: AdmissionSettings,
+        store: QuotaStore,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> AdmissionController:
+        """A controller for the policies under `paths`; raises ConfigError listing every problem."""
+        policies, problems = load_and_compile(paths, settings)
+        if policies is None:
+            raise ConfigError(problems)
+        return cls(settings, store, policies, clock=clock)
+
+    def reload(self, paths: Sequence[str | Path]) -> list[str]:
+        """Swap in the policies under `paths`; on any problem keep the current set and return them."""
+        policies, problems = load_and_compile(paths, self.settings)
+        self.stats.reloads += 1
+        self.stats.last_reload_problems = problems
+        if policies is None:
+            self.stats.reload_failures += 1
+            return problems
+        self.policies = policies
+        return []
+
+    def observe_list(self, cluster: str, info: RequestInfo, count: int) -> None:
+        """Record how many objects a LIST returned, to price the next LISTs of that resource."""
+        self.counts.observe(cluster, info.api_group, info.resource, info.namespace, count)
+
+    async def admit(self, identity: Identity, info: RequestInfo, cluster: str) -> Ticket:
+        match = self.policies.match(identity, info, cluster)
+        rule = match.rule
+        if rule.exempt:
+            return self._verdict(rule, "exempt", rule.id_headers, _Held(None, "", None, 0))
+        cost = (
+            request_cost(info, rule.list_cost, self.counts.get(cluster, info))
+            if info.verb in ("list", "watch")
+            else 1.0
+        )
+        headers, reason, retry = self._quota(match, cost)
+        cap_key = ""
+        if not reason:
+            cap_key, reason = self._cap(match, info)
+        if reason:
+            return self._refuse(match, reason, retry, headers)
+        held = _Held(self._caps if cap_key else None, cap_key, None, 0)
+        if info.is_long_running:
+            return self._verdict(rule, "admitted", headers, held, match.flow)
+        level = self._levels[rule.level]
+        held.width = level.width(cost)
+        if level.try_acquire(held.width):
+            held.level = level
+            return self._verdict(rule, "admitted", headers, held, match.flow)
+        return await self._queue(match, level, held, headers)
+
+    def _quota(self, match: Match, cost: float) -> tuple[Headers, str, float]:
+        rule = match.rule
+        if rule.limit is None:
+            return rule.id_headers, "", 0.0
+        take = self.store.take(match.bucket_key, rule.limit, min(cost, rule.limit.burst))
+        state = f'"{rule.rule_id}";r={int(take.remaining)};t={math.ceil(take.reset_after)}'
+        headers = (*rule.id_headers, ("RateLimit-Policy", rule.policy_header), ("RateLimit", state))
+        return headers, ("" if take.allowed else "quota"), take.retry_after
+
+    def _cap(self, match: Match, info: RequestInfo) -> tuple[str, str]:
+        """Acquire the rule's watch or in-flight cap: (key held or "", reason refused or "")."""
+        rule = match.rule
+        watch = info.verb == "watch"
+        cap = rule.max_watches if watch else rule.max_inflight
+        if cap is None:
+            return "", ""
+        key = f"{match.bucket_key}#{'watches' if watch else 'inflight'}"
+        if self._caps.try_acquire(key, cap):
+            return key, ""
+        return "", "watches" if watch else "inflight"
+
+    async def _queue(self, match: Match, level: FairQueue, held: _Held, headers: Headers) -> Ticket:
+        granted = asyncio.get_running_loop().create_future()
+        waiter = level.enqueue(match.flow, held.width, lambda: _wake(granted))
+        if waiter is None:
+            held.release()
+            return self._refuse(match, "queue-full", 1.0, headers)
+        started = self._clock()
+        try:
+            async with asyncio.timeout(level.level.max_queue_wait):
+                await granted
+        except TimeoutError:
+            if level.cancel(waiter):
+                held.release()
+                return self._refuse(match, "queue-wait", 1.0, headers)
+        except asyncio.CancelledError:
+            if not level.cancel(waiter):
+                level.release(held.width)  # granted as the client went away: give the seat back
+            held.release()
+            raise
+        held.level = level
+        self.stats.waited(level.level.name, self._clock() - started)
+        return self._verdict(match.rule, "queued", headers, held, match.flow)
+
+    def _refuse(self, match: Match, reason: str, retry: float, headers: Headers) -> Ticket:
+        rule = match.rule
+        self.stats.reasons[(rule.tenant, reason)] += 1
+        if rule.shadow or self.settings.shadow:
+            return self._verdict(rule, "shadow", headers, _Held(None, "", None, 0), reason=reason)
+        streak = self._streaks.get(match.flow, 0) + 1
+        if len(self._streaks) >= _STREAKS_KEPT:
+            self._streaks.clear()
+        self._streaks[match.flow] = streak
+        # Like APF, a flow that keeps knocking is told to wait longer: x2 every _STREAK_STEP refusals.
+        seconds = max(1, math.ceil(retry)) * 2 ** min(streak // _STREAK_STEP, 6)
+        self.stats.decisions[(rule.tenant, rule.name, "rejected")] += 1
+        verdict = Verdict("rejected", rule.tenant, rule.name, min(MAX_RETRY_AFTER, seconds), reason, headers)
+        return Ticket(verdict)
+
+    def _verdict(
+        self,
+        rule: CompiledRule,
+        outcome: Outcome,
+        headers: Headers,
+        held: _Held,
+        flow: str = "",
+        *,
+        reason: str = "",
+    ) -> Ticket:
+        if flow and self._streaks:
+            self._streaks.pop(flow, None)
+        self.stats.decisions[(rule.tenant, rule.name, outcome)] += 1
+        return Ticket(Verdict(outcome, rule.tenant, rule.name, 0, reason, headers), held.release)
+
+    def seats_in_use(self) -> dict[str, int]:
+        return {name: level.seats_in_use for name, level in self._levels.items()}
+
+    def snapshot_buckets(self) -> list[dict[str, object]]:
+        """The store's buckets (the embedded store lists them; other stores may list none)."""
+        snapshot = getattr(self.store, "snapshot", None)
+        return list(snapshot()) if callable(snapshot) else []
+
+    def snapshot_queues(self) -> list[dict[str, object]]:
+        """Every priority level's seats and busy queues, then the held caps."""
+        levels = [level.snapshot() for level in self._levels.values()]
+        return [*levels, {"caps": self._caps.snapshot()}]
