@@ -56,7 +56,8 @@ def decision_counts(samples: Sequence[tuple[str, dict[str, str], float]]) -> dic
     named = [s for s in samples if s[0].startswith(DECISIONS_METRIC) and s[0].endswith("_total")]
     fallback = [s for s in samples if s[0].endswith("_total") and {"tenant", "decision"} <= set(s[1])]
     for _, labels, value in named or fallback:
-        counts[(labels.get("tenant", ""), labels.get("decision", ""))] += value
+        decision = labels.get("decision") or labels.get("outcome", "")
+        counts[(labels.get("tenant", ""), decision)] += value
     return counts
 
 

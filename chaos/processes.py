@@ -22,6 +22,7 @@ from pathlib import Path
 import aiohttp
 
 READY_TIMEOUT_S = 30.0
+SIM_COMMAND = [sys.executable, "-m", "chaos", "sim"]
 
 
 def free_port() -> int:
@@ -168,16 +169,7 @@ async def wait_for_http(proc: Proc, url: str, timeout: float = READY_TIMEOUT_S) 
 
 async def start_sim(procs: Processes, args: Sequence[str], replicas: int) -> Proc:
     base = free_port_range(replicas)
-    argv = [
-        sys.executable,
-        "-m",
-        "chaos",
-        "sim",
-        "--listen",
-        f"127.0.0.1:{base}",
-        "--replicas",
-        str(replicas),
-    ]
+    argv = [*SIM_COMMAND, "--listen", f"127.0.0.1:{base}", "--replicas", str(replicas)]
     proc = procs.spawn("sim", [*argv, *args])
     await wait_for_line(proc, "serving ", count=replicas)
     proc.urls = [f"http://127.0.0.1:{base + i}" for i in range(replicas)]

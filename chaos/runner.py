@@ -176,7 +176,7 @@ def _collect(
     crashes = [x.sim_crashes for x in obs.samples if x.sim_crashes is not None]
     result["crashes"] = max(crashes) - min(crashes) if crashes else None
     up = [x.replicas_up for x in obs.samples if x.replicas_up is not None]
-    result["replicas_down_max"] = s.cluster.replicas - min(up) if up else s.cluster.replicas
+    result["replicas_down_max"] = s.cluster.replicas - min(up) if up else None
     per_user_before, per_user_after = observe.user_counts(before), observe.user_counts(after)
     upstream = {u: n - per_user_before.get(u, 0) for u, n in per_user_after.items()}
     result["upstream_per_user"] = upstream
@@ -239,3 +239,7 @@ def run(args: argparse.Namespace) -> int:
         print(report.verdict_table(summaries))
     print(f"report: {args.report.resolve()}")
     return 0 if all(x["verdict"]["passed"] for x in summaries) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
