@@ -1,0 +1,168 @@
+"""Send one admitted request to an api-server endpoint and stream the answer back.
+
+Bodies flow chunk by chunk in both directions (never read whole); watches and `logs -f` reach the
+client as each chunk arrives. Hop-by-hop headers are handled here, by guard: a `Connection` header can
+name headers to drop, but never `Authorization`, `Impersonate-*` or anything guard adds. This module
+must never log a header value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
+
+from guard.errors import BadRequest, GuardError, ServiceUnavailable, UpstreamError
+from guard.upstream import Endpoint, Upstream
+
+HOP_BY_HOP = frozenset({
+    "connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "te",
+    "trailer", "transfer-encoding", "upgrade", "host",
+})
+# Inbound headers that only guard may set upstream: the impersonation it has checked, and the
+# front-proxy (requestheader) names an api-server might trust.
+STRIPPED_PREFIXES = ("impersonate-", "x-remote-")
+PROTECTED = frozenset({"authorization", "x-forwarded-for", "content-length", "content-type"})
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+CHUNK = 64 * 1024
+
+
+class PayloadTooLarge(GuardError):
+    code = 413
+    reason = "RequestEntityTooLarge"
+
+
+@dataclass(frozen=True)
+class Outbound:
+    """What guard sends upstream: headers already filtered, plus the request's timeout class."""
+
+    headers: CIMultiDict[str]
+    timeout: aiohttp.ClientTimeout
+
+
+def connection_tokens(headers: CIMultiDictProxy[str]) -> frozenset[str]:
+    """Header names listed in `Connection`, lower-cased, minus the ones nobody may drop."""
+    named = {t.strip().lower() for v in headers.getall("Connection", ()) for t in v.split(",")}
+    return frozenset(n for n in named if n and n not in PROTECTED and not n.startswith(STRIPPED_PREFIXES))
+
+
+def request_headers(inbound: CIMultiDictProxy[str], *, peer: str, keep_authorization: bool,
+                    add: Iterable[tuple[str, str]]) -> CIMultiDict[str]:
+    """The headers to send upstream: end-to-end ones, X-Forwarded-For, then guard's own `add`."""
+    named = connection_tokens(inbound)
+    out: CIMultiDict[str] = CIMultiDict()
+    for key, value in inbound.items():
+        lk = key.lower()
+        if lk in HOP_BY_HOP or lk in named or lk.startswith(STRIPPED_PREFIXES) or lk == "x-forwarded-for":
+            continue
+        if lk == "authorization" and not keep_authorization:
+            continue
+        out.add(key, value)
+    forwarded = list(inbound.getall("X-Forwarded-For", ()))
+    if peer:
+        forwarded.append(peer)
+    if forwarded:
+        out["X-Forwarded-For"] = ", ".join(forwarded)
+    out.extend(add)
+    return out
+
+
+def response_headers(upstream: CIMultiDictProxy[str], add: Iterable[tuple[str, str]]) -> CIMultiDict[str]:
+    named = connection_tokens(upstream)
+    out: CIMultiDict[str] = CIMultiDict(
+        (k, v) for k, v in upstream.items() if k.lower() not in HOP_BY_HOP and k.lower() not in named)
+    out.extend(add)
+    return out
+
+
+def request_body(request: web.Request, max_bytes: int) -> AsyncIterator[bytes] | None:
+    """The body as a stream, or None when there is none. Over `max_bytes` → 413, even when chunked."""
+    if not request.body_exists:
+        return None
+    length = request.content_length
+    if length is not None and length > max_bytes:
+        raise PayloadTooLarge(f"the request body is larger than {max_bytes} bytes")
+    return _counted(request.content, max_bytes)
+
+
+async def _counted(content: aiohttp.StreamReader, max_bytes: int) -> AsyncIterator[bytes]:
+    seen = 0
+    async for chunk in content.iter_chunked(CHUNK):
+        seen += len(chunk)
+        if seen > max_bytes:
+            raise PayloadTooLarge(f"the request body is larger than {max_bytes} bytes")
+        yield chunk
+
+
+async def send(upstream: Upstream, request: web.Request, out: Outbound,
+               body: AsyncIterator[bytes] | None) -> tuple[Endpoint, aiohttp.ClientResponse]:
+    """Open the exchange on one endpoint, skipping endpoints that refuse connections.
+
+    A request is retried on another endpoint when its connection could not be opened (nothing was
+    sent), or, for bodiless safe requests, when a pooled connection broke before any answer.
+    The caller must `release(endpoint)` and close the response.
+    """
+    tried: list[Endpoint] = []
+    retry_broken = request.method in SAFE_METHODS and body is None
+    for _ in range(len(upstream.endpoints) + 1):
+        ep = upstream.pick(tried)
+        if ep is None:
+            break
+        ep.in_flight += 1
+        try:
+            response = await ep.session.request(
+                request.method, URL(ep.url + request.raw_path, encoded=True), headers=out.headers,
+                data=body, allow_redirects=False, timeout=out.timeout, compress=None)
+        except aiohttp.ClientConnectorError:
+            ep.in_flight -= 1
+            tried.append(ep)
+            continue
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as e:
+            ep.in_flight -= 1
+            if not retry_broken:
+                raise UpstreamError(f"api-server {ep.origin} broke the connection") from e
+            if len(upstream.endpoints) > 1:
+                tried.append(ep)
+            continue
+        except TimeoutError as e:
+            ep.in_flight -= 1
+            raise ServiceUnavailable(f"api-server {ep.origin} did not answer in time", retry_after=1) from e
+        except aiohttp.ClientError as e:
+            ep.in_flight -= 1
+            raise UpstreamError(f"api-server {ep.origin}: {type(e).__name__}") from e
+        return ep, response
+    raise ServiceUnavailable(f"no api-server of cluster {upstream.name} is reachable", retry_after=1)
+
+
+def release(ep: Endpoint) -> None:
+    ep.in_flight -= 1
+
+
+async def relay(request: web.Request, upstream_response: aiohttp.ClientResponse,
+                add: Iterable[tuple[str, str]], *,
+                draining: Callable[[], bool] = lambda: False) -> tuple[web.StreamResponse, int]:
+    """Copy status, headers and body to the client as they arrive. Returns (response, body bytes)."""
+    response = web.StreamResponse(status=upstream_response.status, reason=upstream_response.reason,
+                                  headers=response_headers(upstream_response.headers, add))
+    await response.prepare(request)
+    sent = 0
+    try:
+        async for chunk in upstream_response.content.iter_any():
+            await response.write(chunk)
+            sent += len(chunk)
+    except (TimeoutError, aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as e:
+        if not draining():
+            # Headers are gone already: the only honest signal left is an aborted connection.
+            raise ConnectionResetError("upstream broke the response") from e
+    await response.write_eof()
+    return response, sent
+
+
+def bad_request_from_headers(request: web.Request) -> None:
+    """Reject inbound framing a proxy must not forward ambiguously."""
+    if "content-length" in request.headers and "transfer-encoding" in request.headers:
+        raise BadRequest("both Content-Length and Transfer-Encoding are set")

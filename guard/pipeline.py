@@ -1,0 +1,221 @@
+"""The request path: identify → classify → admit → forward, as one aiohttp handler.
+
+Each step is a call through a seam (Authenticator, ImpersonationCheck, classify, Admission,
+Upstream) built by `guard.app`. Every error a client sees is a Kubernetes Status; unexpected
+exceptions become a 500 Status and a log line, never a traceback on the wire. It must never log or
+forward a credential it was not meant to.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict
+
+from guard import forward, tunnel
+from guard.accesslog import AccessLog, AccessRecord
+from guard.admission.decision import Admission, Ticket
+from guard.authn import Credentials
+from guard.errors import GuardError, TooManyRequests, Unauthorized
+from guard.identity import Identity
+from guard.metrics import GuardMetrics, verb_label
+from guard.requestinfo import RequestInfo, classify
+from guard.settings import Settings
+from guard.upstream import Upstream
+
+log = logging.getLogger("guard.proxy")
+
+
+class Authenticating(Protocol):
+    async def authenticate(self, creds: Credentials) -> Identity: ...
+
+
+class Impersonating(Protocol):
+    async def resolve(self, caller: Identity, headers: object) -> Identity: ...
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Everything one generation of settings built; SIGHUP swaps the whole value at once."""
+
+    settings: Settings
+    upstream: Upstream
+    authenticator: Authenticating
+    impersonation: Impersonating
+    admission: Admission
+    impersonation_headers: Callable[[Identity], Sequence[tuple[str, str]]]
+    access_log: AccessLog
+    timeouts: tuple[aiohttp.ClientTimeout, aiohttp.ClientTimeout] = field(repr=False, default=(
+        aiohttp.ClientTimeout(), aiohttp.ClientTimeout()))
+    """(ordinary, long-running) upstream timeouts."""
+
+
+class Holder:
+    """The current Runtime. Requests read `current` once, so a reload never mixes generations."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.current = runtime
+
+
+@dataclass
+class _Exchange:
+    """What one request has learnt so far, for metrics and the access log."""
+
+    started: float
+    identity: Identity | None = None
+    info: RequestInfo | None = None
+    status: int = 500
+    sent: int = 0
+    decision: str = ""
+
+
+class Proxy:
+    """The catch-all handler of the main listener."""
+
+    def __init__(self, holder: Holder, metrics: GuardMetrics) -> None:
+        self.holder = holder
+        self.metrics = metrics
+        self.draining = False
+        self._long_running: set[aiohttp.ClientResponse] = set()
+
+    def drain(self) -> None:
+        """SIGTERM: end watches and tunnels cleanly so clients re-watch elsewhere."""
+        self.draining = True
+        for response in list(self._long_running):
+            response.close()
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        rt = self.holder.current
+        ex = _Exchange(started=time.perf_counter())
+        try:
+            response = await self._serve(rt, request, ex)
+        except GuardError as e:
+            response = status_response(e)
+        except (ConnectionResetError, aiohttp.ClientConnectionResetError):
+            ex.status = 499  # the client (or upstream mid-body) went away; nothing left to answer
+            raise
+        except Exception:
+            log.exception("unexpected error serving %s %s", request.method, request.path)
+            response = status_response(GuardError("internal error in guard"))
+        finally:
+            self._record(rt, request, ex)
+        ex.status = response.status
+        return response
+
+    async def _serve(self, rt: Runtime, request: web.Request, ex: _Exchange) -> web.StreamResponse:
+        caller = await self._identify(rt, request)
+        effective = caller
+        if any(k.lower().startswith("impersonate-") for k in request.headers):
+            effective = await rt.impersonation.resolve(caller, request.headers)
+        ex.identity = effective
+        ex.info = info = classify(request.method, request.path, request.query)
+        ticket = await rt.admission.admit(effective, info, rt.upstream.name)
+        ex.decision = ticket.verdict.outcome
+        try:
+            return await self._admitted(rt, request, ex, ticket, caller)
+        finally:
+            ticket.release()
+
+    async def _identify(self, rt: Runtime, request: web.Request) -> Identity:
+        auth = request.headers.get("Authorization", "")
+        token = auth[7:].strip() if auth[:7].lower() == "bearer " else None
+        return await rt.authenticator.authenticate(Credentials(
+            bearer_token=token or None, peer_certificate_der=peer_certificate(request),
+            remote_addr=request.remote or ""))
+
+    async def _admitted(self, rt: Runtime, request: web.Request, ex: _Exchange, ticket: Ticket,
+                        caller: Identity) -> web.StreamResponse:
+        verdict = ticket.verdict
+        if not verdict.admitted:
+            raise Rejected(verdict.reason or "Too many requests, please try again later.",
+                           retry_after=max(1, verdict.retry_after), headers=verdict.headers)
+        assert ex.identity is not None and ex.info is not None
+        outbound = forward.Outbound(self._headers(rt, request, ex.identity, caller),
+                                    rt.timeouts[1] if ex.info.is_long_running else rt.timeouts[0])
+        upgrade = tunnel.is_upgrade(request)
+        if upgrade:
+            outbound.headers.extend(tunnel.upgrade_headers(request))
+        body = None if upgrade else forward.request_body(request, rt.settings.limits.max_body_bytes)
+        endpoint, upstream_response = await forward.send(rt.upstream, request, outbound, body)
+        self._observe_latency(rt, ex)
+        try:
+            return await self._respond(request, ex, upstream_response, list(verdict.headers), upgrade)
+        finally:
+            forward.release(endpoint)
+            upstream_response.release()
+
+    async def _respond(self, request: web.Request, ex: _Exchange, upstream: aiohttp.ClientResponse,
+                       add: list[tuple[str, str]], upgrade: bool) -> web.StreamResponse:
+        long_running = ex.info is not None and ex.info.is_long_running
+        if long_running:
+            self._long_running.add(upstream)
+        try:
+            if upgrade and upstream.status == 101:
+                response, ex.sent = await tunnel.splice(request, upstream, add)
+            else:
+                response, ex.sent = await forward.relay(request, upstream, add,
+                                                        draining=lambda: self.draining)
+        finally:
+            self._long_running.discard(upstream)
+        ex.status = response.status
+        return response
+
+    def _headers(self, rt: Runtime, request: web.Request, effective: Identity,
+                 caller: Identity) -> CIMultiDict[str]:
+        peer = request.remote or ""
+        if rt.settings.forwarding == "impersonate":
+            add = [*rt.upstream.credential.auth_headers(), *rt.impersonation_headers(effective)]
+            return forward.request_headers(request.headers, peer=peer, keep_authorization=False, add=add)
+        if "Authorization" not in request.headers and not effective.is_anonymous:
+            raise Unauthorized("client certificate users need `forwarding: impersonate` in guard's settings")
+        add = list(rt.impersonation_headers(effective)) if effective is not caller else []
+        return forward.request_headers(request.headers, peer=peer, keep_authorization=True, add=add)
+
+    def _observe_latency(self, rt: Runtime, ex: _Exchange) -> None:
+        if ex.info is not None and not ex.info.is_long_running:
+            self.metrics.latency.labels(rt.upstream.name, verb_label(ex.info.verb)).observe(
+                time.perf_counter() - ex.started)
+
+    def _record(self, rt: Runtime, request: web.Request, ex: _Exchange) -> None:
+        verb = verb_label(ex.info.verb) if ex.info else "other"
+        cluster = rt.upstream.name
+        self.metrics.requests.labels(cluster, verb, str(ex.status)).inc()
+        self.metrics.bytes_sent.labels(cluster).inc(ex.sent)
+        if ex.decision:
+            self.metrics.admission.labels(cluster, ex.decision).inc()
+        rt.access_log.write(AccessRecord(
+            identity=ex.identity, info=ex.info, method=request.method, status=ex.status, bytes=ex.sent,
+            latency=time.perf_counter() - ex.started, cluster=cluster, remote=request.remote or "",
+            decision=ex.decision))
+
+
+class Rejected(TooManyRequests):
+    """A rejection by admission, carrying the verdict's headers to the client."""
+
+    def __init__(self, message: str, *, retry_after: int, headers: Sequence[tuple[str, str]]) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.headers = headers
+
+
+def status_response(error: GuardError) -> web.Response:
+    headers: dict[str, str] = {"Content-Type": "application/json"}
+    if error.retry_after is not None:
+        headers["Retry-After"] = str(error.retry_after)
+    response = web.Response(status=error.code, body=json.dumps(error.status()).encode(), headers=headers)
+    for k, v in getattr(error, "headers", ()):
+        response.headers.add(k, v)
+    return response
+
+
+def peer_certificate(request: web.Request) -> bytes | None:
+    """The client certificate the TLS layer verified against the client CA, as DER."""
+    transport = request.transport
+    ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+    return ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None

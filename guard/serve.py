@@ -1,0 +1,53 @@
+"""`guard serve`: read and validate the settings, then run the proxy until SIGTERM.
+
+Bad settings print every problem (file and field) and exit 1 before anything listens. This module
+only parses the command line; it must never build proxy objects itself (`guard.app` does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from guard import settings as settings_module
+from guard.errors import ConfigError
+from guard.server import GuardServer, configure_logging
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, metavar="FILE", help="guard.yaml settings file")
+    parser.add_argument("--listen", metavar="ADDR", help="override `listen` (host:port; port 0 = any free)")
+    parser.add_argument("--admin-listen", metavar="ADDR", help="override `admin` (host:port)")
+    parser.add_argument("--redis", metavar="URL", help="override `redis` (redis:// or rediss:// URL)")
+
+
+def run(args: argparse.Namespace) -> int:
+    overrides = {"listen": args.listen, "admin": args.admin_listen, "redis": args.redis}
+    try:
+        settings = settings_module.load(args.config, overrides=overrides)
+    except ConfigError as e:
+        for problem in e.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    configure_logging()
+    server = GuardServer(settings, path=Path(args.config), overrides=overrides)
+    try:
+        _event_loop_runner()(server.run())
+    except ConfigError as e:  # a credential file named by valid settings could not be read
+        for problem in e.problems:
+            print(f"{args.config}: {problem}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _event_loop_runner() -> Callable[[Coroutine[Any, Any, None]], None]:
+    """uvloop when installed (a faster event loop), else asyncio's own."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run
+    return uvloop.run

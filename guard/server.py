@@ -1,0 +1,154 @@
+"""Listeners and lifecycle: the main listener (HTTP or TLS with an optional client CA), the admin
+listener, SIGTERM drain and SIGHUP reload.
+
+SIGTERM stops accepting, ends watches cleanly and gives ordinary requests `limits.drainTimeout`
+seconds. SIGHUP re-reads the settings file; an invalid file is logged (file and field) and the running
+settings stay. This module must never exit the process on a bad reload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import ssl
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from aiohttp import web
+
+from guard import app as wiring
+from guard import settings as settings_module
+from guard.admin import AdminPages
+from guard.errors import ConfigError
+from guard.metrics import GuardMetrics
+from guard.pipeline import Holder, Proxy, Runtime
+from guard.settings import Settings, TLSSettings
+
+log = logging.getLogger("guard.server")
+OLD_RUNTIME_GRACE = 300.0
+"""Seconds a replaced runtime's connection pools stay open for the requests still using them."""
+
+
+def serving_context(tls: TLSSettings) -> ssl.SSLContext:
+    """TLS for the main listener; client certificates optional (token users present none)."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(str(tls.cert), str(tls.key))
+    if tls.client_ca is not None:
+        ctx.load_verify_locations(cafile=str(tls.client_ca))
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+    return ctx
+
+
+class GuardServer:
+    """One guard process: build, listen, reload, drain."""
+
+    def __init__(self, settings: Settings, *, path: Path | None = None,
+                 overrides: Mapping[str, object] | None = None) -> None:
+        self.settings = settings
+        self.path = path
+        self.overrides = dict(overrides or {})
+        self.metrics = GuardMetrics()
+        self.pages = AdminPages()
+        self.holder: Holder | None = None
+        self.proxy: Proxy | None = None
+        self._runners: list[web.AppRunner] = []
+        self._tls: ssl.SSLContext | None = None
+        self._stopped = asyncio.Event()
+        self.addresses: dict[str, str] = {}
+
+    async def start(self) -> None:
+        self.holder = Holder(await wiring.build_runtime(self.settings))
+        main, admin, self.proxy = wiring.build_apps(self.holder, self.metrics, self.pages)
+        s = self.settings
+        self._tls = serving_context(s.tls) if s.tls else None
+        scheme = "https" if self._tls else "http"
+        self.addresses["main"] = await self._listen(main, s.listen.host, s.listen.port, self._tls, scheme,
+                                                    shutdown=s.limits.drain_timeout)
+        if s.admin is not None:
+            self.addresses["admin"] = await self._listen(admin, s.admin.host, s.admin.port, None, "http",
+                                                         shutdown=1.0)
+
+    async def _listen(self, application: web.Application, host: str, port: int,
+                      ctx: ssl.SSLContext | None, scheme: str, *, shutdown: float) -> str:
+        limits = self.settings.limits
+        runner = web.AppRunner(application, access_log=None, handle_signals=False,
+                               shutdown_timeout=shutdown, keepalive_timeout=limits.idle_timeout)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port, ssl_context=ctx, backlog=1024, reuse_address=True)
+        await site.start()
+        self._runners.append(runner)
+        bound = runner.addresses[0]
+        shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
+        return f"{scheme}://{shown}:{bound[1]}"
+
+    def announce(self) -> None:
+        """The line tests and scripts wait for."""
+        admin = f" admin {self.addresses['admin']}" if "admin" in self.addresses else ""
+        print(f"guard serving {self.addresses['main']}{admin}", flush=True)
+
+    async def reload(self) -> bool:
+        """Re-read the settings file; swap atomically, or keep the running settings when it is bad."""
+        if self.path is None or self.holder is None:
+            return False
+        try:
+            fresh = settings_module.load(self.path, overrides=self.overrides)
+            self._check_restart_only(fresh)
+            runtime = await wiring.build_runtime(fresh)
+        except ConfigError as e:
+            for problem in e.problems:
+                log.error("reload rejected, keeping the running settings: %s", problem)
+            self.metrics.reloads.labels("rejected").inc()
+            return False
+        old, self.holder.current, self.settings = self.holder.current, runtime, fresh
+        if fresh.tls is not None and self._tls is not None:
+            self._tls.load_cert_chain(str(fresh.tls.cert), str(fresh.tls.key))  # new handshakes only
+        asyncio.get_running_loop().create_task(_retire(old))
+        self.metrics.reloads.labels("applied").inc()
+        log.info("reloaded settings from %s", self.path)
+        return True
+
+    def _check_restart_only(self, fresh: Settings) -> None:
+        old = self.settings
+        changed = [name for name in ("listen", "admin") if getattr(fresh, name) != getattr(old, name)]
+        if (fresh.tls is None) != (self.settings.tls is None):
+            changed.append("tls")
+        if changed:
+            raise ConfigError([f"{fresh.source}: {name}: changes need a restart" for name in changed])
+
+    async def stop(self) -> None:
+        """Drain: stop accepting, end watches, let ordinary requests finish, then close."""
+        if self.proxy is not None:
+            self.proxy.drain()
+        for runner in self._runners:
+            await runner.cleanup()
+        self._runners.clear()
+        if self.holder is not None:
+            await wiring.close_runtime(self.holder.current)
+
+    async def run(self) -> None:
+        """Serve until SIGTERM/SIGINT, reloading on SIGHUP."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stopped.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self.reload()))
+        await self.start()
+        self.announce()
+        await self._stopped.wait()
+        log.info("draining")
+        await self.stop()
+
+
+async def _retire(runtime: Runtime) -> None:
+    """Close a replaced runtime once its requests are done (watches get at most the grace period)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + OLD_RUNTIME_GRACE
+    while loop.time() < deadline and any(ep.in_flight for ep in runtime.upstream.endpoints):
+        await asyncio.sleep(1.0)
+    await wiring.close_runtime(runtime)
+
+
+def configure_logging() -> None:
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -1,0 +1,197 @@
+"""The api-server endpoints of a cluster and guard's own credential to them.
+
+One pooled `aiohttp.ClientSession` per endpoint, built once and reused by every request; endpoint
+choice is least-in-flight with a rotating tie-break. Reads credential files and builds TLS contexts,
+and must never put a token or key material into a log line, an exception message or a repr.
+"""
+
+from __future__ import annotations
+
+import importlib
+import itertools
+import os
+import ssl
+import tempfile
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from guard.authn import HttpReviewClient
+from guard.errors import ConfigError, UpstreamError
+from guard.settings import ClusterSettings
+
+IN_CLUSTER_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+CONNECT_TIMEOUT = 5.0
+"""Seconds to open a TCP (+TLS) connection to an api-server before trying the next endpoint."""
+POOL_SIZE = 1000
+"""Most concurrent connections guard keeps to one endpoint (watches hold one each)."""
+
+
+@dataclass(frozen=True)
+class Credential:
+    """guard's own identity towards the cluster: a token and/or a client certificate in `ssl`."""
+
+    servers: tuple[str, ...]
+    token: str | None = field(default=None, repr=False)
+    ssl: ssl.SSLContext | None = field(default=None, repr=False)
+
+    def auth_headers(self) -> tuple[tuple[str, str], ...]:
+        return (("Authorization", f"Bearer {self.token}"),) if self.token else ()
+
+
+class Endpoint:
+    """One api-server URL with its own connection pool and in-flight count."""
+
+    def __init__(self, url: str, credential: Credential) -> None:
+        self.url = url
+        parts = urlsplit(url)
+        self.base_path = parts.path.rstrip("/")
+        self.in_flight = 0
+        connector = aiohttp.TCPConnector(
+            limit=POOL_SIZE, ssl=(credential.ssl or True) if parts.scheme == "https" else False,
+            ttl_dns_cache=300, keepalive_timeout=30.0)
+        # A dummy cookie jar: cookies of one caller must never be replayed for another.
+        self.session = aiohttp.ClientSession(
+            base_url=None, connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
+            auto_decompress=False, trust_env=False,
+            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT))
+        self.origin = f"{parts.scheme}://{parts.netloc}"
+
+    def __repr__(self) -> str:
+        return f"Endpoint({self.url!r}, in_flight={self.in_flight})"
+
+
+class Upstream:
+    """All endpoints of one cluster."""
+
+    def __init__(self, name: str, credential: Credential) -> None:
+        self.name = name
+        self.credential = credential
+        self.endpoints = [Endpoint(url, credential) for url in credential.servers]
+        self._turn = itertools.count()
+
+    def pick(self, exclude: Iterable[Endpoint] = ()) -> Endpoint | None:
+        """The least busy endpoint not in `exclude`; ties rotate so load spreads evenly."""
+        skip = set(map(id, exclude))
+        n = len(self.endpoints)
+        start = next(self._turn) % n if n else 0
+        best: Endpoint | None = None
+        for i in range(n):
+            ep = self.endpoints[(start + i) % n]
+            if id(ep) not in skip and (best is None or ep.in_flight < best.in_flight):
+                best = ep
+        return best
+
+    async def close(self) -> None:
+        for ep in self.endpoints:
+            await ep.session.close()
+
+
+class FailoverReviews:
+    """A ReviewClient that posts TokenReviews/SubjectAccessReviews to the least busy endpoint and
+    tries the next one when an endpoint fails, so one dead api-server does not fail identity."""
+
+    def __init__(self, upstream: Upstream, *, timeout: float) -> None:
+        headers = dict(upstream.credential.auth_headers())
+        self._upstream = upstream
+        self._clients = {id(ep): HttpReviewClient(ep.session, ep.url, headers, timeout=timeout)
+                         for ep in upstream.endpoints}
+
+    async def create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        return await self._each(lambda c: c.create(path, body))
+
+    async def get(self, path: str) -> dict[str, Any]:
+        return await self._each(lambda c: c.get(path))
+
+    async def _each(self, call: Callable[[HttpReviewClient], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+        tried: list[Endpoint] = []
+        error: UpstreamError | None = None
+        while (ep := self._upstream.pick(tried)) is not None:
+            try:
+                return await call(self._clients[id(ep)])
+            except UpstreamError as e:
+                tried.append(ep)
+                error = e
+        raise error or UpstreamError(f"cluster {self._upstream.name} has no endpoint")
+
+
+def resolve_credential(cluster: ClusterSettings) -> Credential:
+    """Read guard's credential from the sources the settings name. ConfigError names the field."""
+    at = f"clusters[{cluster.name}]"
+    token, servers, ctx = cluster.token, cluster.servers, None
+    if cluster.token_file is not None:
+        token = _read_text(cluster.token_file, f"{at}.tokenFile").strip()
+    if cluster.kubeconfig is not None or cluster.in_cluster:
+        token, servers, ctx = _from_kubeconfig(cluster, token, servers)
+    if ctx is None:
+        ctx = _ssl_context(cluster.ca_file, cluster.cert_file, cluster.key_file,
+                           cluster.insecure_skip_tls_verify, at)
+    return Credential(servers=tuple(servers), token=token or None, ssl=ctx)
+
+
+def _from_kubeconfig(cluster: ClusterSettings, token: str | None,
+                     servers: tuple[str, ...]) -> tuple[str | None, tuple[str, ...], ssl.SSLContext]:
+    """Delegate to guard.kubeconfig (identity engineer) for kubeconfig and in-cluster credentials."""
+    module: Any = importlib.import_module("guard.kubeconfig")
+    if cluster.in_cluster:
+        cred = module.in_cluster_credential()
+    else:
+        cred = module.load_credential(cluster.kubeconfig, cluster.context)
+    servers = servers or (str(cred.server).rstrip("/"),)
+    token = token or getattr(cred, "token", None)
+    ctx = _ssl_from_data(getattr(cred, "ca_data", None), getattr(cred, "client_cert_data", None),
+                         getattr(cred, "client_key_data", None), bool(getattr(cred, "insecure", False)),
+                         cluster.ca_file, cluster.insecure_skip_tls_verify)
+    return token, servers, ctx
+
+
+def _ssl_context(ca_file: Path | None, cert_file: Path | None, key_file: Path | None, insecure: bool,
+                 at: str) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    if insecure:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    if cert_file is not None and key_file is not None:
+        try:
+            ctx.load_cert_chain(str(cert_file), str(key_file))
+        except (OSError, ssl.SSLError) as e:
+            raise ConfigError([f"{at}.certFile: cannot load certificate and key: {type(e).__name__}"]) from e
+    return ctx
+
+
+def _ssl_from_data(ca: bytes | str | None, cert: bytes | str | None, key: bytes | str | None,
+                   insecure: bool, ca_file: Path | None, insecure_override: bool) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    if ca and not ca_file:
+        ctx.load_verify_locations(cadata=ca.decode() if isinstance(ca, bytes) else ca)
+    if insecure or insecure_override:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    if cert and key:
+        _load_chain_from_memory(ctx, cert, key)
+    return ctx
+
+
+def _load_chain_from_memory(ctx: ssl.SSLContext, cert: bytes | str, key: bytes | str) -> None:
+    """ssl only loads chains from files: write a private temporary file and remove it at once."""
+    data = (cert if isinstance(cert, bytes) else cert.encode()) + b"\n" + (
+        key if isinstance(key, bytes) else key.encode())
+    fd, name = tempfile.mkstemp(prefix="guard-", suffix=".pem")
+    try:
+        os.write(fd, data)
+        os.close(fd)
+        ctx.load_cert_chain(name)
+    finally:
+        os.unlink(name)
+
+
+def _read_text(path: Path, at: str) -> str:
+    try:
+        return path.read_text()
+    except OSError as e:
+        raise ConfigError([f"{at}: cannot read {path}: {e.strerror}"]) from e
