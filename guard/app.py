@@ -56,7 +56,9 @@ def build_admission(settings: Settings) -> Admission:
     """Admission for these settings. The admission controller plugs in here (policies, admission:)."""
     if settings.policies is None and settings.admission is None:
         return AdmitAll()
-    admission = settings.admission if isinstance(settings.admission, AdmissionSettings) else AdmissionSettings()
+    admission = settings.admission
+    if not isinstance(admission, AdmissionSettings):
+        admission = AdmissionSettings()
     paths = [settings.policies] if settings.policies is not None else []
     return AdmissionController.from_paths(paths, admission, EmbeddedStore())  # ConfigError lists problems
 

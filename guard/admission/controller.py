@@ -33,6 +33,14 @@ Headers = tuple[tuple[str, str], ...]
 MAX_RETRY_AFTER = 60
 _STREAK_STEP = 10  # consecutive rejections of one flow that double its Retry-After
 _STREAKS_KEPT = 10_000
+# What the client reads in the 429 Status; names no tenant or rule (headers carry opaque ids).
+MESSAGES = {
+    "quota": "Too many requests: over quota, please try again later.",
+    "inflight": "Too many requests in flight for this quota, please try again later.",
+    "watches": "Too many watches open for this quota, please try again later.",
+    "queue-full": "Too many requests queued at this priority level, please try again later.",
+    "queue-wait": "Timed out waiting for a seat at this priority level, please try again later.",
+}
 
 
 def load_and_compile(
@@ -201,7 +209,9 @@ class AdmissionController:
         # Like APF, a flow that keeps knocking is told to wait longer: x2 every _STREAK_STEP refusals.
         seconds = max(1, math.ceil(retry)) * 2 ** min(streak // _STREAK_STEP, 6)
         self.stats.decisions[(rule.tenant, rule.name, "rejected")] += 1
-        verdict = Verdict("rejected", rule.tenant, rule.name, min(MAX_RETRY_AFTER, seconds), reason, headers)
+        verdict = Verdict(
+            "rejected", rule.tenant, rule.name, min(MAX_RETRY_AFTER, seconds), MESSAGES[reason], headers
+        )
         return Ticket(verdict)
 
     def _verdict(
