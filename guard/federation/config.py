@@ -89,12 +89,12 @@ def parse_redis(raw: object, where: str) -> tuple[RedisSettings, list[str]]:
     if not isinstance(raw, dict):
         return RedisSettings(url=""), [f"{where}: must be a URL string or a mapping"]
     problems: list[str] = [f"{where}.{key}: unknown key" for key in raw if key not in _KNOWN]
-    values: dict[str, object] = {}
+    values: dict[str, object] = {"url": ""}
     _parse_strings(raw, where, values, problems)
     _parse_numbers(raw, where, values, problems)
     if "sentinel" in raw:
         values["sentinel"] = _parse_sentinel(raw["sentinel"], f"{where}.sentinel", problems)
-    _check_url(values.get("url"), where, problems)
+    _check_url(values["url"] or None, where, problems)
     _check_combinations(values, where, problems)
     return RedisSettings(**values), problems  # type: ignore[arg-type]
 
