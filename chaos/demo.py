@@ -35,8 +35,7 @@ class ClusterView:
     crashes: int
 
 
-def parse(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m chaos demo", description=__doc__.split("\n\n")[0])
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--duration", type=int, default=30, help="seconds to run (default 30)")
     p.add_argument("--replicas", type=int, default=3, help="api-server replicas (default 3)")
     p.add_argument("--seed-objects", type=int, default=1500, help="pods pre-created (default 1500)")
@@ -46,10 +45,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--flood-concurrency", type=int, default=16, help="runaway LIST workers (default 16)")
     p.add_argument("--flood-after", type=int, default=3, help="calm seconds before the runaway starts")
     p.add_argument("--steady-rate", type=float, default=20.0, help="well-behaved GETs/s (default 20)")
-    args = p.parse_args(argv)
-    if args.duration < 1 or args.replicas < 1 or args.flood_concurrency < 1 or args.steady_rate <= 0:
-        p.error("--duration, --replicas, --flood-concurrency and --steady-rate must be positive")
-    return args
+
+
+def invalid(args: argparse.Namespace) -> str:
+    """One line saying what is wrong with the arguments, or "" when nothing is."""
+    if min(args.duration, args.replicas, args.flood_concurrency) < 1 or args.steady_rate <= 0:
+        return "--duration, --replicas, --flood-concurrency and --steady-rate must be positive"
+    return ""
 
 
 def sim_args(args: argparse.Namespace, token_file: Path) -> list[str]:
@@ -132,7 +134,9 @@ async def drive(urls: list[str], args: argparse.Namespace, out: list[str]) -> No
             if t == args.flood_after:
                 tasks.append(loop.create_task(flood.run(session, stop)))
             await asyncio.sleep(max(0.0, start + t + 1 - loop.time()))
-            cluster = await view(urls)
+            seen = await view(urls)
+            # With every replica down nobody reports the count: keep the last one seen.
+            cluster = ClusterView(seen.up, seen.replicas, max(seen.crashes, cluster.crashes))
             down += cluster.up < cluster.replicas
             emit(out, row(t + 1, steady.stats.second(t), flood.stats.second(t), cluster))
         stop.set()
@@ -145,7 +149,7 @@ def emit(out: list[str], line: str) -> None:
     print(line, flush=True)
 
 
-async def run(args: argparse.Namespace) -> int:
+async def _run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="chaos-demo-") as tmp:
         workdir = Path(tmp)
         token_file = workdir / "tokens.csv"
@@ -162,15 +166,25 @@ async def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse(argv)
+def run(args: argparse.Namespace) -> int:
+    """The `python -m chaos demo` entry the chaos dispatcher calls."""
+    problem = invalid(args)
+    if problem:
+        print(f"chaos demo: {problem}", file=sys.stderr)
+        return 2
     try:
-        return asyncio.run(run(args))
+        return asyncio.run(_run(args))
     except KeyboardInterrupt:
         return 130
     except RuntimeError as e:
-        print(f"demo: {e}", file=sys.stderr)
+        print(f"chaos demo: {e}", file=sys.stderr)
         return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m chaos demo", description=__doc__.split("\n")[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from chaos.sim.metrics import SimMetrics
+from chaos.sim.metrics import SimMetrics, metrics_handler
 from chaos.sim.options import SimOptions
 
 READONLY = "readonly"
@@ -188,8 +188,13 @@ class ReplicaLoad:
 def overload_middleware(load: ReplicaLoad) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
     """The max-in-flight filter and service-time model of replica `load.index`."""
 
+    # The replica answers /metrics itself, ahead of authentication, so scrapers need no token.
+    serve_metrics = metrics_handler(load.metrics.registry)
+
     @web.middleware
     async def overload(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path == "/metrics" and request.method == "GET":
+            return await serve_metrics(request)
         if is_exempt(request.path):
             return await handler(request)
         if not load.up:
