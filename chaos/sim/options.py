@@ -49,6 +49,10 @@ class SimOptions:
     """How long a crashed replica refuses connections before it comes back."""
     watch_cache_window: int = 1000
     """How many past events a watch can resume from before 410 Gone."""
+    bookmark_interval_s: float = 5.0
+    """How often a watch with allowWatchBookmarks gets a BOOKMARK (the api-server: about a minute)."""
+    cert_dir: Path | None = None
+    """Where a generated serving certificate and its CA (ca.crt, tls.crt, tls.key) are written."""
 
     def replica_ports(self) -> list[int]:
         return [self.port + i for i in range(self.replicas)]
