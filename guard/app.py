@@ -77,9 +77,18 @@ def build_apps(holder: Holder, metrics: GuardMetrics,
         "max_line_size": limits.max_header_bytes, "max_field_size": limits.max_header_bytes})
     main.router.add_route("*", "/{tail:.*}", proxy.handle)
     metrics.add_counters(_authn_stats(holder), "guard_identity", "Identity step counters")
+    _admission_pages(holder, pages)
     admin_app = admin.build_admin_app(metrics, pages, lambda: holder.current.settings,
                                       lambda: _ready(holder))
     return main, admin_app, proxy
+
+
+def _admission_pages(holder: Holder, pages: admin.AdminPages) -> None:
+    """/debug/guard/buckets and /queues: the admission controller's dumps, when it has them."""
+    def page(method: str) -> Callable[[], object]:
+        return lambda: getattr(holder.current.admission, method, list)()
+    pages.add("buckets", page("snapshot_buckets"))
+    pages.add("queues", page("snapshot_queues"))
 
 
 def _authn_stats(holder: Holder) -> Callable[[], dict[str, int]]:
