@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from guard.admission.store import Limit, Take
 
 DEMAND_SMOOTHING = 0.5  # weight of the newest demand sample; quick enough to follow a flood
+MIN_SAMPLE = 0.02  # seconds: shorter sampling periods would turn one request into a huge rate
 
 
 @dataclass
@@ -76,11 +77,10 @@ class KeyState:
 
     def sample_demand(self, now: float) -> None:
         elapsed = now - self.sampled
-        if elapsed <= 0:
-            return
+        if elapsed < MIN_SAMPLE:
+            return  # one request over a sliver of time is not a flood
         rate = self.requested / elapsed
-        self.demand = rate if self.sampled == 0 else (
-            DEMAND_SMOOTHING * rate + (1 - DEMAND_SMOOTHING) * self.demand)
+        self.demand = DEMAND_SMOOTHING * rate + (1 - DEMAND_SMOOTHING) * self.demand
         self.requested = 0.0
         self.sampled = now
 
