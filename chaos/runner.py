@@ -116,7 +116,7 @@ async def _phases(
         ticker.cancel()
         result["events"] = await faults if faults.done() else _cancelled(faults)
         await _heal(bed, procs)
-        after = await observe.sim_state(bed.sim.urls, admin)
+        after = await _final_state(s, bed, admin)
     finally:
         watching.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -136,6 +136,16 @@ async def _heal(bed: testbed.Bed, procs: Processes) -> None:
     for proxy in bed.proxies.values():
         await proxy.restore()
     await asyncio.sleep(0.5)
+
+
+async def _final_state(s: Scenario, bed: testbed.Bed, admin: str) -> dict[str, Any]:
+    """The recorder once the api-servers answer again (a crashed replica comes back by itself)."""
+    for _ in range(int(s.cluster.restart_delay_s) + 8):
+        state = await observe.sim_state(bed.sim.urls, admin)
+        if state:
+            return state
+        await asyncio.sleep(1.0)
+    return {}
 
 
 def _ticker(
@@ -177,6 +187,8 @@ def _collect(
     result["crashes"] = max(crashes) - min(crashes) if crashes else None
     up = [x.replicas_up for x in obs.samples if x.replicas_up is not None]
     result["replicas_down_max"] = s.cluster.replicas - min(up) if up else None
+    if not before or not after:
+        result["error"] = "the simulator's /debug/sim/state did not answer"
     per_user_before, per_user_after = observe.user_counts(before), observe.user_counts(after)
     upstream = {u: n - per_user_before.get(u, 0) for u, n in per_user_after.items()}
     result["upstream_per_user"] = upstream
