@@ -8,10 +8,17 @@ whose clock runs ahead) is clamped, so a clock step locks a client out for at mo
 
 from __future__ import annotations
 
+import math
+
 from guard.admission.store import Take
 
-# Float slack so that exactly-due requests are not refused by rounding.
-_EPSILON = 1e-9
+# Float slack so that exactly-due requests are not refused by rounding: a few hundred units in
+# the last place of `now` (the clock's magnitude decides how coarse float seconds are).
+_ULPS = 256
+
+
+def _slack(now: float, tau: float) -> float:
+    return 1e-9 + math.ulp(abs(now) + tau) * _ULPS
 
 
 def take(tat: float, now: float, rate: float, burst: float, cost: float = 1.0) -> tuple[float, Take]:
@@ -25,7 +32,7 @@ def take(tat: float, now: float, rate: float, burst: float, cost: float = 1.0) -
     tat = min(max(tat, now), now + tau)
     new_tat = tat + cost * emission
     allow_at = new_tat - tau
-    if allow_at > now + _EPSILON:
+    if allow_at > now + _slack(now, tau):
         return tat, Take(False, (tau - (tat - now)) * rate, allow_at - now, tat - now)
     return new_tat, Take(True, max(0.0, (tau - (new_tat - now)) * rate), 0.0, new_tat - now)
 
@@ -37,4 +44,4 @@ def peek(tat: float, now: float, rate: float, burst: float) -> Take:
     tat = min(max(tat, now), now + tau)
     allow_at = tat + emission - tau
     wait = max(0.0, allow_at - now)
-    return Take(wait <= _EPSILON, (tau - (tat - now)) * rate, wait, tat - now)
+    return Take(wait <= _slack(now, tau), (tau - (tat - now)) * rate, wait, tat - now)
