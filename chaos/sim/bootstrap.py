@@ -101,6 +101,7 @@ def seed_pod(index: int, padding: int) -> dict[str, Any]:
         "spec": {"containers": [{"name": "main", "image": "registry.k8s.io/pause:3.9"}]},
         "status": {"phase": "Running", "containerStatuses": [
             {"name": "main", "ready": True, "restartCount": 0, "image": "registry.k8s.io/pause:3.9",
+             "imageID": "sim://registry.k8s.io/pause:3.9",
              "state": {"running": {}}}]},
     }
 

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
+from chaos.sim import protobuf
 from chaos.sim.authn import User
 from chaos.sim.kinds import META_FIELDS, Kind
 from chaos.sim.paths import Target
@@ -60,9 +61,13 @@ def respond(body: Any, status: int = 200, *, headers: Mapping[str, str] | None =
 async def read_object(request: web.Request) -> Any:
     raw = await request.read()
     try:
+        if request.content_type == protobuf.CONTENT_TYPE:
+            return protobuf.decode_object(raw)
         if "yaml" in request.content_type:
             return yaml.safe_load(raw) or {}
         return json.loads(raw or b"null")
+    except protobuf.ProtobufError as e:
+        raise StatusError(415, f"the body of the request was in an unknown format: {e}") from e
     except (ValueError, yaml.YAMLError) as e:
         raise bad_request(f"the object provided is unrecognized: couldn't get version/kind; json parse "
                           f"error: {str(e).splitlines()[0]}") from e

@@ -23,7 +23,8 @@ def _pod(obj: Obj) -> None:
     status.setdefault("phase", "Running")
     status.setdefault("podIP", "10.244.0.10")
     status.setdefault("containerStatuses", [
-        {"name": c.get("name", ""), "image": c.get("image", ""), "ready": True, "restartCount": 0,
+        {"name": c.get("name", ""), "image": c.get("image", ""), "imageID": f"sim://{c.get('image', '')}",
+         "containerID": f"sim://{obj['metadata'].get('uid', '')}/{c.get('name', '')}", "ready": True, "restartCount": 0,
          "started": True, "state": {"running": {"startedAt": obj["metadata"].get("creationTimestamp")}}}
         for c in containers if isinstance(c, dict)])
 
