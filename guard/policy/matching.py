@@ -60,7 +60,7 @@ class CompiledSelector:
         self.namespaces = _pattern(sel.namespaces)
         self.urls = _pattern(sel.non_resource_urls)
         self.clusters = _pattern(sel.clusters)
-        resource_fields = (sel.api_groups, sel.resources, sel.resource_names)
+        resource_fields = (sel.api_groups, sel.resources, sel.resource_names, sel.namespaces)
         # Which kind of request the selector can cover: True resource, False non-resource, None both.
         self.want = (
             False

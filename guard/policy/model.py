@@ -83,8 +83,9 @@ class Selector:
     resources follow RBAC: `pods` (not its subresources), `pods/log`, `pods/*`, `*/scale`, `*`.
     namespaces: `*` is any namespace and cluster-scoped requests, `""` is cluster-scoped only,
     `team-*` a prefix. nonResourceURLs: exact paths or a prefix ending in `*`.
-    A selector naming resource fields covers only resource requests, one naming
-    nonResourceURLs only non-resource requests, one naming neither covers both.
+    A selector naming resource fields (apiGroups, resources, resourceNames, namespaces) covers
+    only resource requests, one naming nonResourceURLs only non-resource requests, one naming
+    neither covers both.
     """
 
     verbs: tuple[str, ...] | None = None

@@ -27,7 +27,7 @@ SELECTOR_KEYS = {
     "nonResourceURLs": "non_resource_urls",
     "clusters": "clusters",
 }
-_RESOURCE_KEYS = ("apiGroups", "resources", "resourceNames")
+_RESOURCE_KEYS = ("apiGroups", "resources", "resourceNames", "namespaces")
 _RULE_KEYS = {
     "name",
     "not",
@@ -79,7 +79,8 @@ def selector(raw: Mapping[str, Any], path: FieldPath, report: Report) -> Selecto
         if verb not in _VERBS:
             report((*path, "verbs", i), f"{check.show(verb)} is not a Kubernetes verb or HTTP method")
     if "nonResourceURLs" in raw and any(key in raw for key in _RESOURCE_KEYS):
-        report((*path, "nonResourceURLs"), "cannot be combined with apiGroups, resources or resourceNames")
+        message = "cannot be combined with apiGroups, resources, resourceNames or namespaces"
+        report((*path, "nonResourceURLs"), message)
     return Selector(**values)
 
 

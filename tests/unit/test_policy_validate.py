@@ -32,8 +32,8 @@ EXPECTED = {
     "missing_field.yaml": ["9: spec.rules[0].name: is required"],
     "misspelled_key.yaml": ['10: spec.rules[0].quota.rtae: unknown field "rtae" (did you mean "rate"?)',
                             "10: spec.rules[0].quota.rate: is required"],
-    "mixed_urls.yaml": ["11: spec.rules[0].nonResourceURLs: cannot be combined with apiGroups, resources "
-                        "or resourceNames"],
+    "mixed_urls.yaml": ["11: spec.rules[0].nonResourceURLs: cannot be combined with apiGroups, resources, "
+                        "resourceNames or namespaces"],
     "two_documents.yaml": [" a policy file holds exactly one TenantPolicy; found 2 documents"],
     "unknown_verb.yaml": ['10: spec.rules[0].verbs[1]: "lsit" is not a Kubernetes verb or HTTP method'],
     "wrong_header.yaml": ['1: apiVersion: "guard.io/v1beta9" is not guard.io/v1alpha1',
