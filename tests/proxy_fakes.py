@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import json
 import socket
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,8 @@ class FakeApiServer:
     token_reviews: int = 0
     access_reviews: int = 0
     watch_events: asyncio.Queue[bytes | None] = field(default_factory=asyncio.Queue)
+    hold: asyncio.Event = field(default_factory=asyncio.Event)
+    """Requests whose path contains /hold/ wait for this event before answering."""
     url: str = ""
     _runner: web.AppRunner | None = None
 
@@ -55,7 +58,7 @@ class FakeApiServer:
         return app
 
     async def start(self, port: int = 0) -> str:
-        self._runner = web.AppRunner(self.app(), access_log=None)
+        self._runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", port)
         await site.start()
@@ -63,6 +66,8 @@ class FakeApiServer:
         return self.url
 
     async def stop(self) -> None:
+        self.hold.set()
+        await self.watch_events.put(None)
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -84,6 +89,8 @@ class FakeApiServer:
         self.seen.append(Record(request.method, request.path_qs, list(request.headers.items())))
         if request.query.get("watch") == "true":
             return await self.watch(request)
+        if "/hold/" in request.path:
+            await self.hold.wait()
         digest, size = hashlib.sha256(), 0
         async for chunk in request.content.iter_any():
             digest.update(chunk)
@@ -122,6 +129,66 @@ class FakeApiServer:
             elif msg.type == WSMsgType.TEXT:
                 await ws.send_str("echo:" + msg.data)
         return ws
+
+
+class GuardProcess:
+    """`guard serve` as a child process (signals and RSS are per process)."""
+
+    def __init__(self, config: Path) -> None:
+        self.config = config
+        self.proc: asyncio.subprocess.Process | None = None
+        self.url = self.admin = ""
+        self.stderr_lines: list[str] = []
+
+    async def start(self) -> GuardProcess:
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "guard.cli", "serve", "--config", str(self.config),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        assert self.proc.stdout is not None
+        line = (await asyncio.wait_for(self.proc.stdout.readline(), 30)).decode()
+        assert line.startswith("guard serving "), line + await self._drain_stderr()
+        parts = line.split()
+        self.url, self.admin = parts[2], parts[4]
+        asyncio.get_running_loop().create_task(self._collect())
+        return self
+
+    async def _collect(self) -> None:
+        assert self.proc is not None and self.proc.stderr is not None
+        async for raw in self.proc.stderr:
+            self.stderr_lines.append(raw.decode())
+
+    async def _drain_stderr(self) -> str:
+        assert self.proc is not None and self.proc.stderr is not None
+        return (await self.proc.stderr.read()).decode()
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def peak_rss_kib(self) -> int:
+        assert self.proc is not None
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+        raise AssertionError("no VmHWM")
+
+    async def wait_for_log(self, text: str, tries: int = 200) -> str:
+        for _ in range(tries):
+            found = [line for line in self.stderr_lines if text in line]
+            if found:
+                return found[0]
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"{text!r} not logged; stderr: {''.join(self.stderr_lines)}")
+
+    async def stop(self) -> int:
+        assert self.proc is not None
+        if self.proc.returncode is None:
+            self.proc.terminate()
+        try:
+            return await asyncio.wait_for(self.proc.wait(), 30)
+        except TimeoutError:
+            self.proc.kill()
+            return await self.proc.wait()
 
 
 def free_port() -> int:
