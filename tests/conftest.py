@@ -29,8 +29,12 @@ from typing import Any
 
 import pytest
 
-USERS = {"admin": ("1", "system:masters"), "alice": ("2", "team-a"), "bob": ("3", "team-b"),
-         "mallory": ("4", "")}
+USERS = {
+    "admin": ("1", "system:masters"),
+    "alice": ("2", "team-a"),
+    "bob": ("3", "team-b"),
+    "mallory": ("4", ""),
+}
 TEAM_BOOTSTRAP = """
 apiVersion: v1
 kind: Namespace
@@ -45,13 +49,16 @@ kind: ClusterRole
 metadata: {name: tenant-edit}
 rules:
 - {apiGroups: ["", apps, coordination.k8s.io, events.k8s.io], resources: ["*"], verbs: ["*"]}
-""" + "".join(f"""---
+""" + "".join(
+    f"""---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: RoleBinding
 metadata: {{name: {team}-edit, namespace: {team}}}
 roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: tenant-edit}}
 subjects: [{{apiGroup: rbac.authorization.k8s.io, kind: Group, name: {team}}}]
-""" for team in ("team-a", "team-b"))
+"""
+    for team in ("team-a", "team-b")
+)
 
 
 def free_ports(count: int = 1) -> int:
@@ -93,13 +100,27 @@ class SimServer:
     def _ssl(self) -> ssl.SSLContext | None:
         return ssl.create_default_context(cafile=str(self.ca_file)) if self.ca_file else None
 
-    def request(self, method: str, path: str, *, user: str = "admin", body: Any = None,
-                headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        user: str = "admin",
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, Any]:
         """(status, decoded JSON or text) of one request as `user`."""
         data = json.dumps(body).encode() if body is not None and not isinstance(body, bytes) else body
-        req = urllib.request.Request(self.url + path, data=data, method=method, headers={
-            "Authorization": f"Bearer {self.tokens[user]}", "Content-Type": "application/json",
-            **(headers or {})})
+        req = urllib.request.Request(
+            self.url + path,
+            data=data,
+            method=method,
+            headers={
+                "Authorization": f"Bearer {self.tokens[user]}",
+                "Content-Type": "application/json",
+                **(headers or {}),
+            },
+        )
         try:
             with urllib.request.urlopen(req, timeout=10, context=self._ssl()) as resp:
                 status, raw = resp.status, resp.read()
@@ -121,7 +142,9 @@ class SimServer:
         if self.ca_file:
             cluster["certificate-authority"] = str(self.ca_file)
         config = {
-            "apiVersion": "v1", "kind": "Config", "current-context": user,
+            "apiVersion": "v1",
+            "kind": "Config",
+            "current-context": user,
             "clusters": [{"name": "sim", "cluster": cluster}],
             "users": [{"name": user, "user": {"token": self.tokens[user]}}],
             "contexts": [{"name": user, "context": {"cluster": "sim", "user": user, "namespace": namespace}}],
@@ -129,11 +152,18 @@ class SimServer:
         path.write_text(json.dumps(config))
         return path
 
-    def kubectl(self, *args: str, user: str = "admin", stdin: str | None = None,
-                timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    def kubectl(
+        self, *args: str, user: str = "admin", stdin: str | None = None, timeout: float = 30
+    ) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "KUBECACHEDIR": str(self.workdir / "kube-cache"), "HOME": str(self.workdir)}
-        return subprocess.run(["kubectl", "--kubeconfig", str(self.kubeconfig(user)), *args], input=stdin,
-                              capture_output=True, text=True, timeout=timeout, env=env)
+        return subprocess.run(
+            ["kubectl", "--kubeconfig", str(self.kubeconfig(user)), *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+        )
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -172,8 +202,19 @@ def sim_server(tmp_path: Path) -> Iterator[Callable[..., SimServer]]:
         workdir = tmp_path / f"sim-{len(started)}"
         workdir.mkdir()
         tokens = _write_tokens(workdir / "tokens.csv")
-        argv = [sys.executable, "-m", "chaos", "sim", "--listen", f"127.0.0.1:{free_ports(replicas)}",
-                "--replicas", str(replicas), "--token-file", str(workdir / "tokens.csv"), *args]
+        argv = [
+            sys.executable,
+            "-m",
+            "chaos",
+            "sim",
+            "--listen",
+            f"127.0.0.1:{free_ports(replicas)}",
+            "--replicas",
+            str(replicas),
+            "--token-file",
+            str(workdir / "tokens.csv"),
+            *args,
+        ]
         if "--bootstrap" not in args:
             (workdir / "bootstrap.yaml").write_text(TEAM_BOOTSTRAP)
             argv += ["--bootstrap", str(workdir / "bootstrap.yaml")]

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from chaos.sim import nonresource, reads, reviews, subresources, watch, writes
+from chaos.sim.authn import User
 from chaos.sim.calls import Call, read_object, respond
 from chaos.sim.kinds import TABLE, Kind
 from chaos.sim.paths import Target, parse
@@ -29,6 +30,8 @@ log = logging.getLogger("chaos.sim")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 SIM: web.AppKey[Simulation] = web.AppKey("sim", Simulation)
 LOAD: web.AppKey[Any] = web.AppKey("load", object)
+TARGET: web.RequestKey[Target] = web.RequestKey("target", Target)
+USER: web.RequestKey[User] = web.RequestKey("user", User)
 # Exceptions of these modules model a crashing replica: they must reach the replica machinery.
 PASSTHROUGH_MODULES = ("chaos.sim.overload", "chaos.sim.replicas")
 MAX_BODY = 64 * 1024 * 1024
@@ -59,8 +62,8 @@ def security(sim: Simulation) -> Any:
         if request.path in UNAUTHENTICATED_PATHS:
             return await handler(request)
         target = parse(request.method, request.path, request.query)
-        request["sim.target"] = target
-        request["sim.user"] = admit(sim, request, target)
+        request[TARGET] = target
+        request[USER] = admit(sim, request, target)
         return await handler(request)
 
     return middleware
@@ -76,14 +79,25 @@ def _kind(target: Target) -> Kind:
 
 
 _MAIN: dict[str, Callable[[Call], Awaitable[web.StreamResponse]]] = {
-    "get": reads.get, "create": writes.create, "update": writes.update, "patch": writes.patch,
-    "delete": writes.delete, "deletecollection": reads.delete_collection, "watch": watch.watch,
+    "get": reads.get,
+    "create": writes.create,
+    "update": writes.update,
+    "patch": writes.patch,
+    "delete": writes.delete,
+    "deletecollection": reads.delete_collection,
+    "watch": watch.watch,
 }
 _SUB: dict[tuple[str, str], Callable[[Call], Awaitable[web.StreamResponse]]] = {
-    ("status", "get"): reads.get, ("status", "update"): writes.update, ("status", "patch"): writes.patch,
-    ("scale", "get"): reads.get, ("scale", "update"): writes.update, ("scale", "patch"): writes.patch,
-    ("log", "get"): subresources.log, ("exec", "get"): subresources.exec_,
-    ("exec", "create"): subresources.exec_, ("token", "create"): subresources.token,
+    ("status", "get"): reads.get,
+    ("status", "update"): writes.update,
+    ("status", "patch"): writes.patch,
+    ("scale", "get"): reads.get,
+    ("scale", "update"): writes.update,
+    ("scale", "patch"): writes.patch,
+    ("log", "get"): subresources.log,
+    ("exec", "get"): subresources.exec_,
+    ("exec", "create"): subresources.exec_,
+    ("token", "create"): subresources.token,
 }
 
 
@@ -95,6 +109,17 @@ async def _review(call: Call) -> web.Response:
     return respond({"apiVersion": call.kind.api_version, "kind": call.kind.kind, **answer}, 201)
 
 
+def _allowed(kind: Kind, target: Target) -> bool:
+    """Whether the method fits the URL: create on a collection, update and patch on one object."""
+    if target.verb not in kind.verbs:
+        return False
+    if target.verb == "create":
+        return not target.name
+    if target.verb in ("update", "patch"):
+        return bool(target.name)
+    return True
+
+
 def _handler(call: Call, load: Any | None) -> Callable[[], Awaitable[web.StreamResponse]]:
     target, kind = call.target, call.kind
     if target.subresource:
@@ -102,7 +127,7 @@ def _handler(call: Call, load: Any | None) -> Callable[[], Awaitable[web.StreamR
         if sub is None:
             raise nonresource.method_not_allowed()
         return lambda: sub(call)
-    if target.verb not in kind.verbs or (target.verb == "create" and target.name):
+    if not _allowed(kind, target):
         raise nonresource.method_not_allowed()
     if not kind.stored:
         return lambda: _review(call)
@@ -115,10 +140,10 @@ def _handler(call: Call, load: Any | None) -> Callable[[], Awaitable[web.StreamR
 
 def dispatcher(sim: Simulation, load: Any | None) -> Handler:
     async def dispatch(request: web.Request) -> web.StreamResponse:
-        target: Target = request["sim.target"]
+        target = request[TARGET]
         if not target.resource_request:
             return await nonresource.serve(sim, request)
-        call = Call(request, sim, _kind(target), target, request["sim.user"])
+        call = Call(request, sim, _kind(target), target, request[USER])
         return await _handler(call, load)()
 
     return dispatch

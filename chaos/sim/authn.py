@@ -62,7 +62,7 @@ def load_token_file(path: Path) -> dict[str, User]:
         if not row or not row[0].strip() or row[0].startswith("#"):
             continue
         if len(row) < 3:
-            raise TokenFileError(f"{path}:{number}: expected token,user,uid[,\"groups\"]")
+            raise TokenFileError(f'{path}:{number}: expected token,user,uid[,"groups"]')
         groups = tuple(g.strip() for g in row[3].split(",") if g.strip()) if len(row) > 3 else ()
         tokens[row[0].strip()] = User(row[1].strip(), row[2].strip(), with_authenticated(groups))
     return tokens

@@ -18,9 +18,21 @@ from chaos.sim.store import Store
 
 RBAC = "rbac.authorization.k8s.io/v1"
 NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
-DISCOVERY_URLS = ["/api", "/api/*", "/apis", "/apis/*", "/healthz", "/livez", "/readyz", "/openapi",
-                  "/openapi/*", "/version", "/version/", "/.well-known/openid-configuration",
-                  "/openid/v1/jwks"]
+DISCOVERY_URLS = [
+    "/api",
+    "/api/*",
+    "/apis",
+    "/apis/*",
+    "/healthz",
+    "/livez",
+    "/readyz",
+    "/openapi",
+    "/openapi/*",
+    "/version",
+    "/version/",
+    "/.well-known/openid-configuration",
+    "/openid/v1/jwks",
+]
 
 
 class BootstrapError(ValueError):
@@ -32,27 +44,46 @@ def _cluster_role(name: str, rules: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _cluster_binding(name: str, role: str, group: str) -> dict[str, Any]:
-    return {"apiVersion": RBAC, "kind": "ClusterRoleBinding", "metadata": {"name": name},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
-            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": group}]}
+    return {
+        "apiVersion": RBAC,
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": group}],
+    }
 
 
 def default_objects() -> list[dict[str, Any]]:
     self_reviews = [
-        {"apiGroups": ["authorization.k8s.io"], "resources": ["selfsubjectaccessreviews",
-                                                             "selfsubjectrulesreviews"], "verbs": ["create"]},
+        {
+            "apiGroups": ["authorization.k8s.io"],
+            "resources": ["selfsubjectaccessreviews", "selfsubjectrulesreviews"],
+            "verbs": ["create"],
+        },
         {"apiGroups": ["authentication.k8s.io"], "resources": ["selfsubjectreviews"], "verbs": ["create"]},
     ]
     return [
-        _cluster_role("cluster-admin", [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]},
-                                        {"nonResourceURLs": ["*"], "verbs": ["*"]}]),
+        _cluster_role(
+            "cluster-admin",
+            [
+                {"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]},
+                {"nonResourceURLs": ["*"], "verbs": ["*"]},
+            ],
+        ),
         _cluster_binding("cluster-admin", "cluster-admin", "system:masters"),
         _cluster_role("system:discovery", [{"nonResourceURLs": DISCOVERY_URLS, "verbs": ["get"]}]),
         _cluster_binding("system:discovery", "system:discovery", "system:authenticated"),
         _cluster_role("system:basic-user", self_reviews),
         _cluster_binding("system:basic-user", "system:basic-user", "system:authenticated"),
-        _cluster_role("system:public-info-viewer", [{"nonResourceURLs": [
-            "/healthz", "/livez", "/readyz", "/version", "/version/"], "verbs": ["get"]}]),
+        _cluster_role(
+            "system:public-info-viewer",
+            [
+                {
+                    "nonResourceURLs": ["/healthz", "/livez", "/readyz", "/version", "/version/"],
+                    "verbs": ["get"],
+                }
+            ],
+        ),
         _cluster_binding("system:public-info-viewer", "system:public-info-viewer", "system:unauthenticated"),
     ]
 
@@ -73,7 +104,9 @@ def read_bootstrap(path: Path) -> list[dict[str, Any]]:
         objects.extend(doc.get("items") or [] if doc.get("kind") == "List" else [doc])
     for obj in objects:
         if TABLE.by_kind(str(obj.get("apiVersion")), str(obj.get("kind"))) is None:
-            raise BootstrapError(f"bootstrap file {path}: unknown kind {obj.get('apiVersion')}/{obj.get('kind')}")
+            raise BootstrapError(
+                f"bootstrap file {path}: unknown kind {obj.get('apiVersion')}/{obj.get('kind')}"
+            )
     return objects
 
 
@@ -88,21 +121,39 @@ def load_objects(store: Store, objects: list[dict[str, Any]]) -> None:
 
 
 def namespace(name: str) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name},
-            "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": name},
+        "spec": {"finalizers": ["kubernetes"]},
+        "status": {"phase": "Active"},
+    }
 
 
 def seed_pod(index: int, padding: int) -> dict[str, Any]:
     return {
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": f"seed-{index}", "namespace": f"seed-{index % 10}",
-                     "labels": {"app": f"seed-{index % 7}", "seed": "true"},
-                     "annotations": {"chaos.sim/padding": "x" * padding}},
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": f"seed-{index}",
+            "namespace": f"seed-{index % 10}",
+            "labels": {"app": f"seed-{index % 7}", "seed": "true"},
+            "annotations": {"chaos.sim/padding": "x" * padding},
+        },
         "spec": {"containers": [{"name": "main", "image": "registry.k8s.io/pause:3.9"}]},
-        "status": {"phase": "Running", "containerStatuses": [
-            {"name": "main", "ready": True, "restartCount": 0, "image": "registry.k8s.io/pause:3.9",
-             "imageID": "sim://registry.k8s.io/pause:3.9",
-             "state": {"running": {}}}]},
+        "status": {
+            "phase": "Running",
+            "containerStatuses": [
+                {
+                    "name": "main",
+                    "ready": True,
+                    "restartCount": 0,
+                    "image": "registry.k8s.io/pause:3.9",
+                    "imageID": "sim://registry.k8s.io/pause:3.9",
+                    "state": {"running": {}},
+                }
+            ],
+        },
     }
 
 

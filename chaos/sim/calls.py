@@ -22,10 +22,25 @@ from chaos.sim.simulation import Simulation
 from chaos.sim.status import StatusError, bad_request
 
 Obj = dict[str, Any]
-_META = frozenset({
-    "name", "generateName", "namespace", "uid", "resourceVersion", "generation", "creationTimestamp",
-    "deletionTimestamp", "deletionGracePeriodSeconds", "labels", "annotations", "ownerReferences",
-    "finalizers", "managedFields", "selfLink"})
+_META = frozenset(
+    {
+        "name",
+        "generateName",
+        "namespace",
+        "uid",
+        "resourceVersion",
+        "generation",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "labels",
+        "annotations",
+        "ownerReferences",
+        "finalizers",
+        "managedFields",
+        "selfLink",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -54,8 +69,9 @@ class Call:
 
 
 def respond(body: Any, status: int = 200, *, headers: Mapping[str, str] | None = None) -> web.Response:
-    return web.Response(text=json.dumps(body), status=status, content_type="application/json",
-                        headers=headers)
+    return web.Response(
+        text=json.dumps(body), status=status, content_type="application/json", headers=headers
+    )
 
 
 async def read_object(request: web.Request) -> Any:
@@ -69,8 +85,10 @@ async def read_object(request: web.Request) -> Any:
     except protobuf.ProtobufError as e:
         raise StatusError(415, f"the body of the request was in an unknown format: {e}") from e
     except (ValueError, yaml.YAMLError) as e:
-        raise bad_request(f"the object provided is unrecognized: couldn't get version/kind; json parse "
-                          f"error: {str(e).splitlines()[0]}") from e
+        raise bad_request(
+            f"the object provided is unrecognized: couldn't get version/kind; json parse "
+            f"error: {str(e).splitlines()[0]}"
+        ) from e
 
 
 def unknown_fields(kind: Kind, obj: Obj) -> list[str]:
@@ -99,18 +117,23 @@ def check_identity(call: Call, obj: Any) -> Obj:
         raise bad_request("the object provided is unrecognized: expected a JSON object")
     api_version, kind_name = obj.get("apiVersion"), obj.get("kind")
     if api_version and api_version != call.kind.api_version:
-        raise bad_request(f"the API version in the data ({api_version}) does not match the expected API "
-                          f"version ({call.kind.api_version})")
+        raise bad_request(
+            f"the API version in the data ({api_version}) does not match the expected API "
+            f"version ({call.kind.api_version})"
+        )
     if kind_name and kind_name != call.kind.kind:
-        raise bad_request(f"the kind in the data ({kind_name}) does not match the expected kind "
-                          f"({call.kind.kind})")
+        raise bad_request(
+            f"the kind in the data ({kind_name}) does not match the expected kind ({call.kind.kind})"
+        )
     meta = obj.get("metadata") or {}
     if not isinstance(meta, dict):
         raise bad_request("metadata must be an object")
     if call.kind.namespaced and meta.get("namespace") and meta["namespace"] != call.target.namespace:
-        raise bad_request("the namespace of the provided object does not match the namespace sent on the "
-                          "request")
+        raise bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request"
+        )
     if call.target.name and meta.get("name") and meta["name"] != call.target.name:
-        raise bad_request(f"the name of the object ({meta['name']}) does not match the name on the URL "
-                          f"({call.target.name})")
+        raise bad_request(
+            f"the name of the object ({meta['name']}) does not match the name on the URL ({call.target.name})"
+        )
     return obj

@@ -36,8 +36,13 @@ def _listen(text: str) -> tuple[str, int]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = SimOptions()
     add = parser.add_argument
-    add("--listen", type=_listen, default=(d.host, d.port), metavar="HOST:PORT",
-        help="address of replica 0; replica i listens on PORT+i (default 127.0.0.1:6443)")
+    add(
+        "--listen",
+        type=_listen,
+        default=(d.host, d.port),
+        metavar="HOST:PORT",
+        help="address of replica 0; replica i listens on PORT+i (default 127.0.0.1:6443)",
+    )
     add("--replicas", type=int, default=d.replicas, help="api-server replicas sharing one store")
     add("--tls", action="store_true", help="serve HTTPS (certificate generated unless --cert-file)")
     add("--cert-file", type=Path, help="serving certificate (PEM)")
@@ -65,14 +70,33 @@ def options_from(args: argparse.Namespace) -> SimOptions:
         raise ValueError("--replicas must be at least 1")
     if bool(args.cert_file) != bool(args.key_file):
         raise ValueError("--cert-file and --key-file go together")
-    for flag, path in (("--cert-file", args.cert_file), ("--key-file", args.key_file),
-                       ("--client-ca", args.client_ca)):
+    for flag, path in (
+        ("--cert-file", args.cert_file),
+        ("--key-file", args.key_file),
+        ("--client-ca", args.client_ca),
+    ):
         if path is not None and not path.is_file():
             raise ValueError(f"{flag}: cannot read {path}")
-    keys = ("replicas", "token_file", "client_ca", "anonymous", "bootstrap", "seed_objects",
-            "seed_object_bytes", "max_readonly_inflight", "max_mutating_inflight", "base_service_ms",
-            "per_object_service_us", "memory_budget_mb", "restart_delay_s", "watch_cache_window",
-            "bookmark_interval_s", "cert_file", "key_file", "cert_dir")
+    keys = (
+        "replicas",
+        "token_file",
+        "client_ca",
+        "anonymous",
+        "bootstrap",
+        "seed_objects",
+        "seed_object_bytes",
+        "max_readonly_inflight",
+        "max_mutating_inflight",
+        "base_service_ms",
+        "per_object_service_us",
+        "memory_budget_mb",
+        "restart_delay_s",
+        "watch_cache_window",
+        "bookmark_interval_s",
+        "cert_file",
+        "key_file",
+        "cert_dir",
+    )
     tls = args.tls or bool(args.cert_file)
     return SimOptions(host=host, port=port, tls=tls, **{k: getattr(args, k) for k in keys})
 
@@ -87,7 +111,9 @@ def _ssl(options: SimOptions) -> tuple[ssl.SSLContext | None, Path | None]:
     return certs.server_context(cert, key, options.client_ca), ca
 
 
-async def _serve(sim: Simulation, options: SimOptions, context: ssl.SSLContext | None) -> tuple[list[Any], list[str]]:
+async def _serve(
+    sim: Simulation, options: SimOptions, context: ssl.SSLContext | None
+) -> tuple[list[Any], list[str]]:
     """Start every replica; return what must be stopped and the URLs served."""
     replicas = optional_module("chaos.sim.replicas")
     if replicas is not None:

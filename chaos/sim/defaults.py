@@ -22,19 +22,35 @@ def _pod(obj: Obj) -> None:
     status = obj.setdefault("status", {})
     status.setdefault("phase", "Running")
     status.setdefault("podIP", "10.244.0.10")
-    status.setdefault("containerStatuses", [
-        {"name": c.get("name", ""), "image": c.get("image", ""), "imageID": f"sim://{c.get('image', '')}",
-         "containerID": f"sim://{obj['metadata'].get('uid', '')}/{c.get('name', '')}", "ready": True, "restartCount": 0,
-         "started": True, "state": {"running": {"startedAt": obj["metadata"].get("creationTimestamp")}}}
-        for c in containers if isinstance(c, dict)])
+    status.setdefault(
+        "containerStatuses",
+        [
+            {
+                "name": c.get("name", ""),
+                "image": c.get("image", ""),
+                "imageID": f"sim://{c.get('image', '')}",
+                "containerID": f"sim://{obj['metadata'].get('uid', '')}/{c.get('name', '')}",
+                "ready": True,
+                "restartCount": 0,
+                "started": True,
+                "state": {"running": {"startedAt": obj["metadata"].get("creationTimestamp")}},
+            }
+            for c in containers
+            if isinstance(c, dict)
+        ],
+    )
 
 
 def _deployment(obj: Obj) -> None:
     spec = obj.setdefault("spec", {})
     replicas = spec.setdefault("replicas", 1)
-    obj["status"] = {"observedGeneration": obj["metadata"].get("generation", 1), "replicas": replicas,
-                     "updatedReplicas": replicas, "readyReplicas": replicas,
-                     "availableReplicas": replicas}
+    obj["status"] = {
+        "observedGeneration": obj["metadata"].get("generation", 1),
+        "replicas": replicas,
+        "updatedReplicas": replicas,
+        "readyReplicas": replicas,
+        "availableReplicas": replicas,
+    }
 
 
 def _service(obj: Obj) -> None:
@@ -62,8 +78,13 @@ def _namespace(obj: Obj) -> None:
     labels["kubernetes.io/metadata.name"] = obj["metadata"]["name"]
 
 
-_BY_KIND = {"Pod": _pod, "Deployment": _deployment, "Service": _service, "Secret": _secret,
-            "Namespace": _namespace}
+_BY_KIND = {
+    "Pod": _pod,
+    "Deployment": _deployment,
+    "Service": _service,
+    "Secret": _secret,
+    "Namespace": _namespace,
+}
 
 
 def apply_defaults(obj: Obj) -> Obj:

@@ -15,9 +15,17 @@ from typing import Any
 from chaos.sim.kinds import TABLE, Kind
 
 Doc = dict[str, Any]
-VERSION = {"major": "1", "minor": "32", "gitVersion": "v1.32.0-chaos-sim", "gitCommit": "0" * 40,
-           "gitTreeState": "clean", "buildDate": "2025-01-01T00:00:00Z", "goVersion": "go1.23.4",
-           "compiler": "gc", "platform": "linux/amd64"}
+VERSION = {
+    "major": "1",
+    "minor": "32",
+    "gitVersion": "v1.32.0-chaos-sim",
+    "gitCommit": "0" * 40,
+    "gitTreeState": "clean",
+    "buildDate": "2025-01-01T00:00:00Z",
+    "goVersion": "go1.23.4",
+    "compiler": "gc",
+    "platform": "linux/amd64",
+}
 _SUBRESOURCES: dict[str, tuple[str, str, str, list[str]]] = {
     # subresource -> (group, version, kind, verbs); "" group/version means the parent's
     "status": ("", "", "", ["get", "patch", "update"]),
@@ -29,8 +37,13 @@ _SUBRESOURCES: dict[str, tuple[str, str, str, list[str]]] = {
 
 
 def _resource(kind: Kind) -> Doc:
-    doc: Doc = {"name": kind.resource, "singularName": kind.singular, "namespaced": kind.namespaced,
-                "kind": kind.kind, "verbs": list(kind.verbs)}
+    doc: Doc = {
+        "name": kind.resource,
+        "singularName": kind.singular,
+        "namespaced": kind.namespaced,
+        "kind": kind.kind,
+        "verbs": list(kind.verbs),
+    }
     if kind.short_names:
         doc["shortNames"] = list(kind.short_names)
     if kind.categories:
@@ -40,8 +53,13 @@ def _resource(kind: Kind) -> Doc:
 
 def _subresource(kind: Kind, sub: str) -> Doc:
     group, version, sub_kind, verbs = _SUBRESOURCES[sub]
-    doc: Doc = {"name": f"{kind.resource}/{sub}", "singularName": "", "namespaced": kind.namespaced,
-                "kind": sub_kind or kind.kind, "verbs": verbs}
+    doc: Doc = {
+        "name": f"{kind.resource}/{sub}",
+        "singularName": "",
+        "namespaced": kind.namespaced,
+        "kind": sub_kind or kind.kind,
+        "verbs": verbs,
+    }
     if group:
         doc["group"], doc["version"] = group, version
     return doc
@@ -55,13 +73,20 @@ def resource_list(group: str, version: str) -> Doc | None:
     for kind in kinds:
         resources.append(_resource(kind))
         resources.extend(_subresource(kind, sub) for sub in kind.subresources)
-    return {"kind": "APIResourceList", "apiVersion": "v1",
-            "groupVersion": f"{group}/{version}" if group else version, "resources": resources}
+    return {
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": f"{group}/{version}" if group else version,
+        "resources": resources,
+    }
 
 
 def api_versions() -> Doc:
-    return {"kind": "APIVersions", "versions": ["v1"],
-            "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1:6443"}]}
+    return {
+        "kind": "APIVersions",
+        "versions": ["v1"],
+        "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1:6443"}],
+    }
 
 
 def _group(name: str, versions: list[str]) -> Doc:
@@ -94,10 +119,17 @@ def _patch_operation(kind: Kind) -> Doc:
     gvk = {"group": kind.group, "version": kind.version, "kind": kind.kind}
     schema = {"$ref": f"#/components/schemas/{_schema_name(kind)}"}
     # No strategic-merge content type: kubectl then builds its patches from its compiled-in types.
-    content = {t: {"schema": {"type": "object"}} for t in (
-        "application/json-patch+json", "application/merge-patch+json", "application/apply-patch+yaml")}
+    content = {
+        t: {"schema": {"type": "object"}}
+        for t in (
+            "application/json-patch+json",
+            "application/merge-patch+json",
+            "application/apply-patch+yaml",
+        )
+    }
     return {
-        "operationId": f"patch{kind.kind}", "x-kubernetes-action": "patch",
+        "operationId": f"patch{kind.kind}",
+        "x-kubernetes-action": "patch",
         "x-kubernetes-group-version-kind": gvk,
         "parameters": [_query(n) for n in ("dryRun", "fieldManager", "fieldValidation", "force")],
         "requestBody": {"content": content, "required": True},
@@ -117,11 +149,22 @@ def openapi_v3_group_version(group: str, version: str) -> Doc | None:
     paths: Doc = {}
     for kind in kinds:
         scope = "/namespaces/{namespace}" if kind.namespaced else ""
-        paths[f"/{_gv_path(group, version)}{scope}/{kind.resource}/{{name}}"] = {"patch": _patch_operation(kind)}
-    schemas = {_schema_name(k): {"type": "object", "x-kubernetes-group-version-kind": [
-        {"group": k.group, "version": k.version, "kind": k.kind}]} for k in kinds}
-    return {"openapi": "3.0.0", "info": {"title": "Kubernetes (chaos sim)", "version": "v1.32.0"},
-            "paths": paths, "components": {"schemas": schemas}}
+        paths[f"/{_gv_path(group, version)}{scope}/{kind.resource}/{{name}}"] = {
+            "patch": _patch_operation(kind)
+        }
+    schemas = {
+        _schema_name(k): {
+            "type": "object",
+            "x-kubernetes-group-version-kind": [{"group": k.group, "version": k.version, "kind": k.kind}],
+        }
+        for k in kinds
+    }
+    return {
+        "openapi": "3.0.0",
+        "info": {"title": "Kubernetes (chaos sim)", "version": "v1.32.0"},
+        "paths": paths,
+        "components": {"schemas": schemas},
+    }
 
 
 def openapi_v3_root() -> Doc:
@@ -131,10 +174,15 @@ def openapi_v3_root() -> Doc:
             doc = openapi_v3_group_version(group, version)
             digest = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:32].upper()
             paths[_gv_path(group, version)] = {
-                "serverRelativeURL": f"/openapi/v3/{_gv_path(group, version)}?hash={digest}"}
+                "serverRelativeURL": f"/openapi/v3/{_gv_path(group, version)}?hash={digest}"
+            }
     return {"paths": paths}
 
 
 def openapi_v2() -> Doc:
-    return {"swagger": "2.0", "info": {"title": "Kubernetes (chaos sim)", "version": "v1.32.0"},
-            "paths": {}, "definitions": {}}
+    return {
+        "swagger": "2.0",
+        "info": {"title": "Kubernetes (chaos sim)", "version": "v1.32.0"},
+        "paths": {},
+        "definitions": {},
+    }

@@ -15,9 +15,18 @@ from typing import Any
 from chaos.sim.status import StatusError, bad_request
 
 MERGE_KEYS = {
-    "containers": "name", "initContainers": "name", "ephemeralContainers": "name", "volumes": "name",
-    "env": "name", "volumeMounts": "mountPath", "ports": "containerPort", "imagePullSecrets": "name",
-    "tolerations": "key", "hostAliases": "ip", "conditions": "type", "secrets": "name",
+    "containers": "name",
+    "initContainers": "name",
+    "ephemeralContainers": "name",
+    "volumes": "name",
+    "env": "name",
+    "volumeMounts": "mountPath",
+    "ports": "containerPort",
+    "imagePullSecrets": "name",
+    "tolerations": "key",
+    "hostAliases": "ip",
+    "conditions": "type",
+    "secrets": "name",
 }
 MERGE_CONTENT_TYPES = {
     "application/merge-patch+json": "merge",
@@ -100,8 +109,9 @@ def json_patch(target: Any, ops: Any) -> Any:
         for op in ops:
             doc = _op(doc, op)
     except (KeyError, IndexError, ValueError, TypeError, AttributeError) as e:
-        raise StatusError(422, f"the server rejected our request due to an error in our request: {e}",
-                          reason="Invalid") from e
+        raise StatusError(
+            422, f"the server rejected our request due to an error in our request: {e}", reason="Invalid"
+        ) from e
     return doc
 
 

@@ -16,15 +16,28 @@ CONTENT_TYPE = "application/vnd.kubernetes.protobuf"
 Fields = dict[int, list[Any]]
 
 # message -> field number -> (json name, sub-message or "string"/"strings"/"bool"/"extra")
-_RESOURCE_ATTRIBUTES = {1: ("namespace", "string"), 2: ("verb", "string"), 3: ("group", "string"),
-                        4: ("version", "string"), 5: ("resource", "string"), 6: ("subresource", "string"),
-                        7: ("name", "string")}
+_RESOURCE_ATTRIBUTES = {
+    1: ("namespace", "string"),
+    2: ("verb", "string"),
+    3: ("group", "string"),
+    4: ("version", "string"),
+    5: ("resource", "string"),
+    6: ("subresource", "string"),
+    7: ("name", "string"),
+}
 _NON_RESOURCE_ATTRIBUTES = {1: ("path", "string"), 2: ("verb", "string")}
-_SAR_SPEC = {1: ("resourceAttributes", _RESOURCE_ATTRIBUTES),
-             2: ("nonResourceAttributes", _NON_RESOURCE_ATTRIBUTES),
-             3: ("user", "string"), 4: ("groups", "strings"), 5: ("extra", "extra"), 6: ("uid", "string")}
-_SSAR_SPEC = {1: ("resourceAttributes", _RESOURCE_ATTRIBUTES),
-              2: ("nonResourceAttributes", _NON_RESOURCE_ATTRIBUTES)}
+_SAR_SPEC = {
+    1: ("resourceAttributes", _RESOURCE_ATTRIBUTES),
+    2: ("nonResourceAttributes", _NON_RESOURCE_ATTRIBUTES),
+    3: ("user", "string"),
+    4: ("groups", "strings"),
+    5: ("extra", "extra"),
+    6: ("uid", "string"),
+}
+_SSAR_SPEC = {
+    1: ("resourceAttributes", _RESOURCE_ATTRIBUTES),
+    2: ("nonResourceAttributes", _NON_RESOURCE_ATTRIBUTES),
+}
 _TOKEN_REVIEW_SPEC = {1: ("token", "string"), 2: ("audiences", "strings")}
 _META = {1: ("name", "string"), 3: ("namespace", "string")}
 SCHEMAS: dict[str, dict[int, tuple[str, Any]]] = {
@@ -62,10 +75,10 @@ def fields(data: bytes) -> Fields:
             value, pos = _varint(data, pos)
         elif wire == 2:
             size, pos = _varint(data, pos)
-            value, pos = data[pos:pos + size], pos + size
+            value, pos = data[pos : pos + size], pos + size
         elif wire in (1, 5):
             width = 8 if wire == 1 else 4
-            value, pos = data[pos:pos + width], pos + width
+            value, pos = data[pos : pos + width], pos + width
         else:
             raise ProtobufError(f"unsupported wire type {wire}")
         out.setdefault(number, []).append(value)
@@ -103,7 +116,7 @@ def decode_object(body: bytes) -> dict[str, Any]:
     """The JSON shape of a protobuf-encoded review; raises ProtobufError for anything else."""
     if not body.startswith(MAGIC):
         raise ProtobufError("missing the k8s protobuf magic prefix")
-    unknown = fields(body[len(MAGIC):])
+    unknown = fields(body[len(MAGIC) :])
     type_meta = fields(unknown.get(1, [b""])[0])
     api_version = type_meta.get(1, [b""])[0].decode()
     kind = type_meta.get(2, [b""])[0].decode()

@@ -43,8 +43,10 @@ class Attributes:
         if self.verb == "impersonate":
             subject = f'{self.resource} "{self.name}"'
         scope = f'in the namespace "{self.namespace}"' if self.namespace else "at the cluster scope"
-        return (f'{subject} is forbidden: {who} cannot {self.verb} resource "{full}" '
-                f'in API group "{self.group}" {scope}')
+        return (
+            f'{subject} is forbidden: {who} cannot {self.verb} resource "{full}" '
+            f'in API group "{self.group}" {scope}'
+        )
 
 
 @dataclass(frozen=True)
@@ -79,9 +81,11 @@ def rule_allows(rule: dict[str, Any], attrs: Attributes) -> bool:
     if not attrs.resource_request:
         return _url_matches(rule.get("nonResourceURLs") or [], attrs.path)
     names = rule.get("resourceNames") or []
-    return (_has(rule.get("apiGroups") or (), attrs.group)
-            and _resource_matches(rule.get("resources") or [], attrs.resource, attrs.subresource)
-            and (not names or attrs.name in names))
+    return (
+        _has(rule.get("apiGroups") or (), attrs.group)
+        and _resource_matches(rule.get("resources") or [], attrs.resource, attrs.subresource)
+        and (not names or attrs.name in names)
+    )
 
 
 def subject_matches(subject: dict[str, Any], user: User, binding_namespace: str) -> bool:
@@ -129,5 +133,7 @@ class Authorizer:
 def _reason(binding: dict[str, Any], namespace: str, ref: dict[str, Any], subject: dict[str, Any]) -> str:
     name = binding["metadata"]["name"]
     which = f'RoleBinding "{name}/{namespace}"' if namespace else f'ClusterRoleBinding "{name}"'
-    return (f'RBAC: allowed by {which} of {ref.get("kind")} "{ref.get("name")}" '
-            f'to {subject.get("kind")} "{subject.get("name")}"')
+    return (
+        f'RBAC: allowed by {which} of {ref.get("kind")} "{ref.get("name")}" '
+        f'to {subject.get("kind")} "{subject.get("name")}"'
+    )

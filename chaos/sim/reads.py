@@ -22,9 +22,11 @@ from chaos.sim.tables import to_table, wants_table
 from chaos.sim.writes import delete_object
 
 Obj = dict[str, Any]
-_TOO_OLD = ("The provided continue parameter is too old to display a consistent list result. You can "
-            "start a new list without the continue parameter, or use the continue token in this response "
-            "to retrieve the remainder of the results.")
+_TOO_OLD = (
+    "The provided continue parameter is too old to display a consistent list result. You can "
+    "start a new list without the continue parameter, or use the continue token in this response "
+    "to retrieve the remainder of the results."
+)
 
 
 def selected(call: Call) -> list[Obj]:
@@ -37,8 +39,9 @@ def selected(call: Call) -> list[Obj]:
 
 
 def _encode(rv: int, key: tuple[str, str]) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"v": "meta.k8s.io/v1", "rv": rv, "start": list(key)})
-                                    .encode()).decode()
+    return base64.urlsafe_b64encode(
+        json.dumps({"v": "meta.k8s.io/v1", "rv": rv, "start": list(key)}).encode()
+    ).decode()
 
 
 def _decode(token: str) -> tuple[int, tuple[str, str]]:
@@ -83,14 +86,24 @@ def _wants_table(call: Call) -> bool:
 async def list_(call: Call, load: Any | None) -> Any:
     items, rv, cont, remaining = page(call)
     if _wants_table(call):
-        body = to_table(call.kind.kind, items, resource_version=str(rv), cont=cont, remaining=remaining,
-                        include=call.query.get("includeObject", "Metadata"))
+        body = to_table(
+            call.kind.kind,
+            items,
+            resource_version=str(rv),
+            cont=cont,
+            remaining=remaining,
+            include=call.query.get("includeObject", "Metadata"),
+        )
     else:
         meta: Obj = {"resourceVersion": str(rv)}
         if cont:
             meta.update({"continue": cont, "remainingItemCount": remaining})
-        body = {"kind": f"{call.kind.kind}List", "apiVersion": call.kind.api_version, "metadata": meta,
-                "items": items}
+        body = {
+            "kind": f"{call.kind.kind}List",
+            "apiVersion": call.kind.api_version,
+            "metadata": meta,
+            "items": items,
+        }
     text = json.dumps(body)
     if load is not None:
         await load.serve_list(len(items), len(text))
@@ -106,13 +119,25 @@ async def get(call: Call) -> Any:
     if call.target.subresource == "scale":
         return respond(to_scale(obj))
     if _wants_table(call) and not call.target.subresource:
-        return respond(to_table(call.kind.kind, [obj], resource_version=obj["metadata"]["resourceVersion"],
-                                include=call.query.get("includeObject", "Metadata")))
+        return respond(
+            to_table(
+                call.kind.kind,
+                [obj],
+                resource_version=obj["metadata"]["resourceVersion"],
+                include=call.query.get("includeObject", "Metadata"),
+            )
+        )
     return respond(obj)
 
 
 async def delete_collection(call: Call) -> Any:
     items = selected(call)
     deleted = [delete_object(call, call.kind, *_key(obj)) for obj in items]
-    return respond({"kind": f"{call.kind.kind}List", "apiVersion": call.kind.api_version,
-                    "metadata": {"resourceVersion": str(call.sim.store.rv)}, "items": deleted})
+    return respond(
+        {
+            "kind": f"{call.kind.kind}List",
+            "apiVersion": call.kind.api_version,
+            "metadata": {"resourceVersion": str(call.sim.store.rv)},
+            "items": deleted,
+        }
+    )

@@ -34,14 +34,23 @@ def token_review(sim: Simulation, body: Obj) -> Obj:
 def _attributes(user: User, spec: Obj, namespace: str = "") -> Attributes:
     resource = spec.get("resourceAttributes")
     if resource is not None:
-        return Attributes(user, resource.get("verb", ""), True, resource.get("group", ""),
-                          resource.get("resource", ""), resource.get("subresource", ""),
-                          namespace or resource.get("namespace", ""), resource.get("name", ""))
+        return Attributes(
+            user,
+            resource.get("verb", ""),
+            True,
+            resource.get("group", ""),
+            resource.get("resource", ""),
+            resource.get("subresource", ""),
+            namespace or resource.get("namespace", ""),
+            resource.get("name", ""),
+        )
     non_resource = spec.get("nonResourceAttributes")
     if non_resource is not None:
         return Attributes(user, non_resource.get("verb", ""), False, path=non_resource.get("path", ""))
-    raise bad_request("SubjectAccessReview.authorization.k8s.io is invalid: spec: Invalid value: "
-                      "resourceAttributes or nonResourceAttributes must be set")
+    raise bad_request(
+        "SubjectAccessReview.authorization.k8s.io is invalid: spec: Invalid value: "
+        "resourceAttributes or nonResourceAttributes must be set"
+    )
 
 
 def _answer(sim: Simulation, body: Obj, attrs: Attributes) -> Obj:
@@ -64,8 +73,12 @@ def self_subject_access_review(sim: Simulation, body: Obj, caller: User) -> Obj:
 
 
 def self_subject_review(caller: User) -> Obj:
-    return {"kind": "SelfSubjectReview", "apiVersion": "authentication.k8s.io/v1",
-            "metadata": {"creationTimestamp": None}, "status": {"userInfo": caller.info()}}
+    return {
+        "kind": "SelfSubjectReview",
+        "apiVersion": "authentication.k8s.io/v1",
+        "metadata": {"creationTimestamp": None},
+        "status": {"userInfo": caller.info()},
+    }
 
 
 def answer(sim: Simulation, resource: str, body: Obj, caller: User, namespace: str) -> Obj:
@@ -78,4 +91,3 @@ def answer(sim: Simulation, resource: str, body: Obj, caller: User, namespace: s
     if resource == "localsubjectaccessreviews":
         return subject_access_review(sim, body, namespace)
     return subject_access_review(sim, body)
-

@@ -20,11 +20,18 @@ def to_scale(obj: Obj) -> Obj:
     meta = obj["metadata"]
     replicas = (obj.get("spec") or {}).get("replicas", 1)
     return {
-        "kind": "Scale", "apiVersion": "autoscaling/v1",
-        "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
-                     if k in meta},
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            k: meta[k]
+            for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+            if k in meta
+        },
         "spec": {"replicas": replicas},
-        "status": {"replicas": (obj.get("status") or {}).get("replicas", replicas), "selector": _selector(obj)},
+        "status": {
+            "replicas": (obj.get("status") or {}).get("replicas", replicas),
+            "selector": _selector(obj),
+        },
     }
 
 

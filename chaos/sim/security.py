@@ -35,8 +35,9 @@ def authenticate(sim: Simulation, request: web.Request) -> User:
     return user
 
 
-def _impersonation_checks(name: str, groups: list[str], uid: str,
-                          extra: dict[str, list[str]]) -> list[tuple[str, str, str, str, str]]:
+def _impersonation_checks(
+    name: str, groups: list[str], uid: str, extra: dict[str, list[str]]
+) -> list[tuple[str, str, str, str, str]]:
     """(group, resource, subresource, namespace, name) the caller must be allowed to impersonate."""
     if name.startswith(SA_PREFIX) and name.count(":") == 3:
         _, _, namespace, sa_name = name.split(":")
@@ -57,7 +58,7 @@ def impersonate(sim: Simulation, caller: User, headers: CIMultiDictProxy[str]) -
     extra: dict[str, list[str]] = {}
     for key in headers:
         if key.lower().startswith("impersonate-extra-"):
-            extra[unquote(key[len("impersonate-extra-"):]).lower()] = list(headers.getall(key))
+            extra[unquote(key[len("impersonate-extra-") :]).lower()] = list(headers.getall(key))
     if not (name or groups or uid or extra):
         return caller
     if not name:
@@ -65,8 +66,12 @@ def impersonate(sim: Simulation, caller: User, headers: CIMultiDictProxy[str]) -
     for group, resource, sub, namespace, target in _impersonation_checks(name, groups, uid, extra):
         attrs = Attributes(caller, "impersonate", True, group, resource, sub, namespace, target)
         if not sim.authorizer.authorize(attrs).allowed:
-            raise StatusError(403, attrs.forbidden_message(), reason="Forbidden",
-                              details={"name": target, "group": group, "kind": resource})
+            raise StatusError(
+                403,
+                attrs.forbidden_message(),
+                reason="Forbidden",
+                details={"name": target, "group": group, "kind": resource},
+            )
     if not groups and name.startswith(SA_PREFIX) and name.count(":") == 3:
         impersonated = service_account_groups(name.split(":")[2])
     else:
@@ -90,14 +95,24 @@ def attributes(user: User, target: Target, query: dict[str, str]) -> Attributes:
     if not target.resource_request:
         return Attributes(user, target.verb, False, path=target.path)
     verb = "create" if target.subresource in CONNECT_SUBRESOURCES else target.verb
-    return Attributes(user, verb, True, target.group, target.resource, target.subresource, target.namespace,
-                      _name_of(target, query))
+    return Attributes(
+        user,
+        verb,
+        True,
+        target.group,
+        target.resource,
+        target.subresource,
+        target.namespace,
+        _name_of(target, query),
+    )
 
 
 def authorize(sim: Simulation, attrs: Attributes) -> None:
     if sim.authorizer.authorize(attrs).allowed:
         return
-    details = {"name": attrs.name, "group": attrs.group, "kind": attrs.resource} if attrs.resource_request else None
+    details = (
+        {"name": attrs.name, "group": attrs.group, "kind": attrs.resource} if attrs.resource_request else None
+    )
     raise StatusError(403, attrs.forbidden_message(), reason="Forbidden", details=details)
 
 

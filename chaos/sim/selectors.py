@@ -100,7 +100,7 @@ def parse_fields(text: str | None) -> tuple[Requirement, ...]:
         else:
             raise SelectorError(f"invalid selector: '{term}'; can't understand '{term}'")
         if key not in FIELDS:
-            raise SelectorError(f'field label not supported: {key}')
+            raise SelectorError(f"field label not supported: {key}")
         out.append(Requirement(key, "!=" if op == "!=" else "=", (value,)))
     return tuple(out)
 

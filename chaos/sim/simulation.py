@@ -46,7 +46,12 @@ class Simulation:
         store = Store(window=options.watch_cache_window)
         oidc = optional_module("chaos.sim.oidc")
         issuer = oidc.Issuer() if oidc is not None else None
-        populate(store, bootstrap=bootstrap, seed_objects=options.seed_objects,
-                 seed_bytes=options.seed_object_bytes)
-        return cls(options, store, Authenticator(tokens, options.anonymous, issuer), Authorizer(store),
-                   issuer=issuer)
+        populate(
+            store,
+            bootstrap=bootstrap,
+            seed_objects=options.seed_objects,
+            seed_bytes=options.seed_object_bytes,
+        )
+        return cls(
+            options, store, Authenticator(tokens, options.anonymous, issuer), Authorizer(store), issuer=issuer
+        )

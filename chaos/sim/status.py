@@ -25,8 +25,9 @@ REASONS = {
 }
 
 
-def status_body(code: int, message: str, *, reason: str | None = None,
-                details: dict[str, Any] | None = None) -> dict[str, Any]:
+def status_body(
+    code: int, message: str, *, reason: str | None = None, details: dict[str, Any] | None = None
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "kind": "Status",
         "apiVersion": "v1",
@@ -51,8 +52,15 @@ def success_body(details: dict[str, Any] | None = None) -> dict[str, Any]:
 class StatusError(Exception):
     """An error answered as a `Status` with this HTTP code."""
 
-    def __init__(self, code: int, message: str, *, reason: str | None = None,
-                 details: dict[str, Any] | None = None, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        code: int,
+        message: str,
+        *,
+        reason: str | None = None,
+        details: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.body = status_body(code, message, reason=reason, details=details)
@@ -64,13 +72,20 @@ def _qualified(resource: str, group: str) -> str:
 
 
 def not_found(resource: str, group: str, name: str) -> StatusError:
-    return StatusError(404, f'{_qualified(resource, group)} "{name}" not found',
-                       details={"name": name, "group": group, "kind": resource})
+    return StatusError(
+        404,
+        f'{_qualified(resource, group)} "{name}" not found',
+        details={"name": name, "group": group, "kind": resource},
+    )
 
 
 def already_exists(resource: str, group: str, name: str) -> StatusError:
-    return StatusError(409, f'{_qualified(resource, group)} "{name}" already exists', reason="AlreadyExists",
-                       details={"name": name, "group": group, "kind": resource})
+    return StatusError(
+        409,
+        f'{_qualified(resource, group)} "{name}" already exists',
+        reason="AlreadyExists",
+        details={"name": name, "group": group, "kind": resource},
+    )
 
 
 def conflict(resource: str, group: str, name: str) -> StatusError:
@@ -84,9 +99,14 @@ def conflict(resource: str, group: str, name: str) -> StatusError:
 
 def invalid(kind: str, group: str, name: str, field: str, detail: str) -> StatusError:
     return StatusError(
-        422, f'{kind}.{group or "core"} "{name}" is invalid: {field}: {detail}'.replace(".core", ""),
-        details={"name": name, "group": group, "kind": kind,
-                 "causes": [{"reason": "FieldValueInvalid", "message": detail, "field": field}]},
+        422,
+        f'{kind}.{group or "core"} "{name}" is invalid: {field}: {detail}'.replace(".core", ""),
+        details={
+            "name": name,
+            "group": group,
+            "kind": kind,
+            "causes": [{"reason": "FieldValueInvalid", "message": detail, "field": field}],
+        },
     )
 
 

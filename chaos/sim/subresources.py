@@ -21,8 +21,10 @@ def _container(call: Call, pod: dict[str, Any]) -> str:
     names = [c.get("name", "") for c in (pod.get("spec") or {}).get("containers") or []]
     wanted = call.query.get("container") or (names[0] if len(names) == 1 else "")
     if not wanted:
-        raise bad_request(f"a container name must be specified for pod {pod['metadata']['name']}, choose "
-                          f"one of: [{' '.join(names)}]")
+        raise bad_request(
+            f"a container name must be specified for pod {pod['metadata']['name']}, choose "
+            f"one of: [{' '.join(names)}]"
+        )
     if wanted not in names:
         raise bad_request(f"container {wanted} is not valid for pod {pod['metadata']['name']}")
     return wanted
@@ -57,10 +59,21 @@ async def token(call: Call) -> web.Response:
     spec = (body.get("spec") or {}) if isinstance(body, dict) else {}
     seconds = int(spec.get("expirationSeconds") or 3600)
     audiences = spec.get("audiences") or ["https://kubernetes.default.svc.cluster.local"]
-    issued = call.sim.issuer.issue(call.namespace, call.target.name, uid=sa["metadata"]["uid"],
-                                   audience=str(audiences[0]), expires_in=seconds)
+    issued = call.sim.issuer.issue(
+        call.namespace,
+        call.target.name,
+        uid=sa["metadata"]["uid"],
+        audience=str(audiences[0]),
+        expires_in=seconds,
+    )
     expires = (datetime.now(UTC) + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return respond({"kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",
-                    "metadata": {"name": call.target.name, "namespace": call.namespace},
-                    "spec": {"audiences": audiences, "expirationSeconds": seconds},
-                    "status": {"token": issued, "expirationTimestamp": expires}}, 201)
+    return respond(
+        {
+            "kind": "TokenRequest",
+            "apiVersion": "authentication.k8s.io/v1",
+            "metadata": {"name": call.target.name, "namespace": call.namespace},
+            "spec": {"audiences": audiences, "expirationSeconds": seconds},
+            "status": {"token": issued, "expirationTimestamp": expires},
+        },
+        201,
+    )

@@ -37,30 +37,50 @@ def _ready(pod: Obj) -> str:
 
 
 def _restarts(pod: Obj) -> int:
-    return sum(int(s.get("restartCount", 0)) for s in (pod.get("status") or {}).get("containerStatuses") or [])
+    return sum(
+        int(s.get("restartCount", 0)) for s in (pod.get("status") or {}).get("containerStatuses") or []
+    )
 
 
 def _status(obj: Obj) -> Any:
-    return (obj.get("status") or {})
+    return obj.get("status") or {}
 
 
 _NAME: Column = ("Name", "string", lambda o: o["metadata"]["name"])
 _AGE: Column = ("Age", "string", age)
 COLUMNS: dict[str, list[Column]] = {
-    "Pod": [_NAME, ("Ready", "string", _ready), ("Status", "string", lambda o: _status(o).get("phase", "")),
-            ("Restarts", "integer", _restarts), _AGE],
+    "Pod": [
+        _NAME,
+        ("Ready", "string", _ready),
+        ("Status", "string", lambda o: _status(o).get("phase", "")),
+        ("Restarts", "integer", _restarts),
+        _AGE,
+    ],
     "Deployment": [
         _NAME,
         ("Ready", "string", lambda o: f"{_status(o).get('readyReplicas', 0)}/{o['spec'].get('replicas', 1)}"),
         ("Up-to-date", "integer", lambda o: _status(o).get("updatedReplicas", 0)),
-        ("Available", "integer", lambda o: _status(o).get("availableReplicas", 0)), _AGE],
+        ("Available", "integer", lambda o: _status(o).get("availableReplicas", 0)),
+        _AGE,
+    ],
     "Namespace": [_NAME, ("Status", "string", lambda o: _status(o).get("phase", "Active")), _AGE],
-    "Service": [_NAME, ("Type", "string", lambda o: o.get("spec", {}).get("type", "ClusterIP")),
-                ("Cluster-IP", "string", lambda o: o.get("spec", {}).get("clusterIP", "<none>")), _AGE],
-    "ConfigMap": [_NAME, ("Data", "integer", lambda o: len(o.get("data") or {}) + len(o.get("binaryData") or {})),
-                  _AGE],
-    "Secret": [_NAME, ("Type", "string", lambda o: o.get("type", "Opaque")),
-               ("Data", "integer", lambda o: len(o.get("data") or {})), _AGE],
+    "Service": [
+        _NAME,
+        ("Type", "string", lambda o: o.get("spec", {}).get("type", "ClusterIP")),
+        ("Cluster-IP", "string", lambda o: o.get("spec", {}).get("clusterIP", "<none>")),
+        _AGE,
+    ],
+    "ConfigMap": [
+        _NAME,
+        ("Data", "integer", lambda o: len(o.get("data") or {}) + len(o.get("binaryData") or {})),
+        _AGE,
+    ],
+    "Secret": [
+        _NAME,
+        ("Type", "string", lambda o: o.get("type", "Opaque")),
+        ("Data", "integer", lambda o: len(o.get("data") or {})),
+        _AGE,
+    ],
 }
 
 
@@ -72,8 +92,15 @@ def _row_object(obj: Obj, include: str) -> Obj | None:
     return {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj["metadata"]}
 
 
-def to_table(kind_name: str, objects: list[Obj], *, resource_version: str, include: str = "Metadata",
-             cont: str = "", remaining: int | None = None) -> Obj:
+def to_table(
+    kind_name: str,
+    objects: list[Obj],
+    *,
+    resource_version: str,
+    include: str = "Metadata",
+    cont: str = "",
+    remaining: int | None = None,
+) -> Obj:
     columns = COLUMNS.get(kind_name, [_NAME, _AGE])
     rows = []
     for obj in objects:
@@ -88,10 +115,18 @@ def to_table(kind_name: str, objects: list[Obj], *, resource_version: str, inclu
     if remaining is not None:
         meta["remainingItemCount"] = remaining
     return {
-        "kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": meta,
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": meta,
         "columnDefinitions": [
-            {"name": name, "type": type_, "format": "name" if name == "Name" else "",
-             "description": f"{name} of the {kind_name}", "priority": 0}
-            for name, type_, _ in columns],
+            {
+                "name": name,
+                "type": type_,
+                "format": "name" if name == "Name" else "",
+                "description": f"{name} of the {kind_name}",
+                "priority": 0,
+            }
+            for name, type_, _ in columns
+        ],
         "rows": rows,
     }

@@ -38,14 +38,24 @@ class _Stream:
 
     async def send(self, type_: str, obj: Obj) -> None:
         if self.table and type_ in ("ADDED", "MODIFIED", "DELETED"):
-            obj = to_table(self.call.kind.kind, [obj], resource_version=obj["metadata"]["resourceVersion"],
-                           include=self.include)
+            obj = to_table(
+                self.call.kind.kind,
+                [obj],
+                resource_version=obj["metadata"]["resourceVersion"],
+                include=self.include,
+            )
         await self.response.write(json.dumps({"type": type_, "object": obj}).encode() + b"\n")
 
     async def bookmark(self) -> None:
         kind = self.call.kind
-        await self.send("BOOKMARK", {"kind": kind.kind, "apiVersion": kind.api_version,
-                                     "metadata": {"resourceVersion": str(self.call.sim.store.rv)}})
+        await self.send(
+            "BOOKMARK",
+            {
+                "kind": kind.kind,
+                "apiVersion": kind.api_version,
+                "metadata": {"resourceVersion": str(self.call.sim.store.rv)},
+            },
+        )
 
 
 def _timeout(call: Call) -> float:
@@ -91,8 +101,9 @@ async def watch(call: Call) -> web.StreamResponse:
             except StatusError as e:
                 expired = e
             last = store.rv
-        response = web.StreamResponse(headers={"Content-Type": "application/json",
-                                               "Cache-Control": "no-cache, private"})
+        response = web.StreamResponse(
+            headers={"Content-Type": "application/json", "Cache-Control": "no-cache, private"}
+        )
         response.enable_chunked_encoding()
         await response.prepare(call.request)
         stream = _Stream(call, response)
@@ -115,8 +126,14 @@ def _wanted(call: Call, event: Event) -> bool:
     return not namespace or event.obj["metadata"].get("namespace") == namespace
 
 
-async def _follow(call: Call, stream: _Stream, queue: asyncio.Queue[Event], last: int, deadline: float,
-                  bookmark_every: float) -> None:
+async def _follow(
+    call: Call,
+    stream: _Stream,
+    queue: asyncio.Queue[Event],
+    last: int,
+    deadline: float,
+    bookmark_every: float,
+) -> None:
     labels = parse_labels(call.query.get("labelSelector"))
     fields = parse_fields(call.query.get("fieldSelector"))
     next_bookmark = time.monotonic() + bookmark_every

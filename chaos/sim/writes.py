@@ -25,10 +25,21 @@ _SERVICE_ACCOUNTS = TABLE.lookup("", "v1", "serviceaccounts")
 
 def _manage(call: Call, obj: Obj, operation: str, default_manager: str = "") -> None:
     manager = call.field_manager(default_manager)
-    entries = [e for e in obj["metadata"].get("managedFields") or []
-               if (e.get("manager"), e.get("operation")) != (manager, operation)]
-    entries.append({"manager": manager, "operation": operation, "apiVersion": call.kind.api_version,
-                    "time": now_rfc3339(), "fieldsType": "FieldsV1", "fieldsV1": {}})
+    entries = [
+        e
+        for e in obj["metadata"].get("managedFields") or []
+        if (e.get("manager"), e.get("operation")) != (manager, operation)
+    ]
+    entries.append(
+        {
+            "manager": manager,
+            "operation": operation,
+            "apiVersion": call.kind.api_version,
+            "time": now_rfc3339(),
+            "fieldsType": "FieldsV1",
+            "fieldsV1": {},
+        }
+    )
     obj["metadata"]["managedFields"] = entries
 
 
@@ -40,15 +51,22 @@ def _require_namespace(call: Call) -> None:
 
 def _spec_changed(old: Obj, new: Obj) -> bool:
     ignored = ("metadata", "status", "apiVersion", "kind")
-    return {k: v for k, v in old.items() if k not in ignored} != {k: v for k, v in new.items() if k not in ignored}
+    return {k: v for k, v in old.items() if k not in ignored} != {
+        k: v for k, v in new.items() if k not in ignored
+    }
 
 
 def create_object(call: Call, body: Obj, *, operation: str = "Update") -> tuple[Obj, dict[str, str]]:
     warnings = check_fields(call, body)
     meta = body.setdefault("metadata", {})
     if not meta.get("name") and not meta.get("generateName"):
-        raise invalid(call.kind.kind, call.kind.group, "", "metadata.name",
-                      "Required value: name or generateName is required")
+        raise invalid(
+            call.kind.kind,
+            call.kind.group,
+            "",
+            "metadata.name",
+            "Required value: name or generateName is required",
+        )
     _require_namespace(call)
     store = call.sim.store
     obj = store.prepare_create(call.kind, call.namespace, body)
@@ -87,8 +105,13 @@ def store_update(call: Call, current: Obj, new: Obj, *, operation: str = "Update
     _manage(call, new, operation)
     apply_defaults(new)
     if call.dry_run:
-        return {**new, "metadata": {**meta, **{k: current["metadata"][k] for k in ("uid", "creationTimestamp",
-                                                                                    "resourceVersion")}}}
+        return {
+            **new,
+            "metadata": {
+                **meta,
+                **{k: current["metadata"][k] for k in ("uid", "creationTimestamp", "resourceVersion")},
+            },
+        }
     return call.sim.store.update(call.kind, call.namespace, call.target.name, new)
 
 
@@ -104,8 +127,11 @@ async def update(call: Call) -> Any:
 def _patch_type(call: Call) -> str:
     patch_type = MERGE_CONTENT_TYPES.get(call.request.content_type)
     if patch_type is None:
-        raise StatusError(415, f"the body of the request was in an unknown format - accepted media types "
-                          f"include: {', '.join(MERGE_CONTENT_TYPES)}")
+        raise StatusError(
+            415,
+            f"the body of the request was in an unknown format - accepted media types "
+            f"include: {', '.join(MERGE_CONTENT_TYPES)}",
+        )
     return patch_type
 
 
@@ -113,8 +139,12 @@ async def patch(call: Call) -> Any:
     patch_type = _patch_type(call)
     body = await read_object(call.request)
     if patch_type == "apply" and not call.query.get("fieldManager"):
-        raise StatusError(422, 'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is '
-                          "required for apply patch", reason="Invalid")
+        raise StatusError(
+            422,
+            'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is '
+            "required for apply patch",
+            reason="Invalid",
+        )
     current = call.sim.store.find(call.kind, call.namespace, call.target.name)
     if current is None:
         if patch_type != "apply" or call.target.subresource:
@@ -126,9 +156,12 @@ async def patch(call: Call) -> Any:
     operation = "Apply" if patch_type == "apply" else "Update"
     if call.target.subresource == "scale":
         patched = apply_patch(patch_type, to_scale(current), body)
-        return respond(to_scale(store_update(call, current, from_scale(current, patched), operation=operation)))
-    patched = (strategic_merge(current, body) if patch_type == "apply"
-               else apply_patch(patch_type, current, body))
+        return respond(
+            to_scale(store_update(call, current, from_scale(current, patched), operation=operation))
+        )
+    patched = (
+        strategic_merge(current, body) if patch_type == "apply" else apply_patch(patch_type, current, body)
+    )
     if not isinstance(patched, dict):
         raise bad_request("the patch did not produce an object")
     warnings = check_fields(call, patched)
@@ -139,7 +172,8 @@ def _check_preconditions(call: Call, current: Obj, options: Any) -> None:
     pre = (options or {}).get("preconditions") or {} if isinstance(options, dict) else {}
     meta = current["metadata"]
     if (pre.get("resourceVersion") and pre["resourceVersion"] != meta["resourceVersion"]) or (
-            pre.get("uid") and pre["uid"] != meta["uid"]):
+        pre.get("uid") and pre["uid"] != meta["uid"]
+    ):
         raise conflict(call.kind.resource, call.kind.group, call.target.name)
 
 

@@ -74,7 +74,9 @@ def test_create_then_apply_client_side_then_server_side(sim: SimServer) -> None:
 def test_apply_creates_and_strict_validation_rejects_unknown_fields(sim: SimServer) -> None:
     """Without --validate=false, kubectl leaves validation to the server, which rejects unknown fields."""
     assert "created" in ok(sim.kubectl("apply", "-f", "-", stdin=DEPLOYMENT))
-    bad = sim.kubectl("create", "-f", "-", stdin="apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\nbogus: 1\n")
+    bad = sim.kubectl(
+        "create", "-f", "-", stdin="apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\nbogus: 1\n"
+    )
     assert bad.returncode != 0 and 'unknown field "bogus"' in bad.stderr
 
 
@@ -83,11 +85,26 @@ def test_patch_label_scale_and_dry_run_edit(sim: SimServer) -> None:
     ok(sim.kubectl("create", "-f", "-", stdin=DEPLOYMENT))
     ok(sim.kubectl("patch", "deployment", "web", "--type=merge", "-p", '{"spec":{"replicas":3}}'))
     assert deployment(sim)["spec"]["replicas"] == 3
-    ok(sim.kubectl("patch", "deployment", "web", "--type=json",
-                   "-p", '[{"op":"replace","path":"/spec/replicas","value":1}]'))
+    ok(
+        sim.kubectl(
+            "patch",
+            "deployment",
+            "web",
+            "--type=json",
+            "-p",
+            '[{"op":"replace","path":"/spec/replicas","value":1}]',
+        )
+    )
     assert deployment(sim)["spec"]["replicas"] == 1
-    ok(sim.kubectl("patch", "deployment", "web", "-p",
-                   '{"spec":{"template":{"spec":{"containers":[{"name":"side","image":"busybox"}]}}}}'))
+    ok(
+        sim.kubectl(
+            "patch",
+            "deployment",
+            "web",
+            "-p",
+            '{"spec":{"template":{"spec":{"containers":[{"name":"side","image":"busybox"}]}}}}',
+        )
+    )
     names = [c["name"] for c in deployment(sim)["spec"]["template"]["spec"]["containers"]]
     assert names == ["web", "side"]  # strategic merge: merged by name, not replaced
     ok(sim.kubectl("label", "deployment", "web", "tier=front"))
@@ -109,14 +126,24 @@ def test_delete(sim: SimServer) -> None:
 
 def test_get_watch_receives_an_event(sim: SimServer) -> None:
     """`kubectl get -w` prints a pod created after the watch started."""
-    watcher = subprocess.Popen(["kubectl", "--kubeconfig", str(sim.kubeconfig("admin")), "get", "pods", "-w",
-                                "--request-timeout=0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    watcher = subprocess.Popen(
+        ["kubectl", "--kubeconfig", str(sim.kubeconfig("admin")), "get", "pods", "-w", "--request-timeout=0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         # Creating repeatedly until seen avoids guessing when the watch is established.
         seen, attempt = "", 0
         while "late-" not in seen and attempt < 50:
-            sim.request("POST", "/api/v1/namespaces/default/pods", body={
-                "metadata": {"name": f"late-{attempt}"}, "spec": {"containers": [{"name": "c", "image": "x"}]}})
+            sim.request(
+                "POST",
+                "/api/v1/namespaces/default/pods",
+                body={
+                    "metadata": {"name": f"late-{attempt}"},
+                    "spec": {"containers": [{"name": "c", "image": "x"}]},
+                },
+            )
             attempt += 1
             time.sleep(0.2)
             watcher.poll()
@@ -155,7 +182,9 @@ def test_auth_can_i_and_whoami(sim: SimServer) -> None:
 
 def test_impersonation_allowed_for_admin_denied_for_alice(sim: SimServer) -> None:
     """--as works for a caller allowed to impersonate and is a 403 for one who is not."""
-    whoami = json.loads(ok(sim.kubectl("auth", "whoami", "-o", "json", "--as", "alice", "--as-group", "team-a")))
+    whoami = json.loads(
+        ok(sim.kubectl("auth", "whoami", "-o", "json", "--as", "alice", "--as-group", "team-a"))
+    )
     assert whoami["status"]["userInfo"]["username"] == "alice"
     forbidden = sim.kubectl("get", "pods", "-n", "team-b", "--as", "alice", "--as-group", "team-a")
     assert forbidden.returncode == 1 and 'User "alice" cannot list resource "pods"' in forbidden.stderr
