@@ -1,169 +1,140 @@
-"""`python -m chaos demo`: a runaway client brings down a simulated cluster, second by second.
+"""`python -m chaos demo`: the headline scenario — a runaway LIST storm next to well-behaved apps,
+once straight at a three-replica simulated cluster and once through guard —, second by second.
 
-It starts `python -m chaos sim` with three replicas, seeded pods (a full LIST is a few MB) and a
-memory budget a LIST storm can exceed; then a well-behaved client doing small GETs at a steady
-rate and, after a calm start, a runaway LISTing every pod with many workers. Each second it prints
-what the well-behaved client experienced and how many replicas are up; at the end, a summary.
-This module never leaves a process running: the simulator is killed on every way out.
+It runs `chaos/scenarios/list-storm.yaml` through the chaos runner (embedded store, no setup),
+prints a row per second of each run (well-behaved success and latency, what the runaway got,
+replicas up, crashes), then the verdict table and the report path. The flags tune the scenario
+for quick looks. Every process it starts is stopped on every way out.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import sys
-import tempfile
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 
-import aiohttp
+from chaos import observe, report, runner, scenario, workload
+from chaos.scenario import Scenario
 
-from chaos.clients import FAILED, OK, REFUSED, REJECTED, FloodClient, Second, Stats, SteadyClient
-from chaos.processes import Processes, start_sim
-
-TOKEN = "demo-admin-token"
+SCENARIO = "list-storm"
 HEADER = "   t  well-behaved ok      p50      p99   runaway ok/429/err     up  crashes"
-
-
-@dataclass(frozen=True)
-class ClusterView:
-    """What the replicas' /metrics said at one instant."""
-
-    up: int
-    replicas: int
-    crashes: int
+TITLES = {"direct": "WITHOUT guard: clients straight at the api-servers", "guard": "WITH guard in front"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--duration", type=int, default=30, help="seconds to run (default 30)")
-    p.add_argument("--replicas", type=int, default=3, help="api-server replicas (default 3)")
-    p.add_argument("--seed-objects", type=int, default=1500, help="pods pre-created (default 1500)")
-    p.add_argument("--seed-object-bytes", type=int, default=2048, help="bytes per seeded pod (default 2048)")
-    p.add_argument("--memory-budget-mb", type=float, default=16.0, help="per replica (default 16)")
-    p.add_argument("--restart-delay-s", type=float, default=3.0, help="crashed replica downtime (default 3)")
-    p.add_argument("--flood-concurrency", type=int, default=16, help="runaway LIST workers (default 16)")
-    p.add_argument("--flood-after", type=int, default=3, help="calm seconds before the runaway starts")
-    p.add_argument("--steady-rate", type=float, default=20.0, help="well-behaved GETs/s (default 20)")
+    p.add_argument("--duration", type=int, help="flood seconds per run (default: the scenario's, 25)")
+    p.add_argument("--baseline", type=int, help="unflooded seconds before the flood (default 6)")
+    p.add_argument("--replicas", type=int, help="api-server replicas (default 3)")
+    p.add_argument("--seed-objects", type=int, help="pods pre-created (default 1000, a ~2 MB LIST)")
+    p.add_argument("--memory-budget-mb", type=float, help="per replica (default 5)")
+    p.add_argument("--restart-delay-s", type=float, help="crashed replica downtime (default 3)")
+    p.add_argument("--flood-concurrency", type=int, help="runaway LIST workers (default 12)")
+    p.add_argument("--flood-after", type=float, help="calm flood seconds before the runaway starts")
+    p.add_argument("--only", choices=("direct", "guard"), help="run only one of the two runs")
+    p.add_argument("--report", type=Path, default=Path("reports/demo"), help="report directory")
+
+
+def tuned(s: Scenario, args: argparse.Namespace) -> Scenario:
+    """The headline scenario with the command line's overrides applied."""
+    cluster = s.cluster
+    for flag, name in (
+        ("replicas", "replicas"),
+        ("seed_objects", "seed_objects"),
+        ("memory_budget_mb", "memory_budget_mb"),
+        ("restart_delay_s", "restart_delay_s"),
+    ):
+        if getattr(args, flag) is not None:
+            cluster = replace(cluster, **{name: getattr(args, flag)})  # fmt: skip
+    clients = tuple(
+        replace(c, concurrency=args.flood_concurrency or c.concurrency,
+                start_s=c.start_s if args.flood_after is None else args.flood_after)
+        if c.role == "runaway" else c
+        for c in s.clients
+    )  # fmt: skip
+    return replace(
+        s,
+        cluster=cluster,
+        clients=clients,
+        duration_s=args.duration or s.duration_s,
+        baseline_s=s.baseline_s if args.baseline is None else args.baseline,
+    )
 
 
 def invalid(args: argparse.Namespace) -> str:
     """One line saying what is wrong with the arguments, or "" when nothing is."""
-    if min(args.duration, args.replicas, args.flood_concurrency) < 1 or args.steady_rate <= 0:
-        return "--duration, --replicas, --flood-concurrency and --steady-rate must be positive"
+    numbers = (args.duration, args.replicas, args.flood_concurrency, args.seed_objects)
+    if any(n is not None and n < 1 for n in numbers):
+        return "--duration, --replicas, --flood-concurrency and --seed-objects must be positive"
     return ""
 
 
-def sim_args(args: argparse.Namespace, token_file: Path) -> list[str]:
-    return [
-        "--token-file", str(token_file),
-        "--seed-objects", str(args.seed_objects),
-        "--seed-object-bytes", str(args.seed_object_bytes),
-        "--memory-budget-mb", str(args.memory_budget_mb),
-        "--restart-delay-s", str(args.restart_delay_s),
-    ]  # fmt: skip
+def ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}ms"
 
 
-async def view(urls: list[str]) -> ClusterView:
-    """Probe every replica's /metrics on a fresh connection: refused means down."""
-    up, crashes = 0, 0
-    timeout = aiohttp.ClientTimeout(total=1.0)
-    async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(force_close=True)) as s:
-        for url in urls:
-            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                async with s.get(url + "/metrics") as r:
-                    text = await r.text()
-                    up += 1
-                    crashes = max(crashes, _sum_samples(text, "sim_crashes_total"))
-    return ClusterView(up=up, replicas=len(urls), crashes=crashes)
+class Live:
+    """Prints one row per second of each run, and each run's summary line when it ends."""
+
+    def __init__(self, s: Scenario) -> None:
+        self.s, self.mode, self.phase, self.down = s, "", "", 0
+        self.steady = next(c.name for c in s.clients if c.role == "well-behaved")
+        self.runaway = next((c.name for c in s.clients if c.role == "runaway"), "")
+
+    def __call__(self, mode: str, phase: str, rec: workload.Recorder, obs: observe.Observer) -> None:
+        if (mode, phase) != (self.mode, self.phase):
+            if mode != self.mode:
+                print(f"\n== {TITLES[mode]}\n{HEADER}", flush=True)
+                self.down = 0
+            print(f"-- {phase}", flush=True)
+            self.mode, self.phase = mode, phase
+        t = max(0, int(rec.now()) - 1)
+        steady = rec.seconds[self.steady].get(t, workload.Second())
+        flood = rec.seconds[self.runaway].get(t, workload.Second()) if self.runaway else workload.Second()
+        last = obs.samples[-1] if obs.samples else observe.Sample(t=0)
+        up = "?" if last.replicas_up is None else f"{last.replicas_up:.0f}"
+        self.down += last.replicas_up is None or last.replicas_up < self.s.cluster.replicas
+        ok = f"{100 * steady.ok / steady.requests:.1f}%" if steady.requests else "100.0%"
+        lat = sorted(steady.latencies_ms)
+        p50, p99 = (lat[len(lat) // 2], lat[min(len(lat) - 1, int(0.99 * len(lat)))]) if lat else (None, None)
+        runaway = f"{flood.ok}/{flood.throttled}/{flood.requests - flood.ok - flood.throttled}"
+        crashes = "?" if last.sim_crashes is None else f"{last.sim_crashes:.0f}"
+        print(f"{t + 1:>3}s  {ok:>15}  {ms(p50):>7}  {ms(p99):>7}  {runaway:>19}  "
+              f"{up:>2}/{self.s.cluster.replicas:<2}  {crashes}", flush=True)  # fmt: skip
 
 
-def _sum_samples(text: str, name: str) -> int:
-    prefix = name + "{"
-    return int(sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix)))
+def summary_lines(summary: dict[str, object]) -> list[str]:
+    lines = []
+    runs = summary["runs"]
+    assert isinstance(runs, dict)
+    for mode, run in runs.items():
+        steady = run.get("flood", {}).get("well-behaved", {})
+        runaway = run.get("class_upstream", {}).get("runaway")
+        base = run.get("baseline", {}).get("well-behaved", {})
+        lines.append(
+            f"{mode:>6}: well-behaved {steady.get('ok')}/{steady.get('requests')} ok, "
+            f"p99 {ms(steady.get('p99_ms'))} (baseline {ms(base.get('p99_ms'))}); "
+            f"runaway LISTs reaching the api-servers: {runaway}; replica crashes: {run.get('crashes')}"
+        )  # fmt: skip
+    return lines
 
 
-def ms(seconds: float) -> str:
-    return f"{seconds * 1000:.0f}ms"
-
-
-def _failed(second: Second) -> int:
-    return second.counts.get(FAILED, 0) + second.counts.get(REFUSED, 0)
-
-
-def _latency(second: Second) -> tuple[str, str]:
-    return ms(second.percentile(0.5)), ms(second.percentile(0.99))
-
-
-def row(t: int, steady: Second, flood: Second, cluster: ClusterView) -> str:
-    """One line of the per-second table."""
-    runaway = f"{flood.counts.get(OK, 0)}/{flood.counts.get(REJECTED, 0)}/{_failed(flood)}"
-    p50, p99 = _latency(steady)
-    up = f"{cluster.up:>2}/{cluster.replicas:<2}"
-    ok = f"{steady.share(OK) * 100:.1f}%"
-    return f"{t:>3}s  {ok:>15}  {p50:>7}  {p99:>7}  {runaway:>19}  {up:>5}  {cluster.crashes}"
-
-
-def summary(steady: Second, flood: Second, cluster: ClusterView, down_seconds: int) -> str:
-    p50, p99 = _latency(steady)
-    served, rejected = flood.counts.get(OK, 0), flood.counts.get(REJECTED, 0)
-    return "\n".join(
-        [
-            "",
-            f"well-behaved client: {steady.counts.get(OK, 0)}/{steady.total} ok "
-            f"({steady.share(OK) * 100:.1f}%), p50 {p50}, p99 {p99}",
-            f"runaway client: {served} LISTs served, {rejected} rejected, {_failed(flood)} failed",
-            f"replica crashes: {cluster.crashes}; seconds with a replica down: {down_seconds}",
-        ]
-    )
-
-
-async def drive(urls: list[str], args: argparse.Namespace, out: list[str]) -> None:
-    """Run both clients for the duration, printing a row per second and the summary."""
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    steady = SteadyClient(urls, TOKEN, rate=args.steady_rate, stats=Stats(start))
-    flood = FloodClient(urls, TOKEN, concurrency=args.flood_concurrency, stats=Stats(start))
-    stop = asyncio.Event()
-    connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as session:
-        tasks = [loop.create_task(steady.run(session, stop))]
-        emit(out, HEADER)
-        down, cluster = 0, ClusterView(len(urls), len(urls), 0)
-        for t in range(args.duration):
-            if t == args.flood_after:
-                tasks.append(loop.create_task(flood.run(session, stop)))
-            await asyncio.sleep(max(0.0, start + t + 1 - loop.time()))
-            seen = await view(urls)
-            # With every replica down nobody reports the count: keep the last one seen.
-            cluster = ClusterView(seen.up, seen.replicas, max(seen.crashes, cluster.crashes))
-            down += cluster.up < cluster.replicas
-            emit(out, row(t + 1, steady.stats.second(t), flood.stats.second(t), cluster))
-        stop.set()
-        await asyncio.gather(*tasks, return_exceptions=True)
-    emit(out, summary(steady.stats.overall(), flood.stats.overall(), cluster, down))
-
-
-def emit(out: list[str], line: str) -> None:
-    out.append(line)
-    print(line, flush=True)
-
-
-async def _run(args: argparse.Namespace) -> int:
-    with tempfile.TemporaryDirectory(prefix="chaos-demo-") as tmp:
-        workdir = Path(tmp)
-        token_file = workdir / "tokens.csv"
-        token_file.write_text(f'{TOKEN},demo-admin,demo-admin-uid,"system:masters"\n')
-        with Processes(workdir) as procs:
-            sim = await start_sim(procs, sim_args(args, token_file), args.replicas)
-            print(f"simulated api-server: {' '.join(sim.urls)} ({args.seed_objects} pods, "
-                  f"memory budget {args.memory_budget_mb:g} MB per replica)", flush=True)  # fmt: skip
-            print(
-                f"runaway LISTs start at t={args.flood_after}s with {args.flood_concurrency} workers\n",
-                flush=True,
-            )
-            await drive(sim.urls, args, [])
-    return 0
+async def _run(s: Scenario, args: argparse.Namespace) -> int:
+    modes = (args.only,) if args.only else ("direct", "guard")
+    live = Live(s)
+    print(f"{s.name}: {s.description}\n"
+          f"{s.cluster.replicas} simulated api-servers, {s.cluster.seed_objects} pods, "
+          f"memory budget {s.cluster.memory_budget_mb:g} MB each; {s.baseline_s:g}s baseline, "
+          f"{s.duration_s:g}s flood per run", flush=True)  # fmt: skip
+    summary = await runner.run_scenario(s, args.report, modes=modes, progress=live)
+    print()
+    for line in summary_lines(summary):
+        print(line)
+    print(f"seconds with a replica down: {live.down}\n")
+    print(report.verdict_table([summary]))
+    print(f"\nreport: {(args.report / 'report.html').resolve()}", flush=True)
+    return 0 if summary["verdict"]["passed"] else 1
 
 
 def run(args: argparse.Namespace) -> int:
@@ -173,10 +144,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"chaos demo: {problem}", file=sys.stderr)
         return 2
     try:
-        return asyncio.run(_run(args))
+        return asyncio.run(_run(tuned(scenario.load(SCENARIO), args), args))
     except KeyboardInterrupt:
         return 130
-    except RuntimeError as e:
+    except (RuntimeError, scenario.ScenarioError) as e:
         print(f"chaos demo: {e}", file=sys.stderr)
         return 1
 

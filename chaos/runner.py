@@ -24,7 +24,8 @@ from chaos import observe, report, scenario, verdict, workload
 from chaos.processes import Processes
 from chaos.scenario import FaultSpec, Scenario
 
-Progress = Callable[[str, workload.Recorder, observe.Observer], None]
+# Called once a second with (mode, phase, that phase's recorder, the observer) for live output.
+Progress = Callable[[str, str, workload.Recorder, observe.Observer], None]
 
 
 async def fire(fault: FaultSpec, bed: testbed.Bed, procs: Processes) -> str:
@@ -83,7 +84,7 @@ async def run_once(s: Scenario, mode: str, workdir: Path, progress: Progress | N
         bed: testbed.Bed | None = None
         try:
             bed = await testbed.start(s, procs, with_guard=mode == "guard")
-            await _phases(s, bed, procs, result, progress)
+            await _phases(s, bed, procs, result, _for_mode(progress, mode))
         except (RuntimeError, OSError, ImportError) as e:
             result["error"] = str(e).splitlines()[0] if str(e) else type(e).__name__
             result["error_detail"] = str(e)
@@ -93,8 +94,19 @@ async def run_once(s: Scenario, mode: str, workdir: Path, progress: Progress | N
     return result
 
 
+def _for_mode(progress: Progress | None, mode: str) -> Callable[..., None] | None:
+    if progress is None:
+        return None
+    bound = progress
+    return lambda phase, rec, obs: bound(mode, phase, rec, obs)
+
+
 async def _phases(
-    s: Scenario, bed: testbed.Bed, procs: Processes, result: dict[str, Any], progress: Progress | None
+    s: Scenario,
+    bed: testbed.Bed,
+    procs: Processes,
+    result: dict[str, Any],
+    progress: Callable[..., None] | None,
 ) -> None:
     loop = asyncio.get_running_loop()
     observer = observe.Observer(bed.sim.urls, [g.admin_url for g in bed.guards], loop.time())
@@ -149,7 +161,7 @@ async def _final_state(s: Scenario, bed: testbed.Bed, admin: str) -> dict[str, A
 
 
 def _ticker(
-    phase: str, rec: workload.Recorder, obs: observe.Observer, progress: Progress | None
+    phase: str, rec: workload.Recorder, obs: observe.Observer, progress: Callable[..., None] | None
 ) -> asyncio.Task[None]:
     async def tick() -> None:
         while progress is not None:

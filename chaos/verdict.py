@@ -110,20 +110,16 @@ class Judged:
 
 
 def judge(scenario: Scenario, runs: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """Each run's checks and whether the run (all/any) and the scenario (both runs) pass."""
-    verdict: dict[str, Any] = {"runs": {}, "passed": True}
+    """Each run's checks and whether the run (all/any) and the scenario (the runs made) pass."""
+    verdict: dict[str, Any] = {"runs": {}, "passed": bool(runs)}
     for name, run_verdict in scenario.verdicts.items():
-        if not run_verdict.checks:
-            continue
         run = runs.get(name)
-        judged = [
-            Judged(c, metric(c, run), bool(run) and c.holds(metric(c, run)))
-            for c in run_verdict.checks
-            if run is not None
-        ]
+        if not run_verdict.checks or run is None:
+            continue
+        judged = [Judged(c, metric(c, run), c.holds(metric(c, run))) for c in run_verdict.checks]
         results = [j.passed for j in judged]
         passed = bool(results) and (all(results) if run_verdict.mode == "all" else any(results))
-        if run is not None and run.get("error"):
+        if run.get("error"):
             passed = False
         verdict["runs"][name] = {
             "mode": run_verdict.mode,

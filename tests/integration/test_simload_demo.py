@@ -2,14 +2,16 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 from chaos.clients import OK, REJECTED, Stats
 
 
-def test_demo_shows_the_runaway_crashing_replicas() -> None:
+def test_demo_shows_the_runaway_crashing_replicas(tmp_path: Path) -> None:
     """A short demo with a small budget prints its table and shows replicas going down."""
     argv = [sys.executable, "-m", "chaos", "demo", "--duration", "5", "--flood-after", "1",
-            "--seed-objects", "300", "--memory-budget-mb", "1", "--restart-delay-s", "1"]  # fmt: skip
+            "--seed-objects", "300", "--memory-budget-mb", "1", "--restart-delay-s", "1",
+            "--only", "direct", "--baseline", "2", "--report", str(tmp_path)]  # fmt: skip
     result = subprocess.run(argv, capture_output=True, text=True, timeout=90)
     assert result.returncode == 0, result.stderr
     rows = [line for line in result.stdout.splitlines() if line.strip().split(" ", 1)[0].endswith("s")]
