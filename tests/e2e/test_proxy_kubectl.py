@@ -71,9 +71,11 @@ def _kubeconfig(path: Path, url: str, certs: Path, *, token: str | None) -> Path
                                            "client-key": str(certs / "alice.key")}
     path.write_text(json.dumps({
         "apiVersion": "v1", "kind": "Config", "current-context": "guard",
-        "clusters": [{"name": "guard", "cluster": {"server": url, "certificate-authority": str(certs / "ca.crt")}}],
+        "clusters": [{"name": "guard",
+                      "cluster": {"server": url, "certificate-authority": str(certs / "ca.crt")}}],
         "users": [{"name": "alice", "user": user}],
-        "contexts": [{"name": "guard", "context": {"cluster": "guard", "user": "alice", "namespace": "team-a"}}],
+        "contexts": [{"name": "guard",
+                      "context": {"cluster": "guard", "user": "alice", "namespace": "team-a"}}],
     }))
     return path
 
@@ -103,8 +105,8 @@ def through(request: pytest.FixtureRequest, sim_server: Callable[..., SimServer]
     guard, url = _start_guard(config)
     token = sim.tokens["alice"] if mode == "passthrough" else None
     try:
-        yield Through(sim, guard, url, _kubeconfig(tmp_path / "kubeconfig", url, certs, token=token), tmp_path,
-                      mode)
+        kubeconfig = _kubeconfig(tmp_path / "kubeconfig", url, certs, token=token)
+        yield Through(sim, guard, url, kubeconfig, tmp_path, mode)
     finally:
         guard.terminate()
         guard.wait(timeout=20)
@@ -147,8 +149,8 @@ def test_exec_logs_and_watch_through_guard(through: Through) -> None:
     with pytest.raises(subprocess.TimeoutExpired) as stopped:
         subprocess.run(through.argv("logs", "-f", "box"), capture_output=True, timeout=4, env=through.env())
     assert len([line for line in (stopped.value.stdout or b"").decode().splitlines() if line]) >= 2
-    watcher = subprocess.Popen(through.argv("get", "pods", "-w", "--request-timeout=0"), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env=through.env())
+    watcher = subprocess.Popen(through.argv("get", "pods", "-w", "--request-timeout=0"),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=through.env())
     try:
         seen, attempt = "", 0
         while "late-" not in seen and attempt < 50:
