@@ -1,13 +1,13 @@
 """The in-process cost of one admission decision on the embedded store, in microseconds (p50/p99),
 measured by calling guard's admission controller directly with the bench tenant's policies.
 It skips (never fails) while `guard.admission.controller` is not built or its entry point differs.
+The figure includes one coroutine call per decision, as on guard's request path.
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib
-import inspect
 import statistics
 import time
 from pathlib import Path
@@ -31,21 +31,19 @@ def _identity_and_info() -> tuple[Any, Any]:
 
 
 def _build_controller(policy_dir: Path) -> Any:
-    """Find how to build the controller: a `from_policies(policies)`-style factory is assumed."""
+    """The controller as guard's app builds it: example policies + bench tenant, embedded store."""
     try:
         controller = importlib.import_module("guard.admission.controller")
+        buckets = importlib.import_module("guard.admission.buckets")
+        config = importlib.import_module("guard.admission.config")
     except ModuleNotFoundError as e:
-        raise Skip("guard.admission.controller is not built yet") from e
-    from guard.policy.loading import load_policies
-
-    policies, errors = load_policies([policy_dir])
-    if errors:
-        raise Skip(f"policies do not load: {errors[0]}")
-    for name in ("from_policies", "build_controller", "build"):
-        factory = getattr(controller, name, None)
-        if callable(factory):
-            return factory(policies)
-    raise Skip("guard.admission.controller has no from_policies/build_controller factory the bench knows")
+        raise Skip(f"{e.name} is not built yet") from e
+    try:
+        return controller.AdmissionController.from_paths(
+            [policy_dir], config.AdmissionSettings(), buckets.EmbeddedStore()
+        )
+    except (AttributeError, TypeError) as e:
+        raise Skip(f"guard's admission API changed: {e}") from e
 
 
 async def _measure(admission: Any, count: int) -> DecisionCost:
@@ -66,8 +64,6 @@ async def _measure(admission: Any, count: int) -> DecisionCost:
 
 async def _run(workdir: Path, count: int) -> DecisionCost:
     admission = _build_controller(write_policies(workdir / "decision-policies"))
-    if inspect.isawaitable(admission):
-        admission = await admission
     await _measure(admission, min(count, 2000))  # warm caches and interned keys first
     return await _measure(admission, count)
 

@@ -62,6 +62,8 @@ async def _open_many(port: int, count: int, held: list[asyncio.StreamWriter]) ->
     for start in range(0, count, batch):
         opened = await asyncio.gather(*(_open_watch(port) for _ in range(min(batch, count - start))))
         held.extend(w for w in opened if w is not None)
+        if not any(opened):
+            return  # the proxy takes no more watches; waiting for more timeouts would tell nothing new
 
 
 async def _watch_steps(port: int, pid: int, steps: tuple[int, ...]) -> list[WatchPoint]:

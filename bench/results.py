@@ -78,9 +78,12 @@ class Verdict:
 
 def watches_at_goal(points: list[WatchPoint]) -> tuple[float, bool] | None:
     """RSS at 10,000 watches in bytes, and whether it was extrapolated (file limits may cap the count)."""
-    if len(points) < 2 or points[-1].opened <= points[0].opened:
+    grown = [p for i, p in enumerate(points) if i == 0 or p.opened > points[i - 1].opened]
+    if len(grown) < 2:
         return None
-    first, last = points[0], points[-1]
+    # The last step that opened more watches than the one before: a later step that opened none
+    # measures failed attempts, not held watches.
+    first, last = grown[0], grown[-1]
     if last.opened >= WATCH_GOAL:
         return float(last.rss), False
     per_watch = (last.rss - first.rss) / (last.opened - first.opened)
@@ -115,7 +118,8 @@ def _watches(results: Results) -> Verdict:
     if at_goal is None:
         return Verdict(goal, "not measured", None)
     rss, extrapolated = at_goal
-    how = f" (extrapolated from {results.watches[-1].opened:,})" if extrapolated else ""
+    opened = max(p.opened for p in results.watches)
+    how = f" (extrapolated from {opened:,} open)" if extrapolated else ""
     return Verdict(goal, f"{rss / MIB:.0f} MiB{how}", rss <= 256 * MIB)
 
 

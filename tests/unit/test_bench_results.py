@@ -68,6 +68,16 @@ def test_watch_memory_is_extrapolated_to_ten_thousand() -> None:
     assert watches_at_goal(points[:1]) is None
 
 
+def test_a_step_that_opened_no_more_watches_is_not_extrapolated_from() -> None:
+    """When the proxy refuses further watches, the last step that grew is the one extrapolated."""
+    points = [
+        WatchPoint(0, 0, 100 * MIB),
+        WatchPoint(1000, 1000, 110 * MIB),
+        WatchPoint(10000, 1000, 150 * MIB),
+    ]
+    assert watches_at_goal(points) == (200 * MIB, True)
+
+
 def test_large_list_and_decision_verdicts() -> None:
     results = Results(
         lists={"direct": ListFigure(10**8, 1e9, 0, 0), "guard": ListFigure(10**8, 4e8, 50 * MIB, 60 * MIB)},
