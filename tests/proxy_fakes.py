@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import json
 import socket
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -189,6 +190,19 @@ class GuardProcess:
         except TimeoutError:
             self.proc.kill()
             return await self.proc.wait()
+
+
+def spawn_guard(config: Path) -> tuple[subprocess.Popen[str], str, str]:
+    """`guard serve` as a child process, for synchronous tests: (process, url, admin url)."""
+    process = subprocess.Popen([sys.executable, "-m", "guard.cli", "serve", "--config", str(config)],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if not line.startswith("guard serving "):
+        process.kill()
+        raise AssertionError(f"guard did not start: {line!r}")
+    parts = line.split()
+    return process, parts[2], parts[4] if len(parts) > 4 else ""
 
 
 def free_port() -> int:
