@@ -113,9 +113,12 @@ async def watch(call: Call) -> web.StreamResponse:
         for type_, obj in initial:
             if matches(obj, labels, fields):
                 await stream.send(type_, obj)
-        if bookmarks:
-            await stream.bookmark()
-        await _follow(call, stream, watcher.queue, last, deadline, bookmark_every if bookmarks else 0.0)
+        try:
+            if bookmarks:
+                await stream.bookmark()
+            await _follow(call, stream, watcher.queue, last, deadline, bookmark_every if bookmarks else 0.0)
+        except ConnectionError:
+            pass  # the client went away (or its replica crashed): the watch simply ends
         return response
     finally:
         store.unsubscribe(watcher)
