@@ -15,6 +15,7 @@ import ssl
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -76,6 +77,7 @@ class GuardServer:
         runner = web.AppRunner(application, access_log=None, handle_signals=False,
                                shutdown_timeout=shutdown, keepalive_timeout=limits.idle_timeout)
         await runner.setup()
+        _limit_connections(runner, limits.max_connections)
         site = web.TCPSite(runner, host, port, ssl_context=ctx, backlog=1024, reuse_address=True)
         await site.start()
         self._runners.append(runner)
@@ -138,6 +140,24 @@ class GuardServer:
         await self._stopped.wait()
         log.info("draining")
         await self.stop()
+
+
+def _limit_connections(runner: web.AppRunner, most: int) -> None:
+    """Close connections accepted beyond `most` at once, before they cost a request's work.
+
+    aiohttp has no such knob; its Server registers each connection through `connection_made`,
+    so guard wraps that one call."""
+    server: Any = runner.server
+    if server is None:
+        return
+    register = server.connection_made
+
+    def connection_made(handler: Any, transport: asyncio.Transport) -> None:
+        register(handler, transport)
+        if len(server.connections) > most:
+            transport.abort()
+
+    server.connection_made = connection_made
 
 
 async def _retire(runtime: Runtime) -> None:

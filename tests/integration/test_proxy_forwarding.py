@@ -204,6 +204,24 @@ async def test_a_refusing_endpoint_is_skipped_for_reads_and_writes(
     assert len(api.seen) == 12
 
 
+async def test_connections_beyond_max_connections_are_closed(
+        tmp_path: Path, api: FakeApiServer) -> None:
+    """limits.maxConnections: 2 — two kept-alive clients are served, a third connection is dropped."""
+    async for g in _guard(tmp_path, [api.url], extra="limits: {maxConnections: 2}\n"):
+        sessions = [aiohttp.ClientSession() for _ in range(3)]
+        try:
+            for s in sessions[:2]:
+                async with s.get(g.url + "/api/v1/pods", headers=ALICE) as r:
+                    assert r.status == 200
+            with pytest.raises(aiohttp.ClientConnectionError):
+                async with sessions[2].get(g.url + "/api/v1/pods", headers=ALICE) as r:
+                    await r.read()
+        finally:
+            for s in sessions:
+                await s.close()
+    assert len(api.seen) == 2
+
+
 async def test_no_endpoint_answering_gives_503_with_retry_after(
         tmp_path: Path, api: FakeApiServer, client: aiohttp.ClientSession) -> None:
     """When no api-server endpoint accepts connections: 503 ServiceUnavailable Status with Retry-After."""
