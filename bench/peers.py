@@ -64,7 +64,8 @@ def nginx_proxy(prefix: Path, port: int, upstream: int) -> str:
 def haproxy(port: int, upstream: int) -> str:
     """haproxy in http mode, keep-alive both sides, connection reuse to the upstream."""
     return f"""global
-  maxconn 20000
+  # haproxy reserves two descriptors per connection; stay within the usual 20,000 open-files limit.
+  maxconn 8000
 defaults
   mode http
   option http-keep-alive
