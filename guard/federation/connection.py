@@ -91,6 +91,7 @@ def build_client(settings: RedisSettings) -> Any:
     """A redis-py asyncio client for the settings (single node, Cluster or Sentinel)."""
     kwargs = _common(settings)
     if settings.cluster:
+        kwargs.pop("retry_on_timeout")  # the Cluster client retries by node refresh instead
         return RedisCluster.from_url(settings.url, max_connections=settings.pool_size, **kwargs)
     if settings.sentinel is not None:
         sentinel = Sentinel(list(settings.sentinel.addresses), **kwargs)  # type: ignore[no-untyped-call]
