@@ -109,9 +109,7 @@ async def test_bundles_push_live_update_tamper_and_disk_restart(redis_server: Re
                                                                 tmp_path: Path) -> None:
     """A pushed bundle goes live on every replica; a tampered one is refused and the last good one
     stays; a replica restarting while Redis is down applies the copy it kept on disk."""
-    assert guard_cli("policy", "keygen", str(tmp_path / "signing")).returncode in (0, 2)
-    if not (tmp_path / "signing.key").exists():  # `guard policy` not wired yet: use the library
-        bundles.keygen(tmp_path / "signing.key", tmp_path / "signing.pub")
+    assert guard_cli("policy", "keygen", str(tmp_path / "signing")).returncode == 0
     public = bundles.load_public_key(tmp_path / "signing.pub")
     live: list[dict[int, int]] = [{} for _ in range(3)]
     watchers = [bundles.BundleWatcher(Gateway(settings(redis_server.url)), public,
@@ -129,6 +127,9 @@ async def test_bundles_push_live_update_tamper_and_disk_restart(redis_server: Re
             assert await eventually(lambda v=version: all(w.current and w.current.version == v
                                                           for w in watchers))
         assert all(state[0] == 2 for state in live)
+        shown = guard_cli("policy", "show", "--redis", redis_server.url, "--public-key",
+                          str(tmp_path / "signing.pub"))
+        assert shown.returncode == 0 and "version 2" in shown.stdout and "valid" in shown.stdout
         gateway = Gateway(settings(redis_server.url))
         payload, _ = await bundles.fetch(gateway) or (b"", b"")
         forged = payload.replace(b'"version":2', b'"version":3').replace(b"30/s", b"9000/s")
@@ -150,26 +151,19 @@ async def test_bundles_push_live_update_tamper_and_disk_restart(redis_server: Re
 
 
 async def push(url: str, directory: Path, key: Path) -> None:
-    """`guard policy push` when the policy CLI has it; the same library call otherwise."""
     result = guard_cli("policy", "push", str(directory), "--redis", url, "--signing-key", str(key))
-    if result.returncode == 0:
-        return
-    from guard.federation.cli import read_policy_dir
-
-    files, problems = read_policy_dir(str(directory))
-    assert problems == []
-    gateway = Gateway(settings(url))
-    await bundles.publish(gateway, files, bundles.load_private_key(key))
-    await gateway.close()
+    assert result.returncode == 0, result.stderr
 
 
-def test_push_refuses_invalid_policies(tmp_path: Path) -> None:
+def test_push_refuses_invalid_policies(redis_server: RedisServer, tmp_path: Path) -> None:  # noqa: F811
     """An invalid policy directory is reported with file and field, and nothing is published."""
-    from guard.federation.cli import read_policy_dir
-
-    write_policy(tmp_path, "fast")
-    files, problems = read_policy_dir(str(tmp_path))
-    assert files and any("team-a.yaml" in p and "rate" in p for p in problems)
+    assert guard_cli("policy", "keygen", str(tmp_path / "k")).returncode == 0
+    write_policy(tmp_path / "bad", "fast")
+    result = guard_cli("policy", "push", str(tmp_path / "bad"), "--redis", redis_server.url,
+                       "--signing-key", str(tmp_path / "k.key"))
+    assert result.returncode == 1 and "team-a.yaml" in result.stderr and "rate" in result.stderr
+    shown = guard_cli("policy", "show", "--redis", redis_server.url)
+    assert shown.returncode == 1 and "no policy bundle" in shown.stderr
 
 
 async def test_cluster_keys_share_a_slot_and_leasing_works(redis_cluster: RedisClusterServers) -> None:  # noqa: F811
