@@ -79,6 +79,13 @@ class RedisQuotaStore:
         """True while Redis is considered down and keys follow their fail mode."""
         return self.breaker.state != "closed"
 
+    def counters(self) -> dict[str, int]:
+        """Counters for `GuardMetrics.add_counters(store.counters, "guard_federation", ...)`."""
+        values = dict(vars(self.stats))
+        values["degraded"] = int(self.degraded)
+        values["live_replicas"] = self.live
+        return values
+
     @property
     def live(self) -> int:
         return self.membership.count.fleet
