@@ -50,6 +50,8 @@ def describe_machine() -> dict[str, str]:
         "cpu": f"{_cpu_model()}, {os.cpu_count()} cores",
         "kernel": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
+        # The machine is shared; a high load at the start explains figures that differ between runs.
+        "load average at start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
     }
     for package in ("aiohttp", "uvloop"):
         try:
