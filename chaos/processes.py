@@ -42,6 +42,8 @@ def free_port_range(count: int) -> int:
             for port in range(base, base + count):
                 s = socket.socket()
                 sockets.append(s)
+                # The simulator binds with SO_REUSEADDR too: ports in TIME_WAIT are free for it.
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 s.bind(("127.0.0.1", port))
             return base
         except OSError:
