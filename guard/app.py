@@ -20,18 +20,22 @@ from guard.admission.buckets import EmbeddedStore
 from guard.admission.config import AdmissionSettings
 from guard.admission.controller import AdmissionController
 from guard.admission.decision import Admission, AdmitAll
+from guard.admission.store import QuotaStore
 from guard.metrics import GuardMetrics
 from guard.pipeline import Holder, Proxy, Runtime
 from guard.settings import Settings
 from guard.upstream import FailoverReviews, Upstream, resolve_credential
+from guard.workers import SharedQuota
 
 log = logging.getLogger("guard.app")
 REVIEW_TIMEOUT = 10.0
 """Seconds guard waits for a TokenReview or SubjectAccessReview before answering 401/403 → retry."""
 
 
-async def build_runtime(settings: Settings) -> Runtime:
-    """Build one generation of everything that depends on settings. Needs a running loop."""
+async def build_runtime(settings: Settings, *, workers: int = 1) -> Runtime:
+    """Build one generation of everything that depends on settings. Needs a running loop.
+
+    `workers` is how many processes share the listen port (`guard serve --workers N`)."""
     cluster = settings.cluster
     upstream = Upstream(cluster.name, resolve_credential(cluster))
     reviews = FailoverReviews(upstream, timeout=REVIEW_TIMEOUT)
@@ -42,7 +46,7 @@ async def build_runtime(settings: Settings) -> Runtime:
         upstream=upstream,
         authenticator=authn.Authenticator(identity, reviews),
         impersonation=impersonation.ImpersonationCheck(reviews),
-        admission=build_admission(settings),
+        admission=build_admission(settings, workers=workers),
         impersonation_headers=impersonation.impersonation_headers,
         access_log=AccessLog(settings.access_log.path, enabled=settings.access_log.enabled),
         timeouts=(
@@ -52,15 +56,18 @@ async def build_runtime(settings: Settings) -> Runtime:
     )
 
 
-def build_admission(settings: Settings) -> Admission:
-    """Admission for these settings. The admission controller plugs in here (policies, admission:)."""
+def build_admission(settings: Settings, *, workers: int = 1) -> Admission:
+    """Admission for these settings. The admission controller plugs in here (policies, admission:).
+
+    With N workers on the embedded store each enforces 1/N of every quota (see guard.workers)."""
     if settings.policies is None and settings.admission is None:
         return AdmitAll()
     admission = settings.admission
     if not isinstance(admission, AdmissionSettings):
         admission = AdmissionSettings()
     paths = [settings.policies] if settings.policies is not None else []
-    return AdmissionController.from_paths(paths, admission, EmbeddedStore())  # ConfigError lists problems
+    store: QuotaStore = EmbeddedStore() if workers == 1 else SharedQuota(EmbeddedStore(), workers)
+    return AdmissionController.from_paths(paths, admission, store)  # ConfigError lists problems
 
 
 async def close_runtime(runtime: Runtime) -> None:
@@ -69,13 +76,15 @@ async def close_runtime(runtime: Runtime) -> None:
 
 
 def build_apps(holder: Holder, metrics: GuardMetrics,
-               pages: admin.AdminPages) -> tuple[web.Application, web.Application, Proxy]:
-    """The main application (every path goes to the proxy) and the admin application."""
+               pages: admin.AdminPages) -> tuple[web.Server, web.Application, Proxy]:
+    """The main server (every path goes to the proxy) and the admin application.
+
+    The main listener is aiohttp's low-level Server: every path has one handler, so the router,
+    middleware chain and Application wrapper would only cost time on each request."""
     proxy = Proxy(holder, metrics)
     limits = holder.current.settings.limits
-    main = web.Application(client_max_size=limits.max_body_bytes, handler_args={
-        "max_line_size": limits.max_header_bytes, "max_field_size": limits.max_header_bytes})
-    main.router.add_route("*", "/{tail:.*}", proxy.handle)
+    main = web.Server(proxy.handle, access_log=None, keepalive_timeout=limits.idle_timeout,
+                      max_line_size=limits.max_header_bytes, max_field_size=limits.max_header_bytes)
     metrics.add_counters(_authn_stats(holder), "guard_identity", "Identity step counters")
     _admission_pages(holder, pages)
     admin_app = admin.build_admin_app(metrics, pages, lambda: holder.current.settings,

@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiohttp
 from aiohttp import web
@@ -84,6 +84,7 @@ class Proxy:
         self.metrics = metrics
         self.draining = False
         self._long_running: set[aiohttp.ClientResponse] = set()
+        self._children = _Children()
 
     def drain(self) -> None:
         """SIGTERM: end watches and tunnels cleanly so clients re-watch elsewhere."""
@@ -91,7 +92,7 @@ class Proxy:
         for response in list(self._long_running):
             response.close()
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         rt = self.holder.current
         ex = _Exchange(started=time.perf_counter())
         try:
@@ -109,7 +110,7 @@ class Proxy:
         ex.status = response.status
         return response
 
-    async def _serve(self, rt: Runtime, request: web.Request, ex: _Exchange) -> web.StreamResponse:
+    async def _serve(self, rt: Runtime, request: web.BaseRequest, ex: _Exchange) -> web.StreamResponse:
         caller = await self._identify(rt, request)
         effective = caller
         if any(k.lower().startswith("impersonate-") for k in request.headers):
@@ -123,14 +124,14 @@ class Proxy:
         finally:
             ticket.release()
 
-    async def _identify(self, rt: Runtime, request: web.Request) -> Identity:
+    async def _identify(self, rt: Runtime, request: web.BaseRequest) -> Identity:
         auth = request.headers.get("Authorization", "")
         token = auth[7:].strip() if auth[:7].lower() == "bearer " else None
         return await rt.authenticator.authenticate(Credentials(
             bearer_token=token or None, peer_certificate_der=peer_certificate(request),
             remote_addr=request.remote or ""))
 
-    async def _admitted(self, rt: Runtime, request: web.Request, ex: _Exchange, ticket: Ticket,
+    async def _admitted(self, rt: Runtime, request: web.BaseRequest, ex: _Exchange, ticket: Ticket,
                         caller: Identity) -> web.StreamResponse:
         verdict = ticket.verdict
         if not verdict.admitted:
@@ -151,7 +152,7 @@ class Proxy:
             forward.release(endpoint)
             upstream_response.release()
 
-    async def _respond(self, request: web.Request, ex: _Exchange, upstream: aiohttp.ClientResponse,
+    async def _respond(self, request: web.BaseRequest, ex: _Exchange, upstream: aiohttp.ClientResponse,
                        add: list[tuple[str, str]], upgrade: bool) -> web.StreamResponse:
         long_running = ex.info is not None and ex.info.is_long_running
         if long_running:
@@ -167,7 +168,7 @@ class Proxy:
         ex.status = response.status
         return response
 
-    def _headers(self, rt: Runtime, request: web.Request, effective: Identity,
+    def _headers(self, rt: Runtime, request: web.BaseRequest, effective: Identity,
                  caller: Identity) -> CIMultiDict[str]:
         peer = request.remote or ""
         if rt.settings.forwarding == "impersonate":
@@ -180,20 +181,36 @@ class Proxy:
 
     def _observe_latency(self, rt: Runtime, ex: _Exchange) -> None:
         if ex.info is not None and not ex.info.is_long_running:
-            self.metrics.latency.labels(rt.upstream.name, verb_label(ex.info.verb)).observe(
+            self._children.of(self.metrics.latency, rt.upstream.name, verb_label(ex.info.verb)).observe(
                 time.perf_counter() - ex.started)
 
-    def _record(self, rt: Runtime, request: web.Request, ex: _Exchange) -> None:
+    def _record(self, rt: Runtime, request: web.BaseRequest, ex: _Exchange) -> None:
         verb = verb_label(ex.info.verb) if ex.info else "other"
         cluster = rt.upstream.name
-        self.metrics.requests.labels(cluster, verb, str(ex.status)).inc()
-        self.metrics.bytes_sent.labels(cluster).inc(ex.sent)
+        children, metrics = self._children, self.metrics
+        children.of(metrics.requests, cluster, verb, str(ex.status)).inc()
+        children.of(metrics.bytes_sent, cluster).inc(ex.sent)
         if ex.decision:
-            self.metrics.admission.labels(cluster, ex.decision).inc()
+            children.of(metrics.admission, cluster, ex.decision).inc()
         rt.access_log.write(AccessRecord(
             identity=ex.identity, info=ex.info, method=request.method, status=ex.status, bytes=ex.sent,
             latency=time.perf_counter() - ex.started, cluster=cluster, remote=request.remote or "",
             decision=ex.decision))
+
+
+class _Children:
+    """Labelled metric children, looked up once: prometheus_client's `labels()` validates, locks
+    and hashes on every call. Label values are bounded (see guard.metrics), so this stays small."""
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[object, tuple[str, ...]], Any] = {}
+
+    def of(self, metric: Any, *values: str) -> Any:
+        key = (metric, values)
+        child = self._seen.get(key)
+        if child is None:
+            child = self._seen[key] = metric.labels(*values)
+        return child
 
 
 class Rejected(TooManyRequests):
@@ -214,7 +231,7 @@ def status_response(error: GuardError) -> web.Response:
     return response
 
 
-def peer_certificate(request: web.Request) -> bytes | None:
+def peer_certificate(request: web.BaseRequest) -> bytes | None:
     """The client certificate the TLS layer verified against the client CA, as DER."""
     transport = request.transport
     ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from guard import settings as settings_module
+from guard import workers
 from guard.errors import ConfigError
 from guard.server import GuardServer, configure_logging
 
@@ -23,6 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--listen", metavar="ADDR", help="override `listen` (host:port; port 0 = any free)")
     parser.add_argument("--admin-listen", metavar="ADDR", help="override `admin` (host:port)")
     parser.add_argument("--redis", metavar="URL", help="override `redis` (redis:// or rediss:// URL)")
+    parser.add_argument("--workers", type=_positive, default=1, metavar="N",
+                        help="worker processes sharing the listen port (default 1); on the embedded "
+                             "store each enforces 1/N of every quota")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,14 +38,32 @@ def run(args: argparse.Namespace) -> int:
             print(problem, file=sys.stderr)
         return 1
     configure_logging()
-    server = GuardServer(settings, path=Path(args.config), overrides=overrides)
+    if args.workers > 1:
+        listen = settings.listen
+        return workers.supervise(listen.host, listen.port, args.workers, lambda spec, port: _serve(
+            args.config, GuardServer(settings, path=Path(args.config), overrides=overrides, worker=spec,
+                                     port=port)))
+    return _serve(args.config, GuardServer(settings, path=Path(args.config), overrides=overrides))
+
+
+def _serve(config: str, server: GuardServer) -> int:
     try:
         _event_loop_runner()(server.run())
     except ConfigError as e:  # a credential file named by valid settings could not be read
         for problem in e.problems:
-            print(f"{args.config}: {problem}", file=sys.stderr)
+            print(f"{config}: {problem}", file=sys.stderr)
         return 1
     return 0
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
+    return value
 
 
 def _event_loop_runner() -> Callable[[Coroutine[Any, Any, None]], None]:

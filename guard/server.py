@@ -26,6 +26,7 @@ from guard.errors import ConfigError
 from guard.metrics import GuardMetrics
 from guard.pipeline import Holder, Proxy, Runtime
 from guard.settings import Settings, TLSSettings
+from guard.workers import ORPHAN_CHECK, WorkerSpec, listen_socket, parent_gone
 
 log = logging.getLogger("guard.server")
 OLD_RUNTIME_GRACE = 300.0
@@ -46,39 +47,52 @@ class GuardServer:
     """One guard process: build, listen, reload, drain."""
 
     def __init__(self, settings: Settings, *, path: Path | None = None,
-                 overrides: Mapping[str, object] | None = None) -> None:
+                 overrides: Mapping[str, object] | None = None, worker: WorkerSpec | None = None,
+                 port: int | None = None) -> None:
         self.settings = settings
+        self.worker = worker
+        """Set when this process is one of `--workers N`: it then shares `port` with the others."""
+        self._port = port
         self.path = path
         self.overrides = dict(overrides or {})
         self.metrics = GuardMetrics()
         self.pages = AdminPages()
         self.holder: Holder | None = None
         self.proxy: Proxy | None = None
-        self._runners: list[web.AppRunner] = []
+        self._runners: list[web.BaseRunner] = []
         self._tls: ssl.SSLContext | None = None
         self._stopped = asyncio.Event()
         self.addresses: dict[str, str] = {}
 
     async def start(self) -> None:
-        self.holder = Holder(await wiring.build_runtime(self.settings))
+        self.holder = Holder(await wiring.build_runtime(self.settings, workers=self._workers))
         main, admin, self.proxy = wiring.build_apps(self.holder, self.metrics, self.pages)
         s = self.settings
         self._tls = serving_context(s.tls) if s.tls else None
         scheme = "https" if self._tls else "http"
         self.addresses["main"] = await self._listen(main, s.listen.host, s.listen.port, self._tls, scheme,
                                                     shutdown=s.limits.drain_timeout)
-        if s.admin is not None:
+        if s.admin is not None and (self.worker is None or self.worker.serves_admin):
             self.addresses["admin"] = await self._listen(admin, s.admin.host, s.admin.port, None, "http",
                                                          shutdown=1.0)
 
-    async def _listen(self, application: web.Application, host: str, port: int,
+    async def _listen(self, application: web.Application | web.Server, host: str, port: int,
                       ctx: ssl.SSLContext | None, scheme: str, *, shutdown: float) -> str:
         limits = self.settings.limits
-        runner = web.AppRunner(application, access_log=None, handle_signals=False,
-                               shutdown_timeout=shutdown, keepalive_timeout=limits.idle_timeout)
+        runner: web.BaseRunner
+        if isinstance(application, web.Server):
+            runner = web.ServerRunner(application, handle_signals=False, shutdown_timeout=shutdown)
+        else:
+            runner = web.AppRunner(application, access_log=None, handle_signals=False,
+                                   shutdown_timeout=shutdown, keepalive_timeout=limits.idle_timeout)
         await runner.setup()
         _limit_connections(runner, limits.max_connections)
-        site = web.TCPSite(runner, host, port, ssl_context=ctx, backlog=1024, reuse_address=True)
+        site: web.BaseSite
+        if self.worker is not None and isinstance(application, web.Server):
+            sock = listen_socket(host, self._port if self._port is not None else port)
+            site = web.SockSite(runner, sock, ssl_context=ctx, backlog=1024)
+        else:
+            site = web.TCPSite(runner, host, port, ssl_context=ctx, backlog=1024, reuse_address=True)
         await site.start()
         self._runners.append(runner)
         bound = runner.addresses[0]
@@ -88,7 +102,15 @@ class GuardServer:
     def announce(self) -> None:
         """The line tests and scripts wait for."""
         admin = f" admin {self.addresses['admin']}" if "admin" in self.addresses else ""
-        print(f"guard serving {self.addresses['main']}{admin}", flush=True)
+        line = f"guard serving {self.addresses['main']}{admin}"
+        if self.worker is None:
+            print(line, flush=True)
+        else:  # the parent announces once every worker listens
+            self.worker.report(f"{self.worker.index} {line} workers {self.worker.count}")
+
+    @property
+    def _workers(self) -> int:
+        return self.worker.count if self.worker is not None else 1
 
     async def reload(self) -> bool:
         """Re-read the settings file; swap atomically, or keep the running settings when it is bad."""
@@ -97,7 +119,7 @@ class GuardServer:
         try:
             fresh = settings_module.load(self.path, overrides=self.overrides)
             self._check_restart_only(fresh)
-            runtime = await wiring.build_runtime(fresh)
+            runtime = await wiring.build_runtime(fresh, workers=self._workers)
         except ConfigError as e:
             for problem in e.problems:
                 log.error("reload rejected, keeping the running settings: %s", problem)
@@ -137,12 +159,22 @@ class GuardServer:
         loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self.reload()))
         await self.start()
         self.announce()
+        watch = loop.create_task(self._stop_when_orphaned(self.worker)) if self.worker else None
         await self._stopped.wait()
+        if watch is not None:
+            watch.cancel()
         log.info("draining")
         await self.stop()
 
+    async def _stop_when_orphaned(self, worker: WorkerSpec) -> None:
+        """A worker whose parent died (SIGKILL, OOM) stops by itself instead of serving on alone."""
+        while not parent_gone(worker):
+            await asyncio.sleep(ORPHAN_CHECK)
+        log.warning("the parent process is gone; stopping worker %d", worker.index)
+        self._stopped.set()
 
-def _limit_connections(runner: web.AppRunner, most: int) -> None:
+
+def _limit_connections(runner: web.BaseRunner, most: int) -> None:
     """Close connections accepted beyond `most` at once, before they cost a request's work.
 
     aiohttp has no such knob; its Server registers each connection through `connection_made`,

@@ -21,14 +21,14 @@ HIGH_WATER = 1024 * 1024
 LOW_WATER = 256 * 1024
 
 
-def is_upgrade(request: web.Request) -> bool:
+def is_upgrade(request: web.BaseRequest) -> bool:
     if "upgrade" not in request.headers:
         return False
     return any(t.strip().lower() == "upgrade"
                for v in request.headers.getall("Connection", ()) for t in v.split(","))
 
 
-def upgrade_headers(request: web.Request) -> list[tuple[str, str]]:
+def upgrade_headers(request: web.BaseRequest) -> list[tuple[str, str]]:
     """The hop-by-hop pair that must survive for an upgrade to reach the api-server."""
     return [("Connection", "Upgrade"), ("Upgrade", request.headers["Upgrade"])]
 
@@ -65,7 +65,7 @@ class _Pipe:
             self.source.resume_reading()  # type: ignore[attr-defined]
 
 
-async def splice(request: web.Request, upstream: aiohttp.ClientResponse,
+async def splice(request: web.BaseRequest, upstream: aiohttp.ClientResponse,
                  add: list[tuple[str, str]]) -> tuple[web.StreamResponse, int]:
     """Answer 101 to the client and pipe bytes both ways until one side closes."""
     connection = upstream.connection
