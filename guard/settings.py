@@ -143,8 +143,20 @@ def load(path: str | Path, *, overrides: Mapping[str, object] | None = None) -> 
     if raw is None:
         raw = {}
     if isinstance(raw, dict) and overrides:
-        raw = {**raw, **{k: v for k, v in overrides.items() if v is not None}}
+        raw = _override(raw, overrides)
     return parse(raw, name, base=Path(path).parent)
+
+
+def _override(raw: dict[str, object], overrides: Mapping[str, object]) -> dict[str, object]:
+    """Command-line values replace top-level keys, except that `--redis URL` replaces only the URL of
+    a `redis:` mapping: its publicKey, bundleDir, ... stay (a Secret supplies the URL in a pod)."""
+    merged = dict(raw)
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        section = merged.get(key)
+        merged[key] = {**section, "url": value} if key == "redis" and isinstance(section, dict) else value
+    return merged
 
 
 def parse(raw: object, name: str, *, base: Path = Path(".")) -> Settings:
