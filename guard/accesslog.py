@@ -1,5 +1,5 @@
 """The access log: one JSON object per line per request (time, user, verb, resource, status, bytes,
-latency).
+latency, and the admission decision: tenant, rule, decision, retry_after).
 
 Fields are built from the Identity and RequestInfo only, so no header — and never a token or a
 certificate — can reach the log. Lines written during one event-loop iteration leave in one write
@@ -23,7 +23,8 @@ from guard.requestinfo import RequestInfo
 
 @dataclass(frozen=True)
 class AccessRecord:
-    """What one line says. `latency` is seconds from request to last byte."""
+    """What one line says. `latency` is seconds from request to last byte; `decision` is the
+    admission outcome, `retry_after` the Retry-After seconds the client was told (0: none)."""
 
     identity: Identity | None
     info: RequestInfo | None
@@ -34,19 +35,26 @@ class AccessRecord:
     cluster: str
     remote: str
     decision: str = ""
+    tenant: str = ""
+    rule: str = ""
+    retry_after: int = 0
 
 
 class AccessLog:
-    """Appends JSON lines to a file, or to standard output when no path is given."""
+    """Appends JSON lines to a file, or to standard output when no path is given.
 
-    def __init__(self, path: Path | None, *, enabled: bool = True) -> None:
+    `quiet_tenants`: tenants whose requests are not logged (a chatty system tenant, say)."""
+
+    def __init__(self, path: Path | None, *, enabled: bool = True,
+                 quiet_tenants: frozenset[str] = frozenset()) -> None:
         self.enabled = enabled
+        self.quiet_tenants = quiet_tenants
         self._own = path is not None and enabled
         self._out: TextIO = path.open("a") if path is not None and enabled else sys.stdout
         self._pending: list[str] = []
 
     def write(self, record: AccessRecord) -> None:
-        if not self.enabled:
+        if not self.enabled or (self.quiet_tenants and record.tenant in self.quiet_tenants):
             return
         self._pending.append(_ENCODE(line(record)))
         if len(self._pending) > 1:
@@ -103,5 +111,7 @@ def line(r: AccessRecord) -> dict[str, object]:
         out.update(group=info.api_group, resource=info.resource, subresource=info.subresource,
                    namespace=info.namespace, name=info.name)
     if r.decision:
-        out["decision"] = r.decision
+        out.update(decision=r.decision, tenant=r.tenant, rule=r.rule)
+    if r.retry_after:
+        out["retry_after"] = r.retry_after
     return out

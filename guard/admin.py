@@ -1,5 +1,6 @@
 """The admin listener: `/metrics`, `/healthz`, `/readyz` (an api-server answers), `/debug/guard/config`
-(secrets redacted), and whatever other areas register under `/debug/guard/` through `AdminPages`.
+(secrets redacted), `policies` (tenants and rules with their opaque ids) and whatever other areas
+register under `/debug/guard/` through `AdminPages` (`buckets`, `queues`).
 
 It serves operators, never API clients, and must never show a token, a key or a password.
 """
@@ -18,7 +19,9 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from guard.admission.controller import AdmissionController
 from guard.metrics import GuardMetrics
+from guard.policy.matching import CompiledRule
 from guard.settings import Settings
 
 DebugSource = Callable[[], Any | Awaitable[Any]]
@@ -90,6 +93,29 @@ async def any_endpoint_ready(sessions: list[tuple[aiohttp.ClientSession, str]],
 def config_view(settings: Settings) -> Any:
     """The settings as JSON, with every secret replaced by "<redacted>"."""
     return _redact(_plain(settings))
+
+
+def policies_view(admission: object) -> Any:
+    """The policy set in force: every tenant with its rules, limits and the opaque ids that
+    responses carry (`X-Guard-Tenant-Id`, `X-Guard-Rule-Id`), so an operator can map one to the other."""
+    if not isinstance(admission, AdmissionController):
+        return {"admission": "off", "tenants": []}
+    policies = admission.policies
+    tenants = [{"name": t.name, "id": t.rules[0].tenant_id if t.rules else "",
+                "rules": [_rule_view(r) for r in t.rules]} for t in policies.tenants]
+    return {"admission": "on", "shadow": admission.settings.shadow, "tenants": tenants,
+            "catchAll": _rule_view(policies.catch_all)}
+
+
+def _rule_view(rule: CompiledRule) -> dict[str, Any]:
+    quota = rule.quota
+    return {
+        "name": rule.name, "id": rule.rule_id, "tenant": rule.tenant, "priorityLevel": rule.level,
+        "exempt": rule.exempt, "shadow": rule.shadow,
+        "quota": None if quota is None else {"rate": quota.rate, "burst": quota.burst, "scope": quota.scope},
+        "maxInflight": rule.max_inflight, "maxWatches": rule.max_watches,
+        "listCost": _plain(rule.list_cost),
+    }
 
 
 def _plain(value: Any) -> Any:

@@ -93,11 +93,12 @@ def build_apps(holder: Holder, metrics: GuardMetrics,
 
 
 def _admission_pages(holder: Holder, pages: admin.AdminPages) -> None:
-    """/debug/guard/buckets and /queues: the admission controller's dumps, when it has them."""
+    """/debug/guard/buckets, /queues and /policies: the admission controller's dumps, when it has them."""
     def page(method: str) -> Callable[[], object]:
         return lambda: getattr(holder.current.admission, method, list)()
     pages.add("buckets", page("snapshot_buckets"))
     pages.add("queues", page("snapshot_queues"))
+    pages.add("policies", lambda: admin.policies_view(holder.current.admission))
 
 
 def _authn_stats(holder: Holder) -> Callable[[], dict[str, int]]:

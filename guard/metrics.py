@@ -1,23 +1,36 @@
 """Every Prometheus metric guard exports, declared in this one module on a non-global registry.
 
-Label values are bounded: cluster, verb, code class and decision — never a user name, a token, a
-path or anything a client can choose freely. Other areas add their metrics here (a small edit to
-`GuardMetrics`), so a reader finds every name in one place.
+Label values are bounded: cluster, verb, code, tenant, rule, decision, reason and priority level —
+never a user name, a token, a path or anything a client can choose freely. Admission figures are not
+counted per request here: the admission controller keeps plain counters (`AdmissionStats`) and
+`AdmissionCollector` turns them into metrics at scrape time, so the request path pays nothing for
+them. Other areas add their metrics here (a small edit to `GuardMetrics`), so a reader finds every
+name in one place.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections import Counter as Tally
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from guard.admission.controller import AdmissionController
+from guard.admission.stats import AdmissionStats, WaitHistogram
 
 KNOWN_VERBS = frozenset({
     "get", "list", "watch", "create", "update", "patch", "delete", "deletecollection", "proxy", "connect",
     "head", "options", "post", "put",
 })
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+MAX_BUCKET_SERIES = 1000
+"""Most `guard_bucket_tokens` series one scrape shows (one per tenant-scoped rule)."""
+_HISTORY_KEPT = 8  # retired controllers (settings reloads) whose counters are still summed
+
+AdmissionNow = Callable[[], tuple[str, object]]
+"""Returns (cluster name, the current admission object); called at scrape time."""
 
 
 def verb_label(verb: str) -> str:
@@ -41,16 +54,21 @@ class GuardMetrics:
         self.upstream_errors = Counter("guard_upstream_errors_total",
                                        "Failures talking to an api-server endpoint, by kind.",
                                        ["cluster", "endpoint", "kind"], registry=r)
-        self.admission = Counter("guard_admission_decisions_total", "Admission outcomes.",
-                                 ["cluster", "outcome"], registry=r)
         self.reloads = Counter("guard_settings_reloads_total", "SIGHUP reloads, by result.", ["result"],
                                registry=r)
         self.bytes_sent = Counter("guard_response_bytes_total", "Response body bytes sent to clients.",
                                   ["cluster"], registry=r)
+        self.admission = AdmissionCollector()
+        r.register(self.admission)
 
     def add_counters(self, source: Callable[[], dict[str, int]], prefix: str, help_text: str) -> None:
         """Export a plain counter object (e.g. the authenticator's stats) without coupling it here."""
         self.registry.register(_CountersCollector(source, prefix, help_text))
+
+    def watch_admission(self, current: AdmissionNow, inflight: Callable[[], Mapping[str, int]]) -> None:
+        """Export the admission controller that `current()` returns at each scrape (it changes on
+        reload), and the admitted requests in flight per tenant that `inflight()` returns."""
+        self.admission.current, self.admission.inflight = current, inflight
 
 
 class _CountersCollector(Collector):
@@ -65,3 +83,154 @@ class _CountersCollector(Collector):
 
     def describe(self) -> Iterator[Metric]:
         return iter(())
+
+
+def _nothing() -> tuple[str, object]:
+    return "", None
+
+
+class AdmissionCollector(Collector):
+    """The admission controller's counters, seats and bucket levels, read at scrape time.
+
+    A settings reload builds a new controller whose counters start at zero; the retired ones are
+    still summed, so the exported counters never go backwards within one process."""
+
+    def __init__(self) -> None:
+        self.current: AdmissionNow = _nothing
+        self.inflight: Callable[[], Mapping[str, int]] = dict
+        self._history: list[tuple[str, AdmissionStats]] = []
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())  # families appear only once a controller exists; nothing to pre-declare
+
+    def collect(self) -> Iterator[Metric]:
+        cluster, admission = self.current()
+        controller = admission if isinstance(admission, AdmissionController) else None
+        if controller is not None:
+            self._remember(cluster, controller.stats)
+        stats = self._history
+        yield _decisions(stats)
+        yield _rejections(stats)
+        yield _reloads(stats)
+        yield _waits(stats)
+        yield _inflight(self.inflight())
+        if controller is not None:
+            yield _seats(controller)
+            yield _bucket_tokens(controller)
+
+    def _remember(self, cluster: str, stats: AdmissionStats) -> None:
+        if any(s is stats for _, s in self._history):
+            return
+        if len(self._history) >= _HISTORY_KEPT:
+            self._fold()
+        self._history.append((cluster, stats))
+
+    def _fold(self) -> None:
+        """Merge the two oldest entries into one, so history stays bounded and totals stay whole."""
+        (cluster, a), (_, b) = self._history[0], self._history[1]
+        merged = AdmissionStats(decisions=a.decisions + b.decisions, reasons=a.reasons + b.reasons,
+                                reloads=a.reloads + b.reloads,
+                                reload_failures=a.reload_failures + b.reload_failures)
+        for level in {*a.queue_waits, *b.queue_waits}:
+            merged.queue_waits[level] = _merge_waits(a.queue_waits.get(level), b.queue_waits.get(level))
+        self._history[:2] = [(cluster, merged)]
+
+
+def _merge_waits(a: WaitHistogram | None, b: WaitHistogram | None) -> WaitHistogram:
+    out = WaitHistogram()
+    for h in (a, b):
+        if h is not None:
+            out.counts = [x + y for x, y in zip(out.counts, h.counts, strict=True)]
+            out.sum, out.count = out.sum + h.sum, out.count + h.count
+    return out
+
+
+def _decisions(history: Iterable[tuple[str, AdmissionStats]]) -> Metric:
+    family = CounterMetricFamily("guard_admission_decisions", "Admission verdicts by tenant, rule and "
+                                 "decision (admitted, exempt, queued, shadow, rejected).",
+                                 labels=["cluster", "tenant", "rule", "decision"])
+    totals: Tally[tuple[str, str, str, str]] = Tally()
+    for cluster, stats in history:
+        for (tenant, rule, decision), n in stats.decisions.items():
+            totals[(cluster, tenant, rule, decision)] += n
+    for labels, n in sorted(totals.items()):
+        family.add_metric(labels, n)
+    return family
+
+
+def _rejections(history: Iterable[tuple[str, AdmissionStats]]) -> Metric:
+    family = CounterMetricFamily("guard_admission_rejections", "Rejections (and shadow would-be "
+                                 "rejections) by tenant and reason: quota, inflight, watches, queue-full, "
+                                 "queue-wait.", labels=["tenant", "reason"])
+    totals: Tally[tuple[str, str]] = Tally()
+    for _, stats in history:
+        totals.update(stats.reasons)
+    for labels, n in sorted(totals.items()):
+        family.add_metric(labels, n)
+    return family
+
+
+def _reloads(history: Iterable[tuple[str, AdmissionStats]]) -> Metric:
+    family = CounterMetricFamily("guard_policy_reloads", "Policy hot reloads by result (a rejected "
+                                 "reload keeps the last good policy set).", labels=["result"])
+    done = sum(s.reloads for _, s in history)
+    failed = sum(s.reload_failures for _, s in history)
+    family.add_metric(["applied"], done - failed)
+    family.add_metric(["rejected"], failed)
+    return family
+
+
+def _waits(history: Iterable[tuple[str, AdmissionStats]]) -> Metric:
+    family = HistogramMetricFamily("guard_admission_queue_wait_seconds", "Time queued requests waited "
+                                   "for a seat, by priority level.", labels=["priority_level"])
+    merged: dict[str, WaitHistogram] = {}
+    for _, stats in history:
+        for level, h in stats.queue_waits.items():
+            merged[level] = _merge_waits(merged.get(level), h)
+    for level, h in sorted(merged.items()):
+        cumulative, buckets = 0, []
+        for bound, n in zip(h.bounds, h.counts, strict=False):
+            cumulative += n
+            buckets.append((_le(bound), float(cumulative)))
+        buckets.append(("+Inf", float(h.count)))
+        family.add_metric([level], buckets, h.sum)
+    return family
+
+
+def _le(bound: float) -> str:
+    return repr(float(bound))
+
+
+def _inflight(per_tenant: Mapping[str, int]) -> Metric:
+    family = GaugeMetricFamily("guard_admission_inflight", "Admitted requests being served, by tenant.",
+                               labels=["tenant"])
+    for tenant, n in sorted(per_tenant.items()):
+        family.add_metric([tenant], n)
+    return family
+
+
+def _seats(controller: AdmissionController) -> Metric:
+    family = GaugeMetricFamily("guard_admission_seats_in_use", "Concurrency seats held, by priority level.",
+                               labels=["priority_level"])
+    for level, n in sorted(controller.seats_in_use().items()):
+        family.add_metric([level], n)
+    return family
+
+
+def _bucket_tokens(controller: AdmissionController) -> Metric:
+    """Tokens left in each tenant-scoped bucket (per-user and per-namespace buckets are unbounded in
+    number, so they are left to /debug/guard/buckets)."""
+    family = GaugeMetricFamily("guard_bucket_tokens", "Tokens left in each tenant-scoped bucket.",
+                               labels=["tenant", "rule"])
+    policies = controller.policies
+    rules = [r for t in policies.tenants for r in t.rules] + [policies.catch_all]
+    shown = 0
+    for rule in rules:
+        if rule.limit is None or rule.quota is None or rule.quota.scope != "tenant":
+            continue
+        if shown >= MAX_BUCKET_SERIES:
+            break
+        level = controller.store.peek(rule.key_base, rule.limit).remaining
+        family.add_metric([rule.tenant, rule.name], level)
+        shown += 1
+    return family

@@ -19,18 +19,21 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
-from guard import forward, tunnel
+from guard import forward, h1, tunnel
 from guard.accesslog import AccessLog, AccessRecord
 from guard.admission.decision import Admission, Ticket
 from guard.authn import Credentials
 from guard.errors import GuardError, TooManyRequests, Unauthorized
 from guard.identity import Identity
+from guard.listsize import ListSizer
 from guard.metrics import GuardMetrics, verb_label
 from guard.requestinfo import RequestInfo, classify
 from guard.settings import Settings
 from guard.upstream import Upstream
 
 log = logging.getLogger("guard.proxy")
+Answer = aiohttp.ClientResponse | h1.Response
+"""An upstream answer: guard's lean client's for ordinary requests, aiohttp's for upgrades."""
 
 
 class Authenticating(Protocol):
@@ -74,6 +77,9 @@ class _Exchange:
     status: int = 500
     sent: int = 0
     decision: str = ""
+    tenant: str = ""
+    rule: str = ""
+    retry_after: int = 0
 
 
 class Proxy:
@@ -83,8 +89,13 @@ class Proxy:
         self.holder = holder
         self.metrics = metrics
         self.draining = False
-        self._long_running: set[aiohttp.ClientResponse] = set()
+        self._long_running: set[Answer] = set()
         self._children = _Children()
+        self.inflight: dict[str, int] = {}
+        """Admitted requests being served per tenant (bounded by the policies' tenants)."""
+        self._sizer = ListSizer()
+        metrics.watch_admission(lambda: (holder.current.upstream.name, holder.current.admission),
+                                lambda: self.inflight)
 
     def drain(self) -> None:
         """SIGTERM: end watches and tunnels cleanly so clients re-watch elsewhere."""
@@ -98,16 +109,15 @@ class Proxy:
         try:
             response = await self._serve(rt, request, ex)
         except GuardError as e:
-            response = status_response(e)
+            response = _answer(ex, e)
         except (ConnectionResetError, aiohttp.ClientConnectionResetError):
             ex.status = 499  # the client (or upstream mid-body) went away; nothing left to answer
             raise
         except Exception:
             log.exception("unexpected error serving %s %s", request.method, request.path)
-            response = status_response(GuardError("internal error in guard"))
+            response = _answer(ex, GuardError("internal error in guard"))
         finally:
             self._record(rt, request, ex)
-        ex.status = response.status
         return response
 
     async def _serve(self, rt: Runtime, request: web.BaseRequest, ex: _Exchange) -> web.StreamResponse:
@@ -118,11 +128,17 @@ class Proxy:
         ex.identity = effective
         ex.info = info = classify(request.method, request.path, request.query)
         ticket = await rt.admission.admit(effective, info, rt.upstream.name)
-        ex.decision = ticket.verdict.outcome
+        verdict = ticket.verdict
+        ex.decision, ex.tenant, ex.rule = verdict.outcome, verdict.tenant, verdict.rule
+        tenant = verdict.tenant if verdict.outcome != "rejected" else ""
+        if tenant:
+            self.inflight[tenant] = self.inflight.get(tenant, 0) + 1
         try:
             return await self._admitted(rt, request, ex, ticket, caller)
         finally:
             ticket.release()
+            if tenant:
+                self.inflight[tenant] -= 1
 
     async def _identify(self, rt: Runtime, request: web.BaseRequest) -> Identity:
         auth = request.headers.get("Authorization", "")
@@ -141,10 +157,15 @@ class Proxy:
         outbound = forward.Outbound(self._headers(rt, request, ex.identity, caller),
                                     rt.timeouts[1] if ex.info.is_long_running else rt.timeouts[0])
         upgrade = tunnel.is_upgrade(request)
-        if upgrade:
+        upstream_response: Answer
+        if upgrade:  # upgrades stay on aiohttp's client, whose connection guard.tunnel splices
             outbound.headers.extend(tunnel.upgrade_headers(request))
-        body = None if upgrade else forward.request_body(request, rt.settings.limits.max_body_bytes)
-        endpoint, upstream_response = await forward.send(rt.upstream, request, outbound, body)
+            endpoint, upstream_response = await forward.send(rt.upstream, request, outbound, None)
+        else:
+            body, chunked = await forward.lean_body(request, rt.settings.limits.max_body_bytes)
+            endpoint, upstream_response = await forward.send_lean(
+                rt.upstream, request, outbound.headers, body, chunked=chunked,
+                read_timeout=outbound.timeout.sock_read)
         self._observe_latency(rt, ex)
         try:
             return await self._respond(request, ex, upstream_response, list(verdict.headers), upgrade)
@@ -152,13 +173,13 @@ class Proxy:
             forward.release(endpoint)
             upstream_response.release()
 
-    async def _respond(self, request: web.BaseRequest, ex: _Exchange, upstream: aiohttp.ClientResponse,
+    async def _respond(self, request: web.BaseRequest, ex: _Exchange, upstream: Answer,
                        add: list[tuple[str, str]], upgrade: bool) -> web.StreamResponse:
         long_running = ex.info is not None and ex.info.is_long_running
         if long_running:
             self._long_running.add(upstream)
         try:
-            if upgrade and upstream.status == 101:
+            if upgrade and isinstance(upstream, aiohttp.ClientResponse) and upstream.status == 101:
                 response, ex.sent = await tunnel.splice(request, upstream, add)
             else:
                 response, ex.sent = await forward.relay(request, upstream, add,
@@ -166,7 +187,27 @@ class Proxy:
         finally:
             self._long_running.discard(upstream)
         ex.status = response.status
+        if ex.info is not None and ex.info.verb == "list" and response.status == 200:
+            self._observe_list(request, ex.info, upstream, response, ex.sent)
         return response
+
+    def _observe_list(self, request: web.BaseRequest, info: RequestInfo, upstream: Answer,
+                      response: web.StreamResponse, sent: int) -> None:
+        """Tell admission how many objects this LIST returned, to price the next ones (see
+        guard.listsize: a byte scan of small bodies, an estimate for streamed ones)."""
+        rt = self.holder.current
+        observe = getattr(rt.admission, "observe_list", None)
+        cluster = rt.upstream.name
+        if observe is None or "json" not in upstream.content_type or not self._sizer.due(cluster, info):
+            return
+        paged = "continue" in request.query
+        body = response.body if isinstance(response, web.Response) else None
+        if isinstance(body, bytes):
+            count = self._sizer.whole(cluster, info, body, paged=paged)
+        else:
+            count = None if paged else self._sizer.streamed(cluster, info, sent)
+        if count is not None:
+            observe(cluster, info, count)
 
     def _headers(self, rt: Runtime, request: web.BaseRequest, effective: Identity,
                  caller: Identity) -> CIMultiDict[str]:
@@ -190,12 +231,10 @@ class Proxy:
         children, metrics = self._children, self.metrics
         children.of(metrics.requests, cluster, verb, str(ex.status)).inc()
         children.of(metrics.bytes_sent, cluster).inc(ex.sent)
-        if ex.decision:
-            children.of(metrics.admission, cluster, ex.decision).inc()
         rt.access_log.write(AccessRecord(
             identity=ex.identity, info=ex.info, method=request.method, status=ex.status, bytes=ex.sent,
             latency=time.perf_counter() - ex.started, cluster=cluster, remote=request.remote or "",
-            decision=ex.decision))
+            decision=ex.decision, tenant=ex.tenant, rule=ex.rule, retry_after=ex.retry_after))
 
 
 class _Children:
@@ -219,6 +258,14 @@ class Rejected(TooManyRequests):
     def __init__(self, message: str, *, retry_after: int, headers: Sequence[tuple[str, str]]) -> None:
         super().__init__(message, retry_after=retry_after)
         self.headers = headers
+
+
+def _answer(ex: _Exchange, error: GuardError) -> web.Response:
+    """The Status answer for `error`, noted in `ex` so metrics and the access log say what the
+    client got (a 429 is logged as 429, not as the 500 `ex` starts with)."""
+    response = status_response(error)
+    ex.status, ex.retry_after = response.status, error.retry_after or 0
+    return response
 
 
 def status_response(error: GuardError) -> web.Response:

@@ -130,5 +130,5 @@ async def test_kubectl_waits_out_429s_and_completes(
         await guard.stop()
     assert [code for code, _ in results] == [0, 0, 0], (results, guard.stderr_lines[-20:])
     rejected = [line for line in metrics.splitlines()
-                if line.startswith("guard_admission_decisions_total") and 'outcome="rejected"' in line]
+                if line.startswith("guard_admission_decisions_total") and 'decision="rejected"' in line]
     assert rejected and float(rejected[0].split()[-1]) >= 1
