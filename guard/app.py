@@ -1,9 +1,11 @@
 """The only place guard's objects are built and wired together.
 
-`build_runtime` turns validated Settings into one Runtime (upstream pools, authenticator,
-impersonation check, admission, access log); `build_apps` makes the main and admin aiohttp
-applications around a Holder so SIGHUP can swap runtimes. Nothing else constructs these objects,
-and this module must never hold request state.
+`build_shared` makes what lives as long as the process (the quota store and, with `redis:`, the
+fleet: leases, quarantine, signed bundles); `build_runtime` turns validated Settings into one
+Runtime (upstream pools, authenticator, impersonation check, admission over the shared store,
+access log); `build_apps` makes the main and admin aiohttp applications around a Holder so SIGHUP
+can swap runtimes while bucket state stays. Nothing else constructs these objects, and this module
+must never hold request state.
 """
 
 from __future__ import annotations
@@ -21,8 +23,14 @@ from guard.admission.config import AdmissionSettings
 from guard.admission.controller import AdmissionController
 from guard.admission.decision import Admission, AdmitAll
 from guard.admission.store import QuotaStore
+from guard.federation.bundles import Bundle, bundle_policies
+from guard.federation.config import RedisSettings
+from guard.federation.fleet import Fleet, build_fleet
+from guard.federation.quarantine import QuarantineBoard
 from guard.metrics import GuardMetrics
 from guard.pipeline import Holder, Proxy, Runtime
+from guard.policy.matching import compile_policies
+from guard.policy.model import TenantPolicy
 from guard.settings import Settings
 from guard.upstream import FailoverReviews, Upstream, resolve_credential
 from guard.workers import SharedQuota
@@ -32,10 +40,69 @@ REVIEW_TIMEOUT = 10.0
 """Seconds guard waits for a TokenReview or SubjectAccessReview before answering 401/403 → retry."""
 
 
-async def build_runtime(settings: Settings, *, workers: int = 1) -> Runtime:
+class Shared:
+    """What one process keeps across SIGHUP reloads: the quota store (so buckets do not refill
+    on a reload) and, with Redis, the fleet. A pushed bundle's policies replace the files'."""
+
+    def __init__(self, settings: Settings, store: QuotaStore, fleet: Fleet | None = None) -> None:
+        self.settings = settings
+        self.store = store
+        self.fleet = fleet
+        self.bundle: list[TenantPolicy] | None = None
+        """The live signed bundle's policies, once one was applied."""
+        self.holder: Holder | None = None
+
+    @property
+    def board(self) -> QuarantineBoard | None:
+        return self.fleet.board if self.fleet is not None else None
+
+    @property
+    def takes_bundles(self) -> bool:
+        return self.fleet is not None and self.fleet.bundles is not None
+
+    def apply_bundle(self, bundle: Bundle) -> None:
+        """BundleWatcher's callback: swap the running controller's policies, or raise to refuse."""
+        policies, problems = bundle_policies(bundle)
+        problems = problems or self._swap(policies)
+        if problems:
+            raise ValueError("; ".join(problems[:3]))
+        self.bundle = policies
+
+    def _swap(self, policies: list[TenantPolicy]) -> list[str]:
+        admission = self.holder.current.admission if self.holder is not None else None
+        if isinstance(admission, AdmissionController):
+            return admission.apply(policies)
+        # Before the first runtime exists: only check; it will be built from these policies.
+        return compile_policies(policies, admission_settings(self.settings))[1]
+
+    async def start(self) -> None:
+        await (self.fleet.start() if self.fleet is not None else self.store.start())
+
+    async def close(self) -> None:
+        await (self.fleet.close() if self.fleet is not None else self.store.close())
+
+
+async def build_shared(settings: Settings, *, workers: int = 1) -> Shared:
+    """The process-wide store, started. `redis:` set: a fleet replica (`host-pid`) whose buckets
+    are global, so `--workers N` are simply N replicas; else the embedded store, split 1/N
+    between workers. Redis being down does not fail this (see guard.federation.fleet)."""
+    redis = settings.redis
+    if isinstance(redis, RedisSettings):
+        shared = Shared(settings, EmbeddedStore())
+        shared.fleet = build_fleet(redis, cluster=settings.cluster.name, apply=shared.apply_bundle)
+        shared.store = shared.fleet.store
+    else:
+        store: QuotaStore = EmbeddedStore() if workers == 1 else SharedQuota(EmbeddedStore(), workers)
+        shared = Shared(settings, store)
+    await shared.start()
+    return shared
+
+
+async def build_runtime(settings: Settings, *, workers: int = 1, shared: Shared | None = None) -> Runtime:
     """Build one generation of everything that depends on settings. Needs a running loop.
 
-    `workers` is how many processes share the listen port (`guard serve --workers N`)."""
+    `workers` is how many processes share the listen port (`guard serve --workers N`); `shared`
+    the process's store (a fresh embedded one when not given)."""
     cluster = settings.cluster
     upstream = Upstream(cluster.name, resolve_credential(cluster))
     reviews = FailoverReviews(upstream, timeout=REVIEW_TIMEOUT)
@@ -46,7 +113,7 @@ async def build_runtime(settings: Settings, *, workers: int = 1) -> Runtime:
         upstream=upstream,
         authenticator=authn.Authenticator(identity, reviews),
         impersonation=impersonation.ImpersonationCheck(reviews),
-        admission=build_admission(settings, workers=workers),
+        admission=build_admission(settings, workers=workers, shared=shared),
         impersonation_headers=impersonation.impersonation_headers,
         access_log=AccessLog(settings.access_log.path, enabled=settings.access_log.enabled),
         timeouts=(
@@ -56,18 +123,26 @@ async def build_runtime(settings: Settings, *, workers: int = 1) -> Runtime:
     )
 
 
-def build_admission(settings: Settings, *, workers: int = 1) -> Admission:
-    """Admission for these settings. The admission controller plugs in here (policies, admission:).
+def build_admission(settings: Settings, *, workers: int = 1, shared: Shared | None = None) -> Admission:
+    """Admission for these settings over the shared store: the live signed bundle's policies when
+    there is one, else the policy files. ConfigError lists every problem.
 
     With N workers on the embedded store each enforces 1/N of every quota (see guard.workers)."""
-    if settings.policies is None and settings.admission is None:
+    if shared is None:
+        shared = Shared(settings, EmbeddedStore() if workers == 1 else SharedQuota(EmbeddedStore(), workers))
+    if settings.policies is None and settings.admission is None and not shared.takes_bundles:
         return AdmitAll()
-    admission = settings.admission
-    if not isinstance(admission, AdmissionSettings):
-        admission = AdmissionSettings()
+    admission = admission_settings(settings)
+    if shared.bundle is not None:
+        return AdmissionController.from_policies(shared.bundle, admission, shared.store,
+                                                 isolation=shared.board)
     paths = [settings.policies] if settings.policies is not None else []
-    store: QuotaStore = EmbeddedStore() if workers == 1 else SharedQuota(EmbeddedStore(), workers)
-    return AdmissionController.from_paths(paths, admission, store)  # ConfigError lists problems
+    return AdmissionController.from_paths(paths, admission, shared.store, isolation=shared.board)
+
+
+def admission_settings(settings: Settings) -> AdmissionSettings:
+    admission = settings.admission
+    return admission if isinstance(admission, AdmissionSettings) else AdmissionSettings()
 
 
 async def close_runtime(runtime: Runtime) -> None:
@@ -75,13 +150,16 @@ async def close_runtime(runtime: Runtime) -> None:
     runtime.access_log.close()
 
 
-def build_apps(holder: Holder, metrics: GuardMetrics,
-               pages: admin.AdminPages) -> tuple[web.Server, web.Application, Proxy]:
+def build_apps(holder: Holder, metrics: GuardMetrics, pages: admin.AdminPages, *,
+               shared: Shared | None = None) -> tuple[web.Server, web.Application, Proxy]:
     """The main server (every path goes to the proxy) and the admin application.
 
     The main listener is aiohttp's low-level Server: every path has one handler, so the router,
     middleware chain and Application wrapper would only cost time on each request."""
     proxy = Proxy(holder, metrics)
+    if shared is not None:
+        shared.holder = holder  # pushed bundles go to whichever runtime is current
+        _fleet_counters(shared, metrics)
     limits = holder.current.settings.limits
     main = web.Server(proxy.handle, access_log=None, keepalive_timeout=limits.idle_timeout,
                       max_line_size=limits.max_header_bytes, max_field_size=limits.max_header_bytes)
@@ -90,6 +168,16 @@ def build_apps(holder: Holder, metrics: GuardMetrics,
     admin_app = admin.build_admin_app(metrics, pages, lambda: holder.current.settings,
                                       lambda: _ready(holder))
     return main, admin_app, proxy
+
+
+def _fleet_counters(shared: Shared, metrics: GuardMetrics) -> None:
+    fleet = shared.fleet
+    if fleet is None:
+        return
+    metrics.add_counters(fleet.store.counters, "guard_federation", "Redis lease store counters")
+    metrics.add_counters(fleet.board.counters, "guard_quarantine", "Runaway quarantine counters")
+    if fleet.bundles is not None:
+        metrics.add_counters(fleet.counters, "guard_bundles", "Signed policy bundle counters")
 
 
 def _admission_pages(holder: Holder, pages: admin.AdminPages) -> None:

@@ -58,6 +58,8 @@ class GuardServer:
         self.metrics = GuardMetrics()
         self.pages = AdminPages()
         self.holder: Holder | None = None
+        self.shared: wiring.Shared | None = None
+        """The quota store (and Redis fleet) of this process; kept across reloads."""
         self.proxy: Proxy | None = None
         self._runners: list[web.BaseRunner] = []
         self._tls: ssl.SSLContext | None = None
@@ -65,8 +67,11 @@ class GuardServer:
         self.addresses: dict[str, str] = {}
 
     async def start(self) -> None:
-        self.holder = Holder(await wiring.build_runtime(self.settings, workers=self._workers))
-        main, admin, self.proxy = wiring.build_apps(self.holder, self.metrics, self.pages)
+        self.shared = await wiring.build_shared(self.settings, workers=self._workers)
+        self.holder = Holder(await wiring.build_runtime(self.settings, workers=self._workers,
+                                                        shared=self.shared))
+        main, admin, self.proxy = wiring.build_apps(self.holder, self.metrics, self.pages,
+                                                    shared=self.shared)
         s = self.settings
         self._tls = serving_context(s.tls) if s.tls else None
         scheme = "https" if self._tls else "http"
@@ -119,7 +124,7 @@ class GuardServer:
         try:
             fresh = settings_module.load(self.path, overrides=self.overrides)
             self._check_restart_only(fresh)
-            runtime = await wiring.build_runtime(fresh, workers=self._workers)
+            runtime = await wiring.build_runtime(fresh, workers=self._workers, shared=self.shared)
         except ConfigError as e:
             for problem in e.problems:
                 log.error("reload rejected, keeping the running settings: %s", problem)
@@ -135,7 +140,8 @@ class GuardServer:
 
     def _check_restart_only(self, fresh: Settings) -> None:
         old = self.settings
-        changed = [name for name in ("listen", "admin") if getattr(fresh, name) != getattr(old, name)]
+        restart_only = ("listen", "admin", "redis")  # the store and its Redis live as long as the process
+        changed = [name for name in restart_only if getattr(fresh, name) != getattr(old, name)]
         if (fresh.tls is None) != (self.settings.tls is None):
             changed.append("tls")
         if changed:
@@ -150,6 +156,9 @@ class GuardServer:
         self._runners.clear()
         if self.holder is not None:
             await wiring.close_runtime(self.holder.current)
+        if self.shared is not None:
+            await self.shared.close()
+            self.shared = None
 
     async def run(self) -> None:
         """Serve until SIGTERM/SIGINT, reloading on SIGHUP."""

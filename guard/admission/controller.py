@@ -4,8 +4,11 @@ match the request to a rule -> price it -> take its cost from the rule's bucket 
 `QuotaStore`, so the Redis store plugs in unchanged) -> per-rule in-flight and watch caps ->
 a seat of its priority level, queuing fairly when none is free -> a `Ticket`. A request that
 needs no queue is decided without suspending. Shadow rules count what they would reject and
-admit it. The policy set is swapped whole on reload; a bad reload keeps the last good set.
-Never reads the wall clock (injected) and never logs identities or tokens.
+admit it. A client (the user, never its token) that the `Isolation` seam reports quarantined is
+charged to its tenant's quarantine quota instead of its rule's, and each rejection of a tenant
+with a quarantine policy is reported back to that seam. The policy set is swapped whole on
+reload; a bad reload keeps the last good set. Never reads the wall clock (injected) and never
+logs identities or tokens.
 """
 
 from __future__ import annotations
@@ -13,8 +16,9 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Protocol
 
 from guard.admission.concurrency import InflightCaps
 from guard.admission.config import AdmissionSettings
@@ -22,11 +26,12 @@ from guard.admission.cost import ObjectCounts, request_cost
 from guard.admission.decision import Outcome, Ticket, Verdict
 from guard.admission.fairqueue import FairQueue
 from guard.admission.stats import AdmissionStats
-from guard.admission.store import QuotaStore
+from guard.admission.store import Limit, QuotaStore
 from guard.errors import ConfigError
 from guard.identity import Identity
 from guard.policy.loading import load_policies
 from guard.policy.matching import CompiledRule, Match, PolicySet, compile_policies
+from guard.policy.model import Quarantine, TenantPolicy
 from guard.requestinfo import RequestInfo
 
 Headers = tuple[tuple[str, str], ...]
@@ -40,7 +45,18 @@ MESSAGES = {
     "watches": "Too many watches open for this quota, please try again later.",
     "queue-full": "Too many requests queued at this priority level, please try again later.",
     "queue-wait": "Timed out waiting for a seat at this priority level, please try again later.",
+    "quarantined": "Too many requests: this client is isolated for sending too many, please try again later.",
 }
+Quarantines = Mapping[str, Quarantine]
+"""Tenant name -> its `spec.quarantine`, for the tenants that have one."""
+
+
+class Isolation(Protocol):
+    """Where runaway clients are tracked (`guard.federation.quarantine.QuarantineBoard`)."""
+
+    def is_quarantined(self, client_key: str) -> object | None: ...
+
+    def report_rejection(self, client_key: str, policy: Quarantine, *, tenant: str = "") -> bool: ...
 
 
 def load_and_compile(
@@ -51,6 +67,17 @@ def load_and_compile(
     compiled, more = compile_policies(policies, settings)
     problems += more
     return (None if problems else compiled), problems
+
+
+def quarantines_of(policies: Sequence[TenantPolicy]) -> dict[str, Quarantine]:
+    return {p.name: p.quarantine for p in policies if p.quarantine is not None}
+
+
+def isolation_limit(policy: Quarantine | None) -> Limit | None:
+    """The bucket a quarantined client gets; None (reject everything) without a positive rate."""
+    if policy is None or not policy.rate:
+        return None
+    return Limit(policy.rate, policy.burst or max(1.0, policy.rate))
 
 
 def _wake(granted: asyncio.Future[None]) -> None:
@@ -86,8 +113,12 @@ class AdmissionController:
         *,
         clock: Callable[[], float] = time.monotonic,
         counts: ObjectCounts | None = None,
+        isolation: Isolation | None = None,
+        quarantines: Quarantines | None = None,
     ) -> None:
         self.settings = settings
+        self.isolation = isolation
+        self.quarantines: Quarantines = dict(quarantines or {})
         self.store = store
         self.policies = policies if policies is not None else compile_policies([], settings)[0]
         self.counts = counts if counts is not None else ObjectCounts()
@@ -105,22 +136,47 @@ class AdmissionController:
         store: QuotaStore,
         *,
         clock: Callable[[], float] = time.monotonic,
+        isolation: Isolation | None = None,
     ) -> AdmissionController:
         """A controller for the policies under `paths`; raises ConfigError listing every problem."""
-        policies, problems = load_and_compile(paths, settings)
-        if policies is None:
-            raise ConfigError(problems)
-        return cls(settings, store, policies, clock=clock)
+        policies, problems = load_policies(paths)
+        return cls.from_policies(policies, settings, store, clock=clock, isolation=isolation,
+                                 problems=problems)
+
+    @classmethod
+    def from_policies(
+        cls,
+        policies: Sequence[TenantPolicy],
+        settings: AdmissionSettings,
+        store: QuotaStore,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        isolation: Isolation | None = None,
+        problems: Sequence[str] = (),
+    ) -> AdmissionController:
+        """A controller for already parsed policies (e.g. a signed bundle's); raises ConfigError."""
+        compiled, more = compile_policies(policies, settings)
+        if problems or more:
+            raise ConfigError([*problems, *more])
+        return cls(settings, store, compiled, clock=clock, isolation=isolation,
+                   quarantines=quarantines_of(policies))
 
     def reload(self, paths: Sequence[str | Path]) -> list[str]:
         """Swap in the policies under `paths`; on any problem keep the current set and return them."""
-        policies, problems = load_and_compile(paths, self.settings)
+        policies, problems = load_policies(paths)
+        return self.apply(policies, problems=problems)
+
+    def apply(self, policies: Sequence[TenantPolicy], *, problems: Sequence[str] = ()) -> list[str]:
+        """Swap in `policies` at once (bucket state lives in the store and stays); on any problem
+        keep the current set and return every problem."""
+        compiled, more = compile_policies(policies, self.settings)
+        found = [*problems, *more]
         self.stats.reloads += 1
-        self.stats.last_reload_problems = problems
-        if policies is None:
+        self.stats.last_reload_problems = found
+        if found:
             self.stats.reload_failures += 1
-            return problems
-        self.policies = policies
+            return found
+        self.policies, self.quarantines = compiled, quarantines_of(policies)
         return []
 
     def observe_list(self, cluster: str, info: RequestInfo, count: int) -> None:
@@ -137,12 +193,12 @@ class AdmissionController:
             if info.verb in ("list", "watch")
             else 1.0
         )
-        headers, reason, retry = self._quota(match, cost)
+        headers, reason, retry = self._quota(match, cost, identity.user)
         cap_key = ""
         if not reason:
             cap_key, reason = self._cap(match, info)
         if reason:
-            return self._refuse(match, reason, retry, headers)
+            return self._refuse(match, reason, retry, headers, identity.user)
         held = _Held(self._caps if cap_key else None, cap_key, None, 0)
         if info.is_long_running:
             return self._verdict(rule, "admitted", headers, held, match.flow)
@@ -151,16 +207,26 @@ class AdmissionController:
         if level.try_acquire(held.width):
             held.level = level
             return self._verdict(rule, "admitted", headers, held, match.flow)
-        return await self._queue(match, level, held, headers)
+        return await self._queue(match, level, held, headers, identity.user)
 
-    def _quota(self, match: Match, cost: float) -> tuple[Headers, str, float]:
+    def _quota(self, match: Match, cost: float, client: str) -> tuple[Headers, str, float]:
         rule = match.rule
+        if self.isolation is not None and self.isolation.is_quarantined(client) is not None:
+            return self._isolated(rule, cost, client)
         if rule.limit is None:
             return rule.id_headers, "", 0.0
         take = self.store.take(match.bucket_key, rule.limit, min(cost, rule.limit.burst))
         state = f'"{rule.rule_id}";r={int(take.remaining)};t={math.ceil(take.reset_after)}'
         headers = (*rule.id_headers, ("RateLimit-Policy", rule.policy_header), ("RateLimit", state))
         return headers, ("" if take.allowed else "quota"), take.retry_after
+
+    def _isolated(self, rule: CompiledRule, cost: float, client: str) -> tuple[Headers, str, float]:
+        """A quarantined client's own bucket, shared by all its rules (fleet-wide on Redis)."""
+        limit = isolation_limit(self.quarantines.get(rule.tenant))
+        if limit is None:
+            return rule.id_headers, "quarantined", float(MAX_RETRY_AFTER)
+        take = self.store.take(f"{{{rule.tenant}}}:_quarantine:u:{client}", limit, min(cost, limit.burst))
+        return rule.id_headers, ("" if take.allowed else "quarantined"), take.retry_after
 
     def _cap(self, match: Match, info: RequestInfo) -> tuple[str, str]:
         """Acquire the rule's watch or in-flight cap: (key held or "", reason refused or "")."""
@@ -174,12 +240,13 @@ class AdmissionController:
             return key, ""
         return "", "watches" if watch else "inflight"
 
-    async def _queue(self, match: Match, level: FairQueue, held: _Held, headers: Headers) -> Ticket:
+    async def _queue(self, match: Match, level: FairQueue, held: _Held, headers: Headers,
+                     client: str) -> Ticket:
         granted = asyncio.get_running_loop().create_future()
         waiter = level.enqueue(match.flow, held.width, lambda: _wake(granted))
         if waiter is None:
             held.release()
-            return self._refuse(match, "queue-full", 1.0, headers)
+            return self._refuse(match, "queue-full", 1.0, headers, client)
         started = self._clock()
         try:
             async with asyncio.timeout(level.level.max_queue_wait):
@@ -187,7 +254,7 @@ class AdmissionController:
         except TimeoutError:
             if level.cancel(waiter):
                 held.release()
-                return self._refuse(match, "queue-wait", 1.0, headers)
+                return self._refuse(match, "queue-wait", 1.0, headers, client)
         except asyncio.CancelledError:
             if not level.cancel(waiter):
                 level.release(held.width)  # granted as the client went away: give the seat back
@@ -197,11 +264,14 @@ class AdmissionController:
         self.stats.waited(level.level.name, self._clock() - started)
         return self._verdict(match.rule, "queued", headers, held, match.flow)
 
-    def _refuse(self, match: Match, reason: str, retry: float, headers: Headers) -> Ticket:
+    def _refuse(self, match: Match, reason: str, retry: float, headers: Headers, client: str) -> Ticket:
         rule = match.rule
         self.stats.reasons[(rule.tenant, reason)] += 1
         if rule.shadow or self.settings.shadow:
             return self._verdict(rule, "shadow", headers, _Held(None, "", None, 0), reason=reason)
+        policy = self.quarantines.get(rule.tenant)
+        if policy is not None and self.isolation is not None and reason != "quarantined":
+            self.isolation.report_rejection(client, policy, tenant=rule.tenant)
         streak = self._streaks.get(match.flow, 0) + 1
         if len(self._streaks) >= _STREAKS_KEPT:
             self._streaks.clear()

@@ -65,6 +65,11 @@ class Breaker:
         if self.state == "half_open" or self._should_open():
             self._open()
 
+    def trip(self) -> None:
+        """Open now, without waiting for failures to add up (Redis was down at startup)."""
+        if self.state == "closed":
+            self._open()
+
     def _record(self, *, ok: bool) -> None:
         now = self._clock()
         self._recent.append((now, ok))

@@ -26,7 +26,7 @@ from guard.federation.config import RedisSettings
 log = logging.getLogger(__name__)
 
 LIBRARY = "guard"
-FUNCTIONS = ("lease", "heartbeat", "quarantine", "quarantined")
+FUNCTIONS = ("lease", "heartbeat", "quarantine", "quarantined", "rejections")
 
 
 class FederationError(GuardError):

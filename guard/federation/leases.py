@@ -211,7 +211,9 @@ class RedisQuotaStore:
     async def start(self) -> None:
         if self._task is not None:
             return
-        await self.membership.beat()
+        if not await self.membership.beat():
+            # Serve at once on the fail modes rather than rejecting until three lease calls fail.
+            self.breaker.trip()
         await self.membership.start()
         self._task = asyncio.create_task(self._run(), name="guard-leases")
 
