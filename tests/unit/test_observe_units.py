@@ -50,7 +50,8 @@ def _list(n: int, *, compact: bool, meta: dict[str, object] | None = None) -> by
 
 
 def _table(rows: int) -> bytes:
-    row = [{"cells": [f"p{i}", "Running"], "object": {"metadata": {"resourceVersion": "1"}}} for i in range(rows)]
+    row = [{"cells": [f"p{i}", "Running"], "object": {"metadata": {"resourceVersion": "1"}}}
+           for i in range(rows)]
     return json.dumps({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {"resourceVersion": "7"},
                        "rows": row}).encode()
 
