@@ -115,7 +115,8 @@ async def build_runtime(settings: Settings, *, workers: int = 1, shared: Shared 
         impersonation=impersonation.ImpersonationCheck(reviews),
         admission=build_admission(settings, workers=workers, shared=shared),
         impersonation_headers=impersonation.impersonation_headers,
-        access_log=AccessLog(settings.access_log.path, enabled=settings.access_log.enabled),
+        access_log=AccessLog(settings.access_log.path, enabled=settings.access_log.enabled,
+                             quiet_tenants=frozenset(settings.access_log.quiet_tenants)),
         timeouts=(
             aiohttp.ClientTimeout(total=None, sock_connect=5.0, sock_read=settings.limits.request_timeout),
             aiohttp.ClientTimeout(total=None, sock_connect=5.0, sock_read=None),

@@ -91,6 +91,8 @@ class AccessLogSettings:
     """Write one JSON line per request."""
     path: Path | None = None
     """File to append to; None: standard output."""
+    quiet_tenants: tuple[str, ...] = ()
+    """Tenants whose requests are not logged (`quietTenants`), e.g. a chatty system tenant."""
 
 
 @dataclass(frozen=True)
@@ -269,10 +271,15 @@ def _limits(f: Fields, raw: object) -> LimitSettings:
 
 
 def _access_log(f: Fields, raw: object) -> AccessLogSettings:
-    m = f.mapping(raw, "accessLog", ("enabled", "path"))
+    m = f.mapping(raw, "accessLog", ("enabled", "path", "quietTenants"))
+    quiet = m.get("quietTenants", [])
+    if not isinstance(quiet, list) or not all(isinstance(t, str) for t in quiet):
+        f.error("accessLog.quietTenants", "must be a list of tenant names")
+        quiet = []
     return AccessLogSettings(
         enabled=f.boolean(m.get("enabled", True), "accessLog.enabled"),
         path=f.path(m.get("path"), "accessLog.path", must_exist=False),
+        quiet_tenants=tuple(quiet),
     )
 
 

@@ -187,3 +187,20 @@ def test_quiet_tenants_are_left_out_of_the_access_log(tmp_path: Path) -> None:
     log.close()
     tenants = [json.loads(x)["tenant"] for x in (tmp_path / "access.log").read_text().splitlines()]
     assert tenants == ["team-a"]
+
+
+@pytest.mark.parametrize(("value", "problem"), [
+    ("[system, kube]", ""), ("3", "must be a list of tenant names")])
+def test_quiet_tenants_are_read_from_the_settings(tmp_path: Path, value: str, problem: str) -> None:
+    """accessLog.quietTenants is a list of tenant names; anything else is an error naming the field."""
+    from guard import settings
+    from guard.errors import ConfigError
+
+    path = tmp_path / "guard.yaml"
+    path.write_text("listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\nclusters:\n  - name: dev\n"
+                    f"    server: http://127.0.0.1:1\n    token: t\naccessLog: {{quietTenants: {value}}}\n")
+    if not problem:
+        assert settings.load(path).access_log.quiet_tenants == ("system", "kube")
+        return
+    with pytest.raises(ConfigError, match=f"accessLog.quietTenants: {problem}"):
+        settings.load(path)
