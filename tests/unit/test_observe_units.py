@@ -204,3 +204,15 @@ def test_quiet_tenants_are_read_from_the_settings(tmp_path: Path, value: str, pr
         return
     with pytest.raises(ConfigError, match=f"accessLog.quietTenants: {problem}"):
         settings.load(path)
+
+
+def test_plain_counter_sources_export_levels_as_gauges() -> None:
+    """A store's counters() mixes counts and levels: counts get `_total`, levels (degraded, live
+    replicas, active quarantines, bundle version) are gauges."""
+    metrics = GuardMetrics()
+    counts = {"lease_calls": 3, "degraded": 1, "live_replicas": 2}
+    metrics.add_counters(lambda: counts, "guard_federation", "x")
+    text = generate_latest(metrics.registry).decode()
+    assert "guard_federation_lease_calls_total 3.0" in text
+    assert "# TYPE guard_federation_degraded gauge" in text and "guard_federation_degraded 1.0" in text
+    assert "guard_federation_live_replicas 2.0" in text and "live_replicas_total" not in text
