@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 import aiohttp
 from aiohttp import web
+from aiohttp.streams import StreamReader
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+from guard import h1
 from guard.errors import BadRequest, GuardError, ServiceUnavailable, UpstreamError
 from guard.upstream import Endpoint, Upstream
 
@@ -45,6 +48,22 @@ class Outbound:
 
     headers: CIMultiDict[str]
     timeout: aiohttp.ClientTimeout
+
+
+class Answer(Protocol):
+    """What `relay` reads of an upstream answer: an aiohttp ClientResponse or an h1.Response."""
+
+    @property
+    def status(self) -> int: ...
+    @property
+    def reason(self) -> str | None: ...
+    @property
+    def headers(self) -> CIMultiDictProxy[str]: ...
+    @property
+    def content_length(self) -> int | None: ...
+    @property
+    def content(self) -> StreamReader: ...
+    async def read(self) -> bytes: ...
 
 
 def connection_tokens(headers: CIMultiDictProxy[str]) -> frozenset[str]:
@@ -141,11 +160,73 @@ async def send(upstream: Upstream, request: web.BaseRequest, out: Outbound,
     raise ServiceUnavailable(f"no api-server of cluster {upstream.name} is reachable", retry_after=1)
 
 
+async def lean_body(request: web.BaseRequest, max_bytes: int) -> tuple[h1.Body, bool]:
+    """(body, chunked) for the lean client: a small body of known length read whole (it leaves with
+    the head in one write), anything else as a stream; chunked when the client sent no length."""
+    if not request.body_exists:
+        return None, False
+    length = request.content_length
+    if length is not None and length > max_bytes:
+        raise PayloadTooLarge(f"the request body is larger than {max_bytes} bytes")
+    if length is not None and length <= SMALL_BODY:
+        return await request.read(), False
+    return _counted(request.content, max_bytes), length is None
+
+
+def request_head(method: str, target: str, host: str, headers: CIMultiDict[str], *, chunked: bool) -> bytes:
+    """The request line and headers as bytes. A line break inside a name or value (only guard's own
+    additions could carry one; aiohttp's parser rejects them inbound) would split the request."""
+    text = f"{method} {target} HTTP/1.1\r\nHost: {host}" + "".join(
+        [f"\r\n{k}: {v}" for k, v in headers.items()]) + (
+        "\r\nTransfer-Encoding: chunked\r\n\r\n" if chunked else "\r\n\r\n")
+    lines = len(headers) + (4 if chunked else 3)
+    if text.count("\n") != lines or text.count("\r") != lines:
+        raise BadRequest("a header contains a line break")
+    return text.encode("utf-8", "surrogateescape")
+
+
+async def send_lean(upstream: Upstream, request: web.BaseRequest, headers: CIMultiDict[str],
+                    body: h1.Body, *, chunked: bool,
+                    read_timeout: float | None) -> tuple[Endpoint, h1.Response]:
+    """`send` over guard's own HTTP/1.1 pools (guard.h1): same endpoint choice and retries."""
+    tried: list[Endpoint] = []
+    method = request.method
+    replayable = method in SAFE_METHODS and not hasattr(body, "__aiter__")
+    for _ in range(len(upstream.endpoints) + 1):
+        ep = upstream.pick(tried)
+        if ep is None:
+            break
+        head = request_head(method, ep.base_path + request.raw_path, ep.host_header, headers, chunked=chunked)
+        ep.in_flight += 1
+        try:
+            return ep, await ep.pool.request(method, head, body, chunked=chunked, read_timeout=read_timeout,
+                                             retry_stale=replayable)
+        except h1.ConnectFailed:
+            ep.in_flight -= 1
+            tried.append(ep)
+        except h1.ConnectionBroken as e:
+            ep.in_flight -= 1
+            if not replayable:
+                raise UpstreamError(f"api-server {ep.origin} broke the connection") from e
+            if len(upstream.endpoints) > 1:
+                tried.append(ep)
+        except TimeoutError as e:
+            ep.in_flight -= 1
+            raise ServiceUnavailable(f"api-server {ep.origin} did not answer in time", retry_after=1) from e
+        except (h1.BadResponse, aiohttp.ClientError) as e:
+            ep.in_flight -= 1
+            raise UpstreamError(f"api-server {ep.origin}: {type(e).__name__}") from e
+        except BaseException:
+            ep.in_flight -= 1
+            raise
+    raise ServiceUnavailable(f"no api-server of cluster {upstream.name} is reachable", retry_after=1)
+
+
 def release(ep: Endpoint) -> None:
     ep.in_flight -= 1
 
 
-async def relay(request: web.BaseRequest, upstream_response: aiohttp.ClientResponse,
+async def relay(request: web.BaseRequest, upstream_response: Answer,
                 add: Iterable[tuple[str, str]], *,
                 draining: Callable[[], bool] = lambda: False) -> tuple[web.StreamResponse, int]:
     """Copy status, headers and body to the client. Returns (response, body bytes).
@@ -172,7 +253,7 @@ async def relay(request: web.BaseRequest, upstream_response: aiohttp.ClientRespo
     return response, sent
 
 
-async def _whole(upstream_response: aiohttp.ClientResponse,
+async def _whole(upstream_response: Answer,
                  headers: CIMultiDict[str]) -> tuple[web.StreamResponse, int]:
     try:
         body = await upstream_response.read()

@@ -1,7 +1,8 @@
 """The api-server endpoints of a cluster and guard's own credential to them.
 
-One pooled `aiohttp.ClientSession` per endpoint, built once and reused by every request; endpoint
-choice is least-in-flight with a rotating tie-break. Reads credential files and builds TLS contexts,
+Per endpoint, one lean keep-alive pool (`guard.h1`) for ordinary requests and watches, and one
+`aiohttp.ClientSession` for upgrades and reviews, both built once and reused by every request;
+endpoint choice is least-in-flight with a rotating tie-break. Reads credential files and builds TLS contexts,
 and must never put a token or key material into a log line, an exception message or a repr.
 """
 
@@ -20,6 +21,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from guard import h1
 from guard.authn import HttpReviewClient
 from guard.errors import ConfigError, UpstreamError
 from guard.settings import ClusterSettings
@@ -27,8 +29,8 @@ from guard.settings import ClusterSettings
 IN_CLUSTER_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 CONNECT_TIMEOUT = 5.0
 """Seconds to open a TCP (+TLS) connection to an api-server before trying the next endpoint."""
-POOL_SIZE = 1000
-"""Most concurrent connections guard keeps to one endpoint (watches hold one each)."""
+KEEPALIVE = 30.0
+"""Seconds an idle upstream connection is kept for reuse."""
 
 
 @dataclass(frozen=True)
@@ -51,9 +53,14 @@ class Endpoint:
         parts = urlsplit(url)
         self.base_path = parts.path.rstrip("/")
         self.in_flight = 0
+        tls = (credential.ssl or ssl.create_default_context()) if parts.scheme == "https" else None
+        self.host = parts.hostname or "localhost"
+        self.pool = h1.Pool(self.host, parts.port or (443 if tls else 80), ssl_context=tls,
+                            connect_timeout=CONNECT_TIMEOUT, keepalive=KEEPALIVE)
+        self.host_header = parts.netloc.rpartition("@")[2]
+        # No connection limit: every watch holds a connection for as long as it runs.
         connector = aiohttp.TCPConnector(
-            limit=POOL_SIZE, ssl=(credential.ssl or True) if parts.scheme == "https" else False,
-            ttl_dns_cache=300, keepalive_timeout=30.0)
+            limit=0, ssl=tls if tls is not None else False, ttl_dns_cache=300, keepalive_timeout=KEEPALIVE)
         # A dummy cookie jar: cookies of one caller must never be replayed for another.
         self.session = aiohttp.ClientSession(
             base_url=None, connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
@@ -89,6 +96,7 @@ class Upstream:
 
     async def close(self) -> None:
         for ep in self.endpoints:
+            ep.pool.close()
             await ep.session.close()
 
 
