@@ -13,18 +13,19 @@ import asyncio
 import json
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import NamedTuple, TextIO
 
 from guard.identity import Identity
 from guard.requestinfo import RequestInfo
 
 
-@dataclass(frozen=True)
-class AccessRecord:
+class AccessRecord(NamedTuple):
     """What one line says. `latency` is seconds from request to last byte; `decision` is the
-    admission outcome, `retry_after` the Retry-After seconds the client was told (0: none)."""
+    admission outcome, `retry_after` the Retry-After seconds the client was told (0: none).
+
+    An immutable NamedTuple rather than a frozen dataclass: one is built per request, and a
+    tuple is built in a third of the time."""
 
     identity: Identity | None
     info: RequestInfo | None
