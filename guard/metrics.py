@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Iterator, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -51,11 +51,11 @@ class GuardMetrics:
         self.latency = Histogram("guard_request_duration_seconds",
                                  "Time from request to response headers (long-running requests excluded).",
                                  ["cluster", "verb"], buckets=LATENCY_BUCKETS, registry=r)
-        self.in_flight = Gauge("guard_requests_in_flight", "Requests being served, by cluster and kind.",
-                               ["cluster", "kind"], registry=r)
+        self.in_flight = InFlightCollector()
+        r.register(self.in_flight)
         self.upstream_errors = Counter("guard_upstream_errors_total",
-                                       "Failures talking to an api-server endpoint, by kind.",
-                                       ["cluster", "endpoint", "kind"], registry=r)
+                                       "Requests answered 502/503 as the api-server failed, by error kind.",
+                                       ["cluster", "kind"], registry=r)
         self.reloads = Counter("guard_settings_reloads_total", "SIGHUP reloads, by result.", ["result"],
                                registry=r)
         self.bytes_sent = Counter("guard_response_bytes_total", "Response body bytes sent to clients.",
@@ -66,6 +66,10 @@ class GuardMetrics:
     def add_counters(self, source: Callable[[], dict[str, int]], prefix: str, help_text: str) -> None:
         """Export a plain counter object (e.g. the authenticator's stats) without coupling it here."""
         self.registry.register(_CountersCollector(source, prefix, help_text))
+
+    def watch_requests(self, current: Callable[[], tuple[str, int, int]]) -> None:
+        """Export in-flight requests from `current()` = (cluster, sent upstream, long-running)."""
+        self.in_flight.current = current
 
     def watch_admission(self, current: AdmissionNow, inflight: Callable[[], Mapping[str, int]]) -> None:
         """Export the admission controller that `current()` returns at each scrape (it changes on
@@ -86,6 +90,27 @@ class _CountersCollector(Collector):
 
     def describe(self) -> Iterator[Metric]:
         return iter(())
+
+
+class InFlightCollector(Collector):
+    """`guard_requests_in_flight{cluster,kind}` read at scrape time from the upstream endpoints'
+    own counts, so no request pays for a gauge update."""
+
+    def __init__(self) -> None:
+        self.current: Callable[[], tuple[str, int, int]] = lambda: ("", 0, 0)
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
+
+    def collect(self) -> Iterator[Metric]:
+        cluster, upstream, long_running = self.current()
+        family = GaugeMetricFamily("guard_requests_in_flight", "Requests sent to the api-server and not "
+                                   "yet finished, by kind (ordinary, long-running: watches and tunnels).",
+                                   labels=["cluster", "kind"])
+        if cluster:
+            family.add_metric([cluster, "ordinary"], max(0, upstream - long_running))
+            family.add_metric([cluster, "long-running"], long_running)
+        yield family
 
 
 def _nothing() -> tuple[str, object]:

@@ -96,6 +96,7 @@ class Proxy:
         self._sizer = ListSizer()
         metrics.watch_admission(lambda: (holder.current.upstream.name, holder.current.admission),
                                 lambda: self.inflight)
+        metrics.watch_requests(self._in_flight)
 
     def drain(self) -> None:
         """SIGTERM: end watches and tunnels cleanly so clients re-watch elsewhere."""
@@ -110,6 +111,8 @@ class Proxy:
             response = await self._serve(rt, request, ex)
         except GuardError as e:
             response = _answer(ex, e)
+            if e.code in (502, 503):
+                self._children.of(self.metrics.upstream_errors, rt.upstream.name, type(e).__name__).inc()
         except (ConnectionResetError, aiohttp.ClientConnectionResetError):
             ex.status = 499  # the client (or upstream mid-body) went away; nothing left to answer
             raise
@@ -119,6 +122,10 @@ class Proxy:
         finally:
             self._record(rt, request, ex)
         return response
+
+    def _in_flight(self) -> tuple[str, int, int]:
+        upstream = self.holder.current.upstream
+        return upstream.name, sum(ep.in_flight for ep in upstream.endpoints), len(self._long_running)
 
     async def _serve(self, rt: Runtime, request: web.BaseRequest, ex: _Exchange) -> web.StreamResponse:
         caller = await self._identify(rt, request)

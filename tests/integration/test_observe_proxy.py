@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 
 from chaos.observe import decision_counts, parse_metrics
-from tests.proxy_fakes import FakeApiServer, RunningGuard, start_guard, write_settings
+from tests.proxy_fakes import FakeApiServer, RunningGuard, free_port, start_guard, write_settings
 
 ALICE = {"Authorization": "Bearer alice-token"}
 NOBODY = {"Authorization": "Bearer nobody-token"}
@@ -198,3 +198,35 @@ async def test_a_streamed_list_is_priced_by_its_bytes_over_the_learnt_object_siz
     finally:
         await guard.server.stop()
     assert statuses == [200, 429, 429, 429]
+
+
+async def test_requests_in_flight_and_upstream_failures_are_exported(
+        tmp_path: Path, api: ListingApiServer, client: aiohttp.ClientSession) -> None:
+    """A request the api-server holds shows as 1 ordinary request in flight; a cluster that refuses
+    connections (here already for the TokenReview) shows as one upstream error."""
+    guard = await _guard(tmp_path, api, 10)
+    down = await start_guard(write_settings(tmp_path, [f"http://127.0.0.1:{free_port()}"], name="down.yaml"))
+    try:
+        held = asyncio.ensure_future(_statuses(client, guard.url + "/api/v1/namespaces/a/hold/x", 1))
+        for _ in range(200):
+            if api.seen:
+                break
+            await asyncio.sleep(0.01)
+        async with client.get(guard.admin + "/metrics") as r:
+            during = await r.text()
+        api.hold.set()
+        assert await held == [200]
+        async with client.get(guard.admin + "/metrics") as r:
+            after = await r.text()
+        failures = await _statuses(client, down.url + "/api/v1/namespaces/a/pods/p", 1)
+        async with client.get(down.admin + "/metrics") as r:
+            failed = await r.text()
+    finally:
+        await guard.server.stop()
+        await down.server.stop()
+    assert 'guard_requests_in_flight{cluster="dev",kind="ordinary"} 1.0' in during
+    assert 'guard_requests_in_flight{cluster="dev",kind="ordinary"} 0.0' in after
+    assert failures in ([502], [503])
+    errors = [(labels["cluster"], v) for n, labels, v in parse_metrics(failed)
+              if n == "guard_upstream_errors_total"]
+    assert errors == [("dev", 1.0)]
