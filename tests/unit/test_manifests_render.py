@@ -117,7 +117,8 @@ def test_overlay_renders_every_object_in_guard_system(overlay: str) -> None:
     assert kinds == sorted(["Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ConfigMap",
                             "ConfigMap", "Deployment", "Service", "Service", "PodDisruptionBudget"])
     cluster_scoped = {"Namespace", "ClusterRole", "ClusterRoleBinding"}
-    assert all(d["metadata"].get("namespace") == "guard-system" for d in docs if d["kind"] not in cluster_scoped)
+    namespaced = [d for d in docs if d["kind"] not in cluster_scoped]
+    assert all(d["metadata"].get("namespace") == "guard-system" for d in namespaced)
     (deployment,) = find(docs, "Deployment")
     assert deployment["spec"]["replicas"] == OVERLAYS[overlay]
 

@@ -1,0 +1,116 @@
+"""manifests/monitoring: every guard_* series the alerts and the dashboard query is one guard exports,
+with the suffix its type gives it (a counter read without `_total` would silently show nothing), and
+the alerts that matter exist.
+
+Declared names are found by reading guard/'s sources: metric constructors and metric families with a
+literal name, and `add_counters(source, "prefix", ...)` families, whose names are `prefix_KEY_total`
+for a counter key (an `int` field or a string key) spelled somewhere in guard/."""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.unit.test_manifests_render import ROOT, find, render
+
+GUARD = ROOT / "guard"
+SUFFIXES = {"Counter": ("_total",), "CounterMetricFamily": ("_total",), "Gauge": ("",),
+            "GaugeMetricFamily": ("",), "Histogram": ("_bucket", "_sum", "_count"),
+            "HistogramMetricFamily": ("_bucket", "_sum", "_count"), "Summary": ("_sum", "_count")}
+FAMILY = re.compile(r"\b(" + "|".join(SUFFIXES) + r")\(\s*\"(guard_[a-z0-9_]+)\"")
+ADD_COUNTERS = re.compile(r"add_counters\(\s*[^,()]+(?:\([^()]*\))?\s*,\s*\"(guard_[a-z0-9_]+)\"")
+COUNTER_KEY = re.compile(r"^\s+([a-z][a-z0-9_]*): int\b|\"([a-z][a-z0-9_]*)\"", re.MULTILINE)
+USED = re.compile(r"\bguard_[a-z0-9_]+")
+ALERTS = {"GuardDown", "GuardUpstreamUnreachable", "GuardTenantHighRejectionRatio", "GuardRedisDegraded",
+          "GuardRedisFallbackActive", "GuardReloadRejected", "GuardClientQuarantined"}
+
+
+@functools.cache
+def declared() -> frozenset[str]:
+    """Every series name guard/ exports, as Prometheus shows it."""
+    sources = "\n".join(p.read_text() for p in GUARD.rglob("*.py"))
+    names = {base.removesuffix("_total") + suffix
+             for kind, base in FAMILY.findall(sources) for suffix in SUFFIXES[kind]}
+    keys = {a or b for a, b in COUNTER_KEY.findall(sources)}
+    names |= {f"{prefix}_{key}_total" for prefix in ADD_COUNTERS.findall(sources) for key in keys}
+    return frozenset(names)
+
+
+def _exprs(value: Any) -> Iterator[str]:
+    """Every PromQL string in a dashboard: panel targets and template variable queries."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key in ("expr", "query", "definition") and isinstance(item, str):
+                yield item
+            else:
+                yield from _exprs(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _exprs(item)
+
+
+def rules() -> list[dict[str, Any]]:
+    (rule,) = find(render("monitoring"), "PrometheusRule")
+    return [r for group in rule["spec"]["groups"] for r in group["rules"]]
+
+
+def dashboard() -> dict[str, Any]:
+    (cm,) = find(render("monitoring"), "ConfigMap", "guard-dashboard")
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    return json.loads(cm["data"]["guard.json"])  # type: ignore[no-any-return]
+
+
+def used_in(exprs: list[str]) -> set[str]:
+    return {name for e in exprs for name in USED.findall(e)}
+
+
+def test_the_scanner_knows_names_suffixes_and_add_counters_families() -> None:
+    """The check can fail: unknown names and counters without _total are not declared."""
+    names = declared()
+    assert {"guard_requests_total", "guard_request_duration_seconds_bucket",
+            "guard_admission_decisions_total", "guard_identity_token_reviews_total"} <= names
+    assert "guard_requests" not in names and "guard_admission_decisions" not in names
+    assert "guard_request_duration_seconds" not in names and "guard_no_such_metric_total" not in names
+
+
+@pytest.mark.parametrize("source", ["alerts", "dashboard"])
+def test_every_guard_metric_queried_is_declared_by_guard(source: str) -> None:
+    """No alert or panel reads a series guard never exports."""
+    exprs = [r["expr"] for r in rules()] if source == "alerts" else list(_exprs(dashboard()))
+    used = used_in(exprs)
+    assert len(used) >= 5
+    assert sorted(used - declared()) == []
+
+
+def test_the_alerts_that_matter_exist_with_severity_and_runbook() -> None:
+    """Down, upstream, rejection ratio, Redis, reloads and quarantine alerts; each links its runbook."""
+    by_name = {r["alert"]: r for r in rules()}
+    assert by_name.keys() >= ALERTS
+    doc = (ROOT / "docs" / "deploying.md").read_text().lower()
+    for name, rule in by_name.items():
+        assert rule["labels"]["severity"] in ("critical", "warning", "info")
+        anchor = rule["annotations"]["runbook"].split("#")[1]
+        assert anchor == name.lower() and f"### {name.lower()}" in doc, name
+
+
+def test_the_dashboard_shows_tenants_latency_queues_reviews_and_federation() -> None:
+    """Panels cover decisions per tenant, p99 latency, in-flight, queue wait, TokenReviews, federation."""
+    used = used_in(list(_exprs(dashboard())))
+    for name in ("guard_admission_decisions_total", "guard_request_duration_seconds_bucket",
+                 "guard_admission_inflight", "guard_admission_queue_wait_seconds_bucket",
+                 "guard_identity_token_reviews_total", "guard_federation_degraded_total"):
+        assert name in used, name
+    ids = [p["id"] for p in dashboard()["panels"]]
+    assert len(ids) == len(set(ids))
+
+
+def test_alerts_read_up_of_the_job_the_service_monitor_produces() -> None:
+    """`up{job="guard-admin"}`: the Prometheus Operator names the job after the scraped Service."""
+    (admin,) = find(render("base"), "Service", "guard-admin")
+    jobs = {m for r in rules() for m in re.findall(r'up\{job="([^"]+)"', r["expr"])}
+    assert jobs == {admin["metadata"]["name"]}
