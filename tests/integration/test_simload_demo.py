@@ -4,8 +4,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-from chaos.clients import OK, REJECTED, Stats
-
 
 def test_demo_shows_the_runaway_crashing_replicas(tmp_path: Path) -> None:
     """A short demo with a small budget prints its table and shows replicas going down."""
@@ -21,15 +19,3 @@ def test_demo_shows_the_runaway_crashing_replicas(tmp_path: Path) -> None:
     assert down >= 1
     assert rows[0].split()[1] == "100.0%"  # before the runaway starts, the neighbour is fine
 
-
-def test_stats_bucket_answers_by_second() -> None:
-    """Answers land in their second; share and percentiles are computed per bucket."""
-    stats = Stats(100.0)
-    for i in range(9):
-        stats.record(100.2, OK, (i + 1) / 1000)
-    stats.record(100.9, REJECTED, 0.5)
-    stats.record(101.1, OK, 0.002)
-    first = stats.second(0)
-    assert first.total == 10 and first.share(OK) == 0.9
-    assert first.percentile(0.5) == 0.005 and first.percentile(0.99) == 0.009
-    assert stats.second(1).total == 1 and stats.overall().total == 11

@@ -14,10 +14,42 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from chaos.clients import OK, REFUSED, Endpoints, fetch
 from chaos.processes import Proc, Processes, free_port_range
 
 TOKEN = "simload-admin"
+
+
+OK, REFUSED, FAILED = "ok", "refused", "failed"
+
+
+class Endpoints:
+    """The api-server URLs of one cluster; a client sticks to one until it fails to connect."""
+
+    def __init__(self, urls: list[str]) -> None:
+        self.urls = list(urls)
+        self._index = 0
+
+    @property
+    def current(self) -> str:
+        return self.urls[self._index]
+
+    def rotate(self) -> None:
+        self._index = (self._index + 1) % len(self.urls)
+
+
+async def fetch(session: aiohttp.ClientSession, endpoints: Endpoints, path: str, token: str) -> str:
+    """GET one path, draining the body; the outcome, rotating to the next endpoint on refusal."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        async with session.get(endpoints.current + path, headers=headers) as response:
+            async for _ in response.content.iter_chunked(64 * 1024):
+                pass
+            return OK if response.status < 400 else FAILED
+    except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError):
+        endpoints.rotate()
+        return REFUSED
+    except TimeoutError:
+        return FAILED
 
 
 def start(tmp_path: Path, replicas: int, *args: str) -> tuple[Processes, Proc]:
