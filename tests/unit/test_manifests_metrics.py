@@ -4,7 +4,8 @@ the alerts that matter exist.
 
 Declared names are found by reading guard/'s sources: metric constructors and metric families with a
 literal name, and `add_counters(source, "prefix", ...)` families, whose names are `prefix_KEY_total`
-for a counter key (an `int` field or a string key) spelled somewhere in guard/."""
+for a counter key (an `int` field or a string key) spelled somewhere in guard/, or `prefix_KEY` for
+the keys guard.metrics.LEVELS exports as gauges."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from guard.metrics import LEVELS
 from tests.unit.test_manifests_render import ROOT, find, render
 
 GUARD = ROOT / "guard"
@@ -37,7 +39,8 @@ def declared() -> frozenset[str]:
     names = {base.removesuffix("_total") + suffix
              for kind, base in FAMILY.findall(sources) for suffix in SUFFIXES[kind]}
     keys = {a or b for a, b in COUNTER_KEY.findall(sources)}
-    names |= {f"{prefix}_{key}_total" for prefix in ADD_COUNTERS.findall(sources) for key in keys}
+    names |= {f"{prefix}_{key}" if key in LEVELS else f"{prefix}_{key}_total"
+              for prefix in ADD_COUNTERS.findall(sources) for key in keys}
     return frozenset(names)
 
 
@@ -76,6 +79,7 @@ def test_the_scanner_knows_names_suffixes_and_add_counters_families() -> None:
             "guard_admission_decisions_total", "guard_identity_token_reviews_total"} <= names
     assert "guard_requests" not in names and "guard_admission_decisions" not in names
     assert "guard_request_duration_seconds" not in names and "guard_no_such_metric_total" not in names
+    assert "guard_federation_degraded" in names and "guard_federation_degraded_total" not in names
 
 
 @pytest.mark.parametrize("source", ["alerts", "dashboard"])
@@ -103,7 +107,7 @@ def test_the_dashboard_shows_tenants_latency_queues_reviews_and_federation() -> 
     used = used_in(list(_exprs(dashboard())))
     for name in ("guard_admission_decisions_total", "guard_request_duration_seconds_bucket",
                  "guard_admission_inflight", "guard_admission_queue_wait_seconds_bucket",
-                 "guard_identity_token_reviews_total", "guard_federation_degraded_total"):
+                 "guard_identity_token_reviews_total", "guard_federation_degraded"):
         assert name in used, name
     ids = [p["id"] for p in dashboard()["panels"]]
     assert len(ids) == len(set(ids))
