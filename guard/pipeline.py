@@ -211,8 +211,10 @@ class Proxy:
         body = response.body if isinstance(response, web.Response) else None
         if isinstance(body, bytes):
             count = self._sizer.whole(cluster, info, body, paged=paged)
+        elif paged or "as=Table" in upstream.headers.get("Content-Type", ""):
+            count = None  # a Table row is not an object: the learnt object size does not apply
         else:
-            count = None if paged else self._sizer.streamed(cluster, info, sent)
+            count = self._sizer.streamed(cluster, info, sent)
         if count is not None:
             observe(cluster, info, count)
 
