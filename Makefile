@@ -23,6 +23,7 @@ chaos: deps
 	$(PY) -m chaos run all --report reports/chaos
 
 bench: deps
+	@bash scripts/system-deps.sh nginx haproxy wrk
 	$(PY) -m bench
 
 deps: $(STAMP) system-deps
@@ -33,7 +34,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-# redis-server backs the federation tests (they start their own on free ports).
+# redis-server backs the federation tests (they start their own on free ports); wrk drives the
+# benchmark smoke run in the test suite.
 system-deps:
 	@bash scripts/system-deps.sh
 

@@ -4,7 +4,7 @@
 set -euo pipefail
 declare -A package=([redis-server]=redis-server [redis-cli]=redis-tools [nginx]=nginx [haproxy]=haproxy [wrk]=wrk)
 wanted=("$@")
-[ ${#wanted[@]} -gt 0 ] || wanted=(redis-server redis-cli)
+[ ${#wanted[@]} -gt 0 ] || wanted=(redis-server redis-cli wrk)
 missing=()
 for prog in "${wanted[@]}"; do
   command -v "$prog" >/dev/null 2>&1 || missing+=("${package[$prog]:-$prog}")
