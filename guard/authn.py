@@ -1,6 +1,6 @@
 """Who is calling: client certificates, bearer tokens (TokenReview or local JWKS) → `Identity`.
 
-Token answers are cached under an HMAC of the token with a per-process random key, successes for
+Token answers are cached under a keyed BLAKE2b hash of the token (per-process random key), successes for
 `token_review_ttl`, failures briefly, with at most one review in flight per token, so a client
 hammering with a bad token reaches the api-server about once per failure TTL. Transport errors are
 never cached. This module must never log, keep or put into an error a raw token: only its keyed hash
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import hmac
 import os
 import time
 from collections import OrderedDict
@@ -183,7 +182,8 @@ class Authenticator:
         raise Unauthorized("Unauthorized")
 
     async def _from_token(self, token: str) -> Identity:
-        digest = hmac.new(self._key, token.encode(), hashlib.sha256).digest()
+        # Keyed BLAKE2b: a MAC like HMAC-SHA256 at a fraction of its cost on every request.
+        digest = hashlib.blake2b(token.encode(), key=self._key, digest_size=16).digest()
         entry = self._cached(digest)
         if entry is None:
             entry = await self._shared_lookup(digest, token)
