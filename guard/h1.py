@@ -95,15 +95,20 @@ class _Connection(BaseProtocol):
         self.received = False
         self._waiter: asyncio.Future[Response] | None = None
         self._payload: StreamReader | None = None
+        self._spare: Any = None
+        self._spare_ok = False
         self._timer: asyncio.TimerHandle | None = None
         self._read_timeout = 0.0
         self._last_read = 0.0
 
     def begin(self, method: str, read_timeout: float | None) -> asyncio.Future[Response]:
         loop = self._loop
-        self._parser = HttpResponseParser(
+        spare, self._spare = self._spare, None
+        # llhttp carries on across keep-alive answers; a fresh parser is only needed for HEAD.
+        self._parser = spare if spare is not None and method != "HEAD" else HttpResponseParser(
             self, loop, READ_LIMIT, response_with_body=method != "HEAD", auto_decompress=False,
             max_line_size=MAX_LINE, max_field_size=MAX_LINE)
+        self._spare_ok = method != "HEAD"
         self.received = False
         self._payload = None
         self._waiter = waiter = loop.create_future()
@@ -186,9 +191,10 @@ class _Connection(BaseProtocol):
         """The exchange is over: back to the pool when the whole answer was read, else close."""
         self._cancel_timer()
         payload, self._payload = self._payload, None
+        parser, self._parser = self._parser, None
         self._waiter = None
-        self._parser = None
         if keep and not self.closed and self.transport is not None and not self._reading_paused:
+            self._spare = parser if self._spare_ok else None
             self.pool.give_back(self)
             return
         self._abort()
