@@ -16,7 +16,7 @@ from collections.abc import Callable
 import aiohttp
 from aiohttp import web
 
-from guard import admin, authn, impersonation
+from guard import admin, authn, authz, impersonation
 from guard.accesslog import AccessLog
 from guard.admission.buckets import EmbeddedStore
 from guard.admission.config import AdmissionSettings
@@ -115,6 +115,7 @@ async def build_runtime(settings: Settings, *, workers: int = 1, shared: Shared 
         impersonation=impersonation.ImpersonationCheck(reviews),
         admission=build_admission(settings, workers=workers, shared=shared),
         impersonation_headers=impersonation.impersonation_headers,
+        authorizer=authz.build_authorizer(cluster.authorize, reviews),
         access_log=AccessLog(settings.access_log.path, enabled=settings.access_log.enabled,
                              quiet_tenants=frozenset(settings.access_log.quiet_tenants)),
         timeouts=(
@@ -165,6 +166,7 @@ def build_apps(holder: Holder, metrics: GuardMetrics, pages: admin.AdminPages, *
     main = web.Server(proxy.handle, access_log=None, keepalive_timeout=limits.idle_timeout,
                       max_line_size=limits.max_header_bytes, max_field_size=limits.max_header_bytes)
     metrics.add_counters(_authn_stats(holder), "guard_identity", "Identity step counters")
+    metrics.add_counters(lambda: authz.counters(holder.current.authorizer), "guard_authz", "Edge authz counters")
     _admission_pages(holder, pages)
     admin_app = admin.build_admin_app(metrics, pages, lambda: holder.current.settings,
                                       lambda: _ready(holder))

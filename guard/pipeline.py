@@ -44,6 +44,10 @@ class Impersonating(Protocol):
     async def resolve(self, caller: Identity, headers: object) -> Identity: ...
 
 
+class Authorizing(Protocol):
+    async def check(self, identity: Identity, info: RequestInfo) -> None: ...
+
+
 @dataclass(frozen=True)
 class Runtime:
     """Everything one generation of settings built; SIGHUP swaps the whole value at once."""
@@ -58,6 +62,8 @@ class Runtime:
     timeouts: tuple[aiohttp.ClientTimeout, aiohttp.ClientTimeout] = field(repr=False, default=(
         aiohttp.ClientTimeout(), aiohttp.ClientTimeout()))
     """(ordinary, long-running) upstream timeouts."""
+    authorizer: Authorizing | None = None
+    """Edge authorization (guard.authz); None when the cluster's `authorize` is off."""
 
 
 class Holder:
@@ -134,6 +140,8 @@ class Proxy:
             effective = await rt.impersonation.resolve(caller, request.headers)
         ex.identity = effective
         ex.info = info = classify(request.method, request.path, request.query)
+        if rt.authorizer is not None:  # before admission: a denied request costs no quota
+            await rt.authorizer.check(effective, info)
         ticket = await rt.admission.admit(effective, info, rt.upstream.name)
         verdict = ticket.verdict
         ex.decision, ex.tenant, ex.rule = verdict.outcome, verdict.tenant, verdict.rule

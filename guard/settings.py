@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import yaml
 
+from guard.authz import AuthorizeSettings, parse_authorize
 from guard.errors import ConfigError
 from guard.settings_fields import Fields, parse_address, parse_url
 
@@ -67,6 +68,8 @@ class ClusterSettings:
     """Its private key."""
     insecure_skip_tls_verify: bool = False
     """Do not verify the api-server's certificate (tests only)."""
+    authorize: AuthorizeSettings = field(default_factory=AuthorizeSettings)
+    """Edge authorization by cached SubjectAccessReviews (guard.authz); off by default."""
 
 
 @dataclass(frozen=True)
@@ -125,7 +128,7 @@ class Settings:
 TOP_KEYS = ("listen", "tls", "admin", "clusters", "forwarding", "identity", "limits", "accessLog",
             "policies", "admission", "redis")
 CLUSTER_KEYS = ("name", "server", "servers", "token", "tokenFile", "kubeconfig", "context", "inCluster",
-                "caFile", "certFile", "keyFile", "insecureSkipTLSVerify")
+                "caFile", "certFile", "keyFile", "insecureSkipTLSVerify", "authorize")
 
 
 def load(path: str | Path, *, overrides: Mapping[str, object] | None = None) -> Settings:
@@ -234,6 +237,7 @@ def _cluster(f: Fields, raw: object, at: str) -> ClusterSettings | None:
         key_file=f.path(m.get("keyFile"), f"{at}.keyFile"),
         insecure_skip_tls_verify=f.boolean(m.get("insecureSkipTLSVerify", False),
                                            f"{at}.insecureSkipTLSVerify"),
+        authorize=parse_authorize(f, m.get("authorize"), f"{at}.authorize"),
     )
 
 
