@@ -166,7 +166,8 @@ def build_apps(holder: Holder, metrics: GuardMetrics, pages: admin.AdminPages, *
     main = web.Server(proxy.handle, access_log=None, keepalive_timeout=limits.idle_timeout,
                       max_line_size=limits.max_header_bytes, max_field_size=limits.max_header_bytes)
     metrics.add_counters(_authn_stats(holder), "guard_identity", "Identity step counters")
-    metrics.add_counters(lambda: authz.counters(holder.current.authorizer), "guard_authz", "Edge authz counters")
+    metrics.add_counters(lambda: authz.counters(holder.current.authorizer), "guard_authz",
+                         "Edge authorization counters")
     _admission_pages(holder, pages)
     admin_app = admin.build_admin_app(metrics, pages, lambda: holder.current.settings,
                                       lambda: _ready(holder))
