@@ -23,6 +23,7 @@ class Recorder:
         self.token_reviews: Counter[str] = Counter()
         self.token_reviews_failed = 0
         self.unauthenticated = 0
+        self.access_reviews: Counter[str] = Counter()
 
     def request(self, user: str, verb: str, *, impersonator: str | None = None) -> None:
         self.requests[user] += 1
@@ -40,6 +41,10 @@ class Recorder:
         else:
             self.token_reviews[reviewed_user] += 1
 
+    def access_review(self, reviewed_user: str) -> None:
+        """A SubjectAccessReview (or Local one) about `reviewed_user`, e.g. from a proxy."""
+        self.access_reviews[reviewed_user] += 1
+
     def state(self) -> dict[str, Any]:
         users = {u: {"requests": n, "verbs": dict(self.verbs[u])} for u, n in sorted(self.requests.items())}
         return {
@@ -48,8 +53,10 @@ class Recorder:
                 "unauthenticated": self.unauthenticated,
                 "tokenReviews": sum(self.token_reviews.values()) + self.token_reviews_failed,
                 "tokenReviewsFailed": self.token_reviews_failed,
+                "subjectAccessReviews": sum(self.access_reviews.values()),
             },
             "users": users,
             "impersonators": dict(sorted(self.impersonators.items())),
             "tokenReviews": dict(sorted(self.token_reviews.items())),
+            "subjectAccessReviews": dict(sorted(self.access_reviews.items())),
         }

@@ -65,6 +65,7 @@ def subject_access_review(sim: Simulation, body: Obj, namespace: str = "") -> Ob
     spec = body.get("spec") or {}
     extra = {k: tuple(v) for k, v in (spec.get("extra") or {}).items()}
     user = User(spec.get("user", ""), spec.get("uid", ""), tuple(spec.get("groups") or ()), extra)
+    sim.recorder.access_review(user.name)
     return _answer(sim, body, _attributes(user, spec, namespace))
 
 
