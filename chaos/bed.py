@@ -59,7 +59,7 @@ def write_tokens(scenario: Scenario, workdir: Path) -> tuple[Path, dict[str, str
     for spec in scenario.clients:
         for i in range(spec.count):
             groups = tuple(g.replace("{i}", str(i)) for g in spec.groups)
-            people.setdefault(spec.user_for(i), (*groups, CLIENTS_GROUP))
+            people.setdefault(spec.user_for(i), groups if spec.forbidden else (*groups, CLIENTS_GROUP))
     for n, (user, groups) in enumerate(people.items()):
         tokens[user] = secrets.token_hex(16)
         lines.append(f'{tokens[user]},{user},uid-{n},"{",".join(groups)}"')
@@ -133,7 +133,11 @@ def guard_settings(
         if "redis" in bed.proxies:
             redis_url = f"redis://127.0.0.1:{bed.proxies['redis'].port}/0"
         settings["redis"] = redis_url
-    settings.update(scenario.guard.settings)
+    extra = dict(scenario.guard.settings)
+    # `clusters: [{authorize: ...}]` adds keys to the generated cluster entries instead of replacing them
+    for entry, more in zip(settings["clusters"], extra.pop("clusters", None) or [], strict=False):
+        entry.update(more)
+    settings.update(extra)
     return settings
 
 

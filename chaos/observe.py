@@ -137,6 +137,12 @@ def tokenreview_total(state: Mapping[str, Any]) -> int:
     return sum(_count(v) for v in reviews.values()) if isinstance(reviews, Mapping) else 0
 
 
+def access_reviews(state: Mapping[str, Any]) -> dict[str, int]:
+    """SubjectAccessReviews the api-server answered, per reviewed user."""
+    reviews = state.get("subjectAccessReviews")
+    return {str(u): _count(v) for u, v in reviews.items()} if isinstance(reviews, Mapping) else {}
+
+
 def unauthenticated_total(state: Mapping[str, Any]) -> int:
     totals = state.get("totals")
     return _count(totals.get("unauthenticated", 0)) if isinstance(totals, Mapping) else 0

@@ -207,6 +207,10 @@ def _collect(
     result["class_upstream"] = verdict.class_upstream(s, upstream)
     result["tokenreviews"] = observe.tokenreview_total(after) - observe.tokenreview_total(before)
     result["unauthenticated"] = observe.unauthenticated_total(after) - observe.unauthenticated_total(before)
+    sars_before, sars_after = observe.access_reviews(before), observe.access_reviews(after)
+    sars = {u: n - sars_before.get(u, 0) for u, n in sars_after.items()}
+    result["subjectaccessreviews"] = sum(sars.values())
+    result["class_subjectaccessreviews"] = verdict.class_upstream(s, sars)
 
 
 async def run_scenario(

@@ -30,6 +30,7 @@ METRICS = (
     "upstream_rate",
     "upstream_requests",
     "tokenreviews",
+    "subjectaccessreviews",
     "unauthenticated",
     "rejected",
     "throttled_429",
@@ -110,6 +111,8 @@ class ClientSpec:
     groups: tuple[str, ...] = ()
     revoked: bool = False
     """Send a token the api-server does not know (a revoked credential retried forever)."""
+    forbidden: bool = False
+    """Hold no RBAC rights (left out of the group chaos binds to cluster-admin): every request is a 403."""
     rate: float | None = None
     """Requests per second per client; absent means a closed loop of `concurrency` workers."""
     concurrency: int = 1

@@ -196,6 +196,7 @@ def _client(f: Fields) -> ClientSpec:
         user=f.text("user", ""),
         groups=f.strings("groups"),
         revoked=f.flag("revoked", False),
+        forbidden=f.flag("forbidden", False),
         rate=f.num("rate", None, minimum=0.01),
         concurrency=f.num("concurrency", 1, minimum=1, integer=True),
         honor_retry_after=f.flag("honorRetryAfter", True),

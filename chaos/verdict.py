@@ -87,6 +87,10 @@ def metric(check: Check, run: Mapping[str, Any]) -> float | None:
         case "p99_ratio":
             p99, p99_base = flood.get("p99_ms"), base.get("p99_ms")
             value = None if p99 is None or not p99_base else round(p99 / p99_base, 3)
+        case "subjectaccessreviews" if check.client:
+            value = run.get("class_subjectaccessreviews", {}).get(check.client)
+        case "subjectaccessreviews":
+            value = run.get("subjectaccessreviews")
         case "upstream_requests":
             value = run.get("class_upstream", {}).get(check.client)
         case "upstream_rate":
