@@ -18,14 +18,13 @@ import logging
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from guard.errors import Forbidden, GuardError, Status
 from guard.identity import Identity
 from guard.requestinfo import RequestInfo
-from guard.settings_fields import Fields
 
 log = logging.getLogger("guard.authz")
 
@@ -60,6 +59,20 @@ class AuthorizeSettings:
     @property
     def enabled(self) -> bool:
         return self.mode != "off"
+
+
+T = TypeVar("T", bound=str)
+
+
+class Fields(Protocol):
+    """guard.settings_fields.Fields' shape (named here so this module stays free of settings I/O)."""
+
+    def error(self, at: str, message: str) -> None: ...
+    def mapping(self, raw: object, at: str, known: Sequence[str], *,
+                required: Sequence[str] = ()) -> Mapping[str, object]: ...
+    def choice(self, raw: object, at: str, choices: tuple[T, ...]) -> T: ...
+    def integer(self, raw: object, at: str, *, minimum: int) -> int: ...
+    def seconds(self, raw: object, at: str) -> float: ...
 
 
 def parse_authorize(f: Fields, raw: object, at: str) -> AuthorizeSettings:
