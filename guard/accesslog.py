@@ -13,6 +13,7 @@ import asyncio
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple, TextIO
 
@@ -57,7 +58,7 @@ class AccessLog:
     def write(self, record: AccessRecord) -> None:
         if not self.enabled or (self.quiet_tenants and record.tenant in self.quiet_tenants):
             return
-        self._pending.append(_ENCODE(line(record)))
+        self._pending.append(encode(record))
         if len(self._pending) > 1:
             return  # a flush is already scheduled for this loop iteration
         try:
@@ -81,6 +82,10 @@ class AccessLog:
 
 
 _ENCODE = json.JSONEncoder(separators=(",", ":")).encode
+_quote: Callable[[str], str] = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
+_GROUPS_KEPT = 1024
+_EMPTY = '""'
+_groups_seen: dict[tuple[str, ...], str] = {}
 _stamp: tuple[int, str] = (0, "")
 
 
@@ -91,6 +96,40 @@ def _now() -> str:
     if _stamp[0] != second:
         _stamp = (second, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second)))
     return _stamp[1]
+
+
+def encode(r: AccessRecord) -> str:
+    """The line for `r`, byte for byte what `json` makes of `line(r)`, without building the dict
+    or running the generic encoder: each string goes through the C quoting function once."""
+    info, who = r.info, r.identity
+    text = (
+        f'{{"time":"{_now()}","user":{_quote(who.user) if who else _EMPTY},'
+        f'"groups":{_groups(who.groups) if who else "[]"},"method":{_quote(r.method)},'
+        f'"verb":{_quote(info.verb) if info else _EMPTY},"path":{_quote(info.path) if info else _EMPTY},'
+        f'"status":{r.status},"bytes":{r.bytes},"latency":{round(r.latency, 6)!r},'
+        f'"cluster":{_quote(r.cluster)},"remote":{_quote(r.remote)}'
+    )
+    if info and info.is_resource_request:
+        text += (
+            f',"group":{_quote(info.api_group)},"resource":{_quote(info.resource)},'
+            f'"subresource":{_quote(info.subresource)},"namespace":{_quote(info.namespace)},'
+            f'"name":{_quote(info.name)}'
+        )
+    if r.decision:
+        text += f',"decision":{_quote(r.decision)},"tenant":{_quote(r.tenant)},"rule":{_quote(r.rule)}'
+    if r.retry_after:
+        text += f',"retry_after":{r.retry_after}'
+    return text + "}"
+
+
+def _groups(groups: tuple[str, ...]) -> str:
+    """A caller's groups as a JSON array, encoded once per distinct set (callers are few)."""
+    text = _groups_seen.get(groups)
+    if text is None:
+        if len(_groups_seen) >= _GROUPS_KEPT:
+            _groups_seen.clear()
+        text = _groups_seen[groups] = "[" + ",".join(map(_quote, groups)) + "]"
+    return text
 
 
 def line(r: AccessRecord) -> dict[str, object]:
