@@ -18,8 +18,9 @@ from aiohttp.streams import StreamReader
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from guard import h1
+from guard import h1, rawanswer
 from guard.errors import BadRequest, GuardError, ServiceUnavailable, UpstreamError
+from guard.rawanswer import RawAnswer
 from guard.upstream import Endpoint, Upstream
 
 HOP_BY_HOP = frozenset({
@@ -228,15 +229,15 @@ def release(ep: Endpoint) -> None:
 
 async def relay(request: web.BaseRequest, upstream_response: Answer,
                 add: Iterable[tuple[str, str]], *,
-                draining: Callable[[], bool] = lambda: False) -> tuple[web.StreamResponse, int]:
+                draining: Callable[[], bool] = lambda: False) -> tuple[web.StreamResponse | RawAnswer, int]:
     """Copy status, headers and body to the client. Returns (response, body bytes).
 
     A small body of known length is read whole and sent with the headers in one write; anything
     else (chunked, watches, large LISTs) streams chunk by chunk as it arrives."""
-    headers = response_headers(upstream_response.headers, add)
     length = upstream_response.content_length
     if length is not None and length <= SMALL_BODY:
-        return await _whole(upstream_response, headers)
+        return await _whole(request, upstream_response, add)
+    headers = response_headers(upstream_response.headers, add)
     response = web.StreamResponse(status=upstream_response.status, reason=upstream_response.reason,
                                   headers=headers)
     await response.prepare(request)
@@ -253,15 +254,23 @@ async def relay(request: web.BaseRequest, upstream_response: Answer,
     return response, sent
 
 
-async def _whole(upstream_response: Answer,
-                 headers: CIMultiDict[str]) -> tuple[web.StreamResponse, int]:
+async def _whole(request: web.BaseRequest, upstream_response: Answer,
+                 add: Iterable[tuple[str, str]]) -> tuple[web.StreamResponse | RawAnswer, int]:
+    """A small answer read whole: raw bytes to the client transport when that is safe (see
+    guard.rawanswer), else an aiohttp Response; either way headers and body leave in one write."""
     try:
         body = await upstream_response.read()
     except (TimeoutError, aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as e:
         # Nothing has reached the client yet, so it can still get a proper Status.
         raise UpstreamError("the api-server broke the response") from e
-    response = web.Response(status=upstream_response.status, reason=upstream_response.reason,
-                            headers=headers, body=body or None)
+    status, upstream_headers = upstream_response.status, upstream_response.headers
+    if rawanswer.fits(request, status):
+        drop = connection_tokens(upstream_headers) if "Connection" in upstream_headers else frozenset()
+        raw = rawanswer.serialise(status, upstream_response.reason, upstream_headers, add, body, drop=drop)
+        if raw is not None:
+            return raw, len(body)
+    response = web.Response(status=status, reason=upstream_response.reason,
+                            headers=response_headers(upstream_headers, add), body=body or None)
     return response, len(body)
 
 

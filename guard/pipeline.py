@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import aiohttp
 from aiohttp import web
@@ -27,6 +27,7 @@ from guard.errors import GuardError, TooManyRequests, Unauthorized
 from guard.identity import Identity
 from guard.listsize import ListSizer
 from guard.metrics import GuardMetrics, verb_label
+from guard.rawanswer import RawAnswer
 from guard.requestinfo import RequestInfo, classify
 from guard.settings import Settings
 from guard.upstream import Upstream
@@ -34,6 +35,8 @@ from guard.upstream import Upstream
 log = logging.getLogger("guard.proxy")
 Answer = aiohttp.ClientResponse | h1.Response
 """An upstream answer: guard's lean client's for ordinary requests, aiohttp's for upgrades."""
+Reply = web.StreamResponse | RawAnswer
+"""What guard answers the client with: aiohttp's response, or a small answer as raw bytes."""
 
 
 class Authenticating(Protocol):
@@ -111,6 +114,10 @@ class Proxy:
             response.close()
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        # A RawAnswer is not a StreamResponse but has all aiohttp's server calls on one.
+        return cast(web.StreamResponse, await self._handle(request))
+
+    async def _handle(self, request: web.BaseRequest) -> Reply:
         rt = self.holder.current
         ex = _Exchange(started=time.perf_counter())
         try:
@@ -133,7 +140,7 @@ class Proxy:
         upstream = self.holder.current.upstream
         return upstream.name, sum(ep.in_flight for ep in upstream.endpoints), len(self._long_running)
 
-    async def _serve(self, rt: Runtime, request: web.BaseRequest, ex: _Exchange) -> web.StreamResponse:
+    async def _serve(self, rt: Runtime, request: web.BaseRequest, ex: _Exchange) -> Reply:
         caller = await self._identify(rt, request)
         effective = caller
         if any(k.lower().startswith("impersonate-") for k in request.headers):
@@ -163,7 +170,7 @@ class Proxy:
             remote_addr=request.remote or ""))
 
     async def _admitted(self, rt: Runtime, request: web.BaseRequest, ex: _Exchange, ticket: Ticket,
-                        caller: Identity) -> web.StreamResponse:
+                        caller: Identity) -> Reply:
         verdict = ticket.verdict
         if not verdict.admitted:
             raise Rejected(verdict.reason or "Too many requests, please try again later.",
@@ -183,19 +190,20 @@ class Proxy:
                 read_timeout=outbound.timeout.sock_read)
         self._observe_latency(rt, ex)
         try:
-            return await self._respond(request, ex, upstream_response, list(verdict.headers), upgrade)
+            return await self._respond(request, ex, upstream_response, verdict.headers, upgrade)
         finally:
             forward.release(endpoint)
             upstream_response.release()
 
     async def _respond(self, request: web.BaseRequest, ex: _Exchange, upstream: Answer,
-                       add: list[tuple[str, str]], upgrade: bool) -> web.StreamResponse:
+                       add: Sequence[tuple[str, str]], upgrade: bool) -> Reply:
         long_running = ex.info is not None and ex.info.is_long_running
+        response: Reply
         if long_running:
             self._long_running.add(upstream)
         try:
             if upgrade and isinstance(upstream, aiohttp.ClientResponse) and upstream.status == 101:
-                response, ex.sent = await tunnel.splice(request, upstream, add)
+                response, ex.sent = await tunnel.splice(request, upstream, list(add))
             else:
                 response, ex.sent = await forward.relay(request, upstream, add,
                                                         draining=lambda: self.draining)
@@ -207,7 +215,7 @@ class Proxy:
         return response
 
     def _observe_list(self, request: web.BaseRequest, info: RequestInfo, upstream: Answer,
-                      response: web.StreamResponse, sent: int) -> None:
+                      response: Reply, sent: int) -> None:
         """Tell admission how many objects this LIST returned, to price the next ones (see
         guard.listsize: a byte scan of small bodies, an estimate for streamed ones)."""
         rt = self.holder.current
@@ -216,7 +224,7 @@ class Proxy:
         if observe is None or "json" not in upstream.content_type or not self._sizer.due(cluster, info):
             return
         paged = "continue" in request.query
-        body = response.body if isinstance(response, web.Response) else None
+        body = response.body if isinstance(response, web.Response | RawAnswer) else None
         if isinstance(body, bytes):
             count = self._sizer.whole(cluster, info, body, paged=paged)
         elif paged or "as=Table" in upstream.headers.get("Content-Type", ""):
