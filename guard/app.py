@@ -163,8 +163,11 @@ def build_apps(holder: Holder, metrics: GuardMetrics, pages: admin.AdminPages, *
         shared.holder = holder  # pushed bundles go to whichever runtime is current
         _fleet_counters(shared, metrics)
     limits = holder.current.settings.limits
+    # handler_cancellation: a client that leaves cancels its handler, so an idle watch closes its
+    # upstream connection at once instead of at the api-server's next event.
     main = web.Server(proxy.handle, access_log=None, keepalive_timeout=limits.idle_timeout,
-                      max_line_size=limits.max_header_bytes, max_field_size=limits.max_header_bytes)
+                      max_line_size=limits.max_header_bytes, max_field_size=limits.max_header_bytes,
+                      handler_cancellation=True)
     metrics.add_counters(_authn_stats(holder), "guard_identity", "Identity step counters")
     metrics.add_counters(lambda: authz.counters(holder.current.authorizer), "guard_authz",
                          "Edge authorization counters")
