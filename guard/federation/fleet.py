@@ -10,7 +10,6 @@ It must never block the request path and never decide policy itself: good bundle
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 from collections.abc import Callable
@@ -23,8 +22,6 @@ from guard.federation.connection import Gateway
 from guard.federation.leases import RedisQuotaStore
 from guard.federation.membership import Membership
 from guard.federation.quarantine import QuarantineBoard
-
-log = logging.getLogger(__name__)
 
 
 def replica_id() -> str:
@@ -42,9 +39,7 @@ class Fleet:
     bundles: BundleWatcher | None = None
 
     async def start(self) -> None:
-        await self.store.start()
-        if not self.store.membership.fresh:
-            log.warning("redis unreachable at startup: serving on each rule's failMode until it answers")
+        await self.store.start()  # Redis down: the store trips its breaker and logs one line
         await self.board.start()
         if self.bundles is not None:
             await self.bundles.start()

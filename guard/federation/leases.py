@@ -151,7 +151,7 @@ class RedisQuotaStore:
         batch: list[tuple[KeyState, int]] = []
         for key, state in list(self._keys.items()):
             state.sample_demand(now)
-            if now - state.last_used > IDLE_FORGET:
+            if now - state.last_used > IDLE_FORGET or (not self.degraded and self._settled(state, now)):
                 del self._keys[key]
                 continue
             want = state.want(now, live, self._rtt, self._lease_ttl)
@@ -168,6 +168,13 @@ class RedisQuotaStore:
         for item in batch:
             groups.setdefault(key_slot(item[0].redis_key.encode()), []).append(item)
         return list(groups.values())
+
+    def _settled(self, state: KeyState, now: float) -> bool:
+        """Idle for two lease periods with nothing owed: forget the key rather than keep leasing
+        tokens that lapse unspent (they would starve the other replicas of a low-rate quota);
+        its next take starts on a fresh starter allowance, paid back by its first lease."""
+        return (now - state.last_used > 2 * self._lease_ttl and now >= state.expires
+                and state.debt <= 0 and state.fallback is None)
 
     async def _lease(self, group: list[tuple[KeyState, int]], live: int) -> None:
         args: list[int] = []
