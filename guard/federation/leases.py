@@ -97,7 +97,26 @@ class RedisQuotaStore:
             return state.state(now, True, cost, self.live)
         if self.degraded or state.fallback is not None:
             return self._fall_back(state, now, cost)
+        if self._borrow(state, now, cost):
+            return state.state(now, True, cost, self.live)
         return state.state(now, False, cost, self.live)
+
+    def _borrow(self, state: KeyState, now: float, cost: float) -> bool:
+        """Between two leases (the last one spent or lapsed, the next not back yet), admit on
+        credit while Redis's last reply showed room in the global bucket: at most a starter
+        allowance is owed at once, and the next grants pay it back, so the fleet's total stays
+        within rate x time + burst. Without this a quiet key would see 429s under its quota."""
+        if now < state.next_ask or state.debt + cost > self._allowance(state.limit):
+            return False
+        interval = 1.0 / state.limit.rate
+        room = (state.limit.burst * interval - max(0.0, state.ahead - (now - state.replied))) / interval
+        if room < state.debt + cost + self.live:  # leave the other replicas' share alone
+            return False
+        state.debt += cost
+        return True
+
+    def _allowance(self, limit: Limit) -> float:
+        return max(1.0, min(limit.burst, limit.rate * self._tick) / self.live)
 
     def peek(self, key: str, limit: Limit) -> Take:
         now = self._clock()
@@ -121,7 +140,7 @@ class RedisQuotaStore:
 
     def _give_starter(self, state: KeyState, now: float) -> None:
         """A tenant new to this replica spends a small allowance, paid back by its first lease."""
-        starter = max(1.0, min(state.limit.burst, state.limit.rate * self._tick) / self.live)
+        starter = self._allowance(state.limit)
         state.tokens = state.debt = starter
         state.expires = now + self._lease_ttl
 
