@@ -2,7 +2,8 @@
 
 The live count N (per cluster and for the whole fleet) sizes leases (burst / 2N) and the
 fallback share (rate / N). While Redis cannot be reached N stays frozen at its last known value:
-it must never shrink during an outage, or a partition would inflate every replica's share.
+it must never shrink during an outage, or a partition would inflate every replica's share; after
+one, it shrinks only as fast as dead replicas expire (three heartbeats).
 This module never raises into its caller; a failed heartbeat only leaves N frozen.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from dataclasses import dataclass
 
 from guard.federation.connection import FederationError, Gateway
@@ -36,6 +38,7 @@ class Membership:
         self.interval = interval
         self.count = LiveCount(1, 1)
         self.fresh = False  # True once a heartbeat succeeded
+        self._recent: deque[LiveCount] = deque(maxlen=3)  # a replica is live for 3 heartbeats
         self._task: asyncio.Task[None] | None = None
 
     async def beat(self) -> bool:
@@ -46,7 +49,11 @@ class Membership:
             counts = await self._gateway.function("heartbeat", keys, [self.replica_id, ttl_ms])
         except FederationError:
             return False
-        self.count = LiveCount(max(1, int(counts[0])), max(1, int(counts[1])))
+        self._recent.append(LiveCount(max(1, int(counts[0])), max(1, int(counts[1]))))
+        # N may grow at once but shrinks only once every beat within a replica's TTL agrees: a
+        # Redis restarted empty first counts only the replicas that beat since, and a share of
+        # rate/N taken from that count would over-admit.
+        self.count = LiveCount(max(c.cluster for c in self._recent), max(c.fleet for c in self._recent))
         self.fresh = True
         return True
 

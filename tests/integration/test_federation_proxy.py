@@ -164,8 +164,9 @@ async def test_redis_killed_mid_flood_then_restarted(tmp_path: Path, sim_server:
     print(f"\nredis killed mid-flood: {dict(statuses)} in {span:.1f} s; {fallback:.0f} admitted on rate/3")
     assert not [s for s in statuses if s >= 500]
     assert fallback > 0
-    # A restarted Redis (no persistence) has forgotten the bucket: it grants a second burst.
-    assert statuses[200] <= RATE * span + 2 * BURST + 3
+    # A restarted Redis (no persistence) has forgotten the bucket: it grants a second burst; and
+    # the credit each replica owed the dead Redis (at most 4/3 tokens) is never paid back to it.
+    assert statuses[200] <= RATE * span + 2 * BURST + 8
     assert all(after > before for before, after in zip(granted, regranted, strict=True))
 
 
