@@ -24,6 +24,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from guard.federation import background
 from guard.federation.connection import FederationError, Gateway
 from guard.policy.loading import SUFFIXES, load_text
 from guard.policy.model import TenantPolicy
@@ -256,7 +257,5 @@ class BundleWatcher:
             await asyncio.sleep(1.0)
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await background.stop(self._tasks)
         self._tasks.clear()

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from redis.crc import key_slot
 
 from guard.admission.store import Limit, Take
+from guard.federation import background
 from guard.federation.breaker import Breaker, BreakerConfig, State
 from guard.federation.config import RedisSettings
 from guard.federation.connection import FederationError, Gateway
@@ -245,8 +246,7 @@ class RedisQuotaStore:
 
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await background.stop([self._task])
             self._task = None
         await self.membership.leave()
         await self._gateway.close()

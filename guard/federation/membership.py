@@ -14,6 +14,7 @@ import logging
 from collections import deque
 from dataclasses import dataclass
 
+from guard.federation import background
 from guard.federation.connection import FederationError, Gateway
 
 log = logging.getLogger(__name__)
@@ -69,8 +70,7 @@ class Membership:
     async def leave(self) -> None:
         """Stop heartbeating and remove this replica, so the others' N drops at once."""
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await background.stop([self._task])
             self._task = None
         for key in (self._gateway.key(GROUP, "cluster", self.cluster), self._gateway.key(GROUP, "fleet")):
             try:

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from guard.federation import background
 from guard.federation.connection import FederationError, Gateway
 from guard.policy.model import Quarantine
 
@@ -267,9 +268,7 @@ class QuarantineBoard:
 
     async def close(self) -> None:
         tasks = [*self._tasks, *self._escalations]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await background.stop(tasks)
         self._tasks.clear()
 
 
