@@ -10,6 +10,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+import guard
+
 # name -> (module, one-line help). The module defines add_arguments(parser) and run(args) -> int.
 COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("guard.serve", "run the proxy"),
@@ -21,7 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="guard", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="guard", description=guard.__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
         try:
