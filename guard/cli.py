@@ -10,7 +10,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-import guard
+DESCRIPTION = "guard: a rate-limiting, RBAC-aware reverse proxy in front of Kubernetes api-servers."
 
 # name -> (module, one-line help). The module defines add_arguments(parser) and run(args) -> int.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -23,7 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="guard", description=guard.__doc__)
+    parser = argparse.ArgumentParser(prog="guard", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
         try:
