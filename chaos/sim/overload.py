@@ -4,16 +4,20 @@ The model follows the api-server's max-in-flight filter: read-only and mutating 
 a bounded number of seats (long-running requests — watches, log follows, exec — hold none); past
 the bound the answer is 429 with `Retry-After: 1` and a `Status` body. Service time grows with the
 seats in use, and a LIST also costs time per object and charges its response bytes against a
-memory budget; past the budget the replica crashes. This module decides and sleeps; it never
-touches sockets beyond dropping the connection of the request that crashed its replica (the
-`ReplicaSet` owns listening and restarting).
+memory budget; past the budget the replica crashes. Like the api-server, a request keeps its seat
+until its response body has been written to the client (with backpressure), so slow readers hold
+seats. This module decides, sleeps and writes responses; it never touches sockets beyond a modest
+send buffer on the connection and dropping the connection of the request that crashed its replica
+(the `ReplicaSet` owns listening and restarting).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import json
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -29,6 +33,10 @@ _CONNECT_SUBRESOURCES = frozenset({"exec", "attach", "portforward", "proxy"})
 _EXEMPT_EXACT = frozenset({"/metrics", "/healthz", "/readyz", "/livez"})
 _EXEMPT_PREFIXES = ("/debug/sim/", "/healthz/", "/readyz/", "/livez/")
 _TRUE = frozenset({"true", "1"})
+SEND_BUFFER_BYTES = 64 * 1024
+"""Per-connection kernel send buffer: without a cap, loopback autotuning lets the kernel swallow
+whole LIST bodies, so a slow reader would never hold its seat as it does on a real api-server
+behind a real network link."""
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -241,6 +249,7 @@ async def _serve(load: ReplicaLoad, request: web.Request, handler: Handler, kind
         if not state.listed:
             await asyncio.sleep(load.service_seconds(kind))
         code = response.status
+        await _write_out(request, response)
         return response
     except web.HTTPException as e:
         code = e.status
@@ -252,6 +261,27 @@ async def _serve(load: ReplicaLoad, request: web.Request, handler: Handler, kind
         _current_request.reset(token)
         verb = "LIST" if state.listed else request.method
         load.metrics.record(load.index, verb, code, loop.time() - started)
+
+
+async def _write_out(request: web.Request, response: web.StreamResponse) -> None:
+    """Write an ordinary response now, while the seat is held: the write waits for a slow reader
+    once the send buffers fill, as the api-server's does. aiohttp's own later prepare/write_eof
+    find the response already sent and do nothing. Streamed responses wrote themselves already."""
+    if response.prepared or not isinstance(response, web.Response):
+        return
+    _cap_send_buffer(request)
+    # A client that hangs up mid-body frees the seat; aiohttp ignores the finished response.
+    with contextlib.suppress(ConnectionError):
+        await response.prepare(request)
+        await response.write_eof()
+
+
+def _cap_send_buffer(request: web.Request) -> None:
+    transport = request.transport
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
 
 
 def _drop(request: web.Request) -> web.StreamResponse:
