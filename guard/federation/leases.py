@@ -220,7 +220,7 @@ class RedisQuotaStore:
 
     def _changed(self, old: State, new: State) -> None:
         self.stats.transitions += 1
-        if new == "open":
+        if new == "open" and old == "closed":  # a failed half-open probe is no news
             log.warning("redis unreachable: buckets follow their failMode (N frozen at %d)", self.live)
         elif new == "closed":
             log.warning("redis reachable again: leasing resumed")
