@@ -230,7 +230,7 @@ async def run_scenario(
     return summary
 
 
-def build_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "scenario", help=f"a scenario name, a YAML path, or all ({', '.join(scenario.available())})"
     )
@@ -239,12 +239,12 @@ def build_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "--short", action="store_true", help="short runs (~12 s each) to check the suite works"
     )
     parser.add_argument("--only", choices=("direct", "guard"), help="run only one of the two runs")
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser(argparse.ArgumentParser(prog="chaos run")).parse_args(argv)
-    return run(args)
+    parser = argparse.ArgumentParser(prog="python -m chaos run")
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
 
 
 def run(args: argparse.Namespace) -> int:
