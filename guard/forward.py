@@ -20,6 +20,7 @@ from yarl import URL
 
 from guard import h1, rawanswer
 from guard.errors import BadRequest, GuardError, ServiceUnavailable, UpstreamError
+from guard.impersonation import INBOUND_HEADER_PREFIXES_TO_STRIP as STRIPPED_PREFIXES
 from guard.rawanswer import RawAnswer
 from guard.upstream import Endpoint, Upstream
 
@@ -29,7 +30,6 @@ HOP_BY_HOP = frozenset({
 })
 # Inbound headers that only guard may set upstream: the impersonation it has checked, and the
 # front-proxy (requestheader) names an api-server might trust.
-STRIPPED_PREFIXES = ("impersonate-", "x-remote-")
 PROTECTED = frozenset({"authorization", "x-forwarded-for", "content-length", "content-type"})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CHUNK = 64 * 1024
@@ -100,16 +100,6 @@ def response_headers(upstream: CIMultiDictProxy[str], add: Iterable[tuple[str, s
         (k, v) for k, v in upstream.items() if k.lower() not in HOP_BY_HOP and k.lower() not in named)
     out.extend(add)
     return out
-
-
-def request_body(request: web.BaseRequest, max_bytes: int) -> AsyncIterator[bytes] | None:
-    """The body as a stream, or None when there is none. Over `max_bytes` → 413, even when chunked."""
-    if not request.body_exists:
-        return None
-    length = request.content_length
-    if length is not None and length > max_bytes:
-        raise PayloadTooLarge(f"the request body is larger than {max_bytes} bytes")
-    return _counted(request.content, max_bytes)
 
 
 async def _counted(content: aiohttp.StreamReader, max_bytes: int) -> AsyncIterator[bytes]:
@@ -274,7 +264,3 @@ async def _whole(request: web.BaseRequest, upstream_response: Answer,
     return response, len(body)
 
 
-def bad_request_from_headers(request: web.BaseRequest) -> None:
-    """Reject inbound framing a proxy must not forward ambiguously."""
-    if "content-length" in request.headers and "transfer-encoding" in request.headers:
-        raise BadRequest("both Content-Length and Transfer-Encoding are set")

@@ -30,18 +30,15 @@ from guard.identity import (
 
 SAR_PATH = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
 EXTRA_PREFIX = "impersonate-extra-"
-INBOUND_HEADERS_TO_STRIP: frozenset[str] = frozenset({
-    "impersonate-user", "impersonate-group", "impersonate-uid",
-    "x-remote-user", "x-remote-group", "x-remote-uid",  # the api-server's requestheader defaults
-})
-"""Lower-case names the proxy removes from every inbound request after identity; see `must_strip`."""
 INBOUND_HEADER_PREFIXES_TO_STRIP: tuple[str, ...] = ("impersonate-", "x-remote-")
+"""Lower-case prefixes of the headers the proxy removes from every inbound request after identity:
+`Impersonate-*` (guard re-adds checked ones itself) and the api-server's requestheader defaults
+`X-Remote-*`. `guard.forward` strips by these; there is no second list."""
 
 
 def must_strip(name: str) -> bool:
     """True for every inbound header that could smuggle an identity (`Impersonate-*`, `X-Remote-*`)."""
-    lower = name.lower()
-    return lower in INBOUND_HEADERS_TO_STRIP or lower.startswith(INBOUND_HEADER_PREFIXES_TO_STRIP)
+    return name.lower().startswith(INBOUND_HEADER_PREFIXES_TO_STRIP)
 
 
 @dataclass(frozen=True)

@@ -59,16 +59,6 @@ class Isolation(Protocol):
     def report_rejection(self, client_key: str, policy: Quarantine, *, tenant: str = "") -> bool: ...
 
 
-def load_and_compile(
-    paths: Sequence[str | Path], settings: AdmissionSettings
-) -> tuple[PolicySet | None, list[str]]:
-    """Read and compile the policies under `paths`; (None, problems) when anything is wrong."""
-    policies, problems = load_policies(paths)
-    compiled, more = compile_policies(policies, settings)
-    problems += more
-    return (None if problems else compiled), problems
-
-
 def quarantines_of(policies: Sequence[TenantPolicy]) -> dict[str, Quarantine]:
     return {p.name: p.quarantine for p in policies if p.quarantine is not None}
 
