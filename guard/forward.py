@@ -8,6 +8,7 @@ must never log a header value.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
@@ -240,6 +241,10 @@ async def relay(request: Request, answer: Answer, add: Iterable[tuple[str, str]]
     head = rawanswer.head(status, answer.reason, headers, add, drop=drop, length=length,
                           chunked=length is None and http11, close=not request.keep_alive)
     stream = await request.stream(head, chunked=length is None and http11)
+    if isinstance(answer, h1.Response) and length is not None:
+        passed = answer.pass_through(request.write_now)
+        if passed is not None:
+            return status, await _pass_through(request, passed, answer), None
     sent = 0
     try:
         async for chunk in answer.content.iter_any():
@@ -251,6 +256,18 @@ async def relay(request: Request, answer: Answer, add: Iterable[tuple[str, str]]
             raise ConnectionResetError("upstream broke the response") from e
     await stream.end()
     return status, sent, None
+
+
+async def _pass_through(request: Request, passed: asyncio.Future[int], answer: h1.Response) -> int:
+    """Wait for a body that goes from the upstream socket's callback straight to the client's,
+    each side's flow control pausing the other (see h1.Response.pass_through)."""
+    request.on_writable(answer.resume)
+    try:
+        return await passed
+    except (TimeoutError, aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as e:
+        raise ConnectionResetError("upstream broke the response") from e
+    finally:
+        request.on_writable(None)
 
 
 async def _whole(request: Request, answer: Answer,

@@ -38,7 +38,7 @@ from guard.errors import BadRequest, GuardError, HeaderTooLarge
 log = logging.getLogger("guard.server")
 READ_LIMIT = 64 * 1024
 """Request body StreamReader low-water mark: above twice this, reading the client socket pauses."""
-DRAIN_ABOVE = 64 * 1024
+DRAIN_ABOVE = 512 * 1024
 """Bytes queued towards the client above which a writer waits for the client to read."""
 MAX_PIPELINED = 16
 """Parsed requests waiting behind the one being served before reading the socket pauses."""
@@ -115,6 +115,19 @@ class Request:
         await self.send(head)
         return Stream(self._conn, chunked)
 
+    def write_now(self, data: bytes) -> bool:
+        """Write body bytes from a callback (no await). True when the client lags: the caller should
+        stop feeding until `on_writable`'s callback runs."""
+        transport = self._conn.transport
+        if transport is None or transport.is_closing():
+            return False  # the handler is being cancelled; what follows is dropped
+        transport.write(data)
+        return self._conn.writing_paused
+
+    def on_writable(self, callback: Callable[[], None] | None) -> None:
+        """Call `callback` each time the client has read its backlog (None: stop)."""
+        self._conn.on_writable = callback
+
     def pipe(self, target: asyncio.Transport, done: asyncio.Future[None]) -> Callable[[], int]:
         """After a 101: every byte the client sends goes to `target` until either side closes.
         Returns a function giving the bytes piped so far."""
@@ -165,6 +178,7 @@ class Connection(BaseProtocol):
         self._pipe_done: asyncio.Future[None] | None = None
         self._piped = 0
         self._tail = b""
+        self.on_writable: Callable[[], None] | None = None
 
     # -- asyncio callbacks
 
@@ -176,6 +190,7 @@ class Connection(BaseProtocol):
             self.transport = None
             transport.abort()  # type: ignore[attr-defined]
             return
+        transport.set_write_buffer_limits(high=DRAIN_ABOVE)  # type: ignore[attr-defined]
         peer = transport.get_extra_info("peername")
         self.remote = str(peer[0]) if isinstance(peer, tuple) else ""
         self._parser = server.new_parser(self)
@@ -303,6 +318,11 @@ class Connection(BaseProtocol):
 
     async def drain(self) -> None:
         await self._drain_helper()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self.on_writable is not None:
+            self.on_writable()
 
     # -- upgrade
 
