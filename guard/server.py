@@ -21,12 +21,13 @@ from aiohttp import web
 
 from guard import app as wiring
 from guard import settings as settings_module
-from guard.admin import AdminPages
+from guard.admin import AdminPages, serve_siblings
 from guard.errors import ConfigError
 from guard.h1server import LeanServer
 from guard.metrics import GuardMetrics
 from guard.pipeline import Holder, Proxy, Runtime
 from guard.settings import Settings, TLSSettings
+from guard.workeradmin import Siblings
 from guard.workers import ORPHAN_CHECK, WorkerSpec, listen_socket, parent_gone
 
 log = logging.getLogger("guard.server")
@@ -77,8 +78,8 @@ class GuardServer:
         s = self.settings
         self._tls = serving_context(s.tls) if s.tls else None
         self.addresses["main"] = await self._listen_main(self.proxy)
-        if s.admin is not None and (self.worker is None or self.worker.serves_admin):
-            self.addresses["admin"] = await self._listen_admin(admin, s.admin.host, s.admin.port)
+        if s.admin is not None:
+            await self._serve_admin(admin, s.admin.host, s.admin.port)
 
     async def _listen_main(self, proxy: Proxy) -> str:
         """The main listener: guard.h1server on its own socket (shared with the other workers
@@ -97,16 +98,28 @@ class GuardServer:
         bound = self._listener.sockets[0].getsockname()
         return _url("https" if self._tls else "http", bound)
 
-    async def _listen_admin(self, application: web.Application, host: str, port: int) -> str:
+    async def _serve_admin(self, application: web.Application, host: str, port: int) -> None:
+        """One process, or worker 0: the admin address (worker 0 answering for its siblings too).
+        Any other worker: a unix socket in the parent's private directory, for worker 0 to reach."""
+        worker = self.worker
+        if worker is not None and not worker.serves_admin:
+            runner = await self._admin_runner(application)
+            await web.UnixSite(runner, worker.admin_socket(worker.index), backlog=128).start()
+            return
+        if worker is not None:
+            serve_siblings(application, Siblings(worker.index, worker.siblings()))
+        runner = await self._admin_runner(application)
+        await web.TCPSite(runner, host, port, backlog=1024, reuse_address=True).start()
+        self.addresses["admin"] = _url("http", runner.addresses[0])
+
+    async def _admin_runner(self, application: web.Application) -> web.AppRunner:
         limits = self.settings.limits
         runner = web.AppRunner(application, access_log=None, handle_signals=False, shutdown_timeout=1.0,
                                keepalive_timeout=limits.idle_timeout)
         await runner.setup()
         _limit_connections(runner, limits.max_connections)
-        site = web.TCPSite(runner, host, port, backlog=1024, reuse_address=True)
-        await site.start()
         self._runners.append(runner)
-        return _url("http", runner.addresses[0])
+        return runner
 
     def announce(self) -> None:
         """The line tests and scripts wait for."""
