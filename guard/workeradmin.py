@@ -38,10 +38,12 @@ class Siblings:
         return len(self.sockets) + 1
 
     async def open(self) -> None:
-        """One session per sibling (an aiohttp UnixConnector talks to one socket path)."""
+        """One session per sibling (an aiohttp UnixConnector talks to one socket path). Each scrape
+        opens a fresh connection: a kept one could be closed by the sibling's idle timeout just as
+        the next scrape (as seldom as a minute later) picks it up, and count as a failed scrape."""
         for index, path in self.sockets.items():
             self._sessions[index] = aiohttp.ClientSession(
-                connector=aiohttp.UnixConnector(path=path), timeout=SCRAPE_TIMEOUT)
+                connector=aiohttp.UnixConnector(path=path, force_close=True), timeout=SCRAPE_TIMEOUT)
 
     async def close(self) -> None:
         sessions, self._sessions = self._sessions, {}
