@@ -25,6 +25,8 @@ READ_LIMIT = 512 * 1024
 """StreamReader low-water mark: above twice this, guard stops reading the upstream socket."""
 MAX_IDLE = 512
 """Most idle keep-alive connections kept per endpoint; more are closed when they come back."""
+SWEEP_EVERY = 0.25
+"""Seconds between two checks of the read timeouts of a pool's busy connections."""
 MAX_LINE = 64 * 1024
 """Longest status line or header guard accepts from an api-server (bytes)."""
 Body = bytes | AsyncIterator[bytes] | None
@@ -83,8 +85,8 @@ class Response:
         return conn.pass_through(self.content, self.content_length, sink)
 
     def resume(self) -> None:
-        if self._conn is not None and self._conn.transport is not None:
-            self._conn.transport.resume_reading()
+        if self._conn is not None:
+            self._conn.hold(False)
 
     def release(self) -> None:
         conn, self._conn = self._conn, None
@@ -111,10 +113,11 @@ class _Connection(BaseProtocol):
         self._payload: StreamReader | None = None
         self._spare: Any = None
         self._spare_ok = False
-        self._timer: asyncio.TimerHandle | None = None
         self._read_timeout = 0.0
+        """Seconds the api-server may stay silent during the current exchange (0: no limit)."""
         self._last_read = 0.0
         self._passing: _Passing | None = None
+        self._held = False
 
     def begin(self, method: str, read_timeout: float | None) -> asyncio.Future[Response]:
         loop = self._loop
@@ -130,12 +133,12 @@ class _Connection(BaseProtocol):
         if read_timeout:
             self._read_timeout = read_timeout
             self._last_read = loop.time()
-            self._timer = loop.call_at(self._last_read + read_timeout, self._check_timeout)
+            self.pool.watch(self)
         return waiter
 
     def data_received(self, data: bytes) -> None:
         self.received = True
-        if self._timer is not None:
+        if self._read_timeout:
             self._last_read = self._loop.time()
         if self._passing is not None:
             self._pass(self._passing, data)
@@ -168,8 +171,8 @@ class _Connection(BaseProtocol):
         buffered = payload.read_nowait(-1)
         passing.sent = len(buffered)
         self._spare_ok = False  # the parser never saw the end of this answer: a fresh one next time
-        if buffered and sink(buffered) and self.transport is not None and passing.remaining > 0:
-            self.transport.pause_reading()
+        if buffered and sink(buffered) and passing.remaining > 0:
+            self.hold(True)
         if passing.remaining <= 0:
             self._passed(passing)
         else:
@@ -183,8 +186,8 @@ class _Connection(BaseProtocol):
             return
         passing.remaining -= len(data)
         passing.sent += len(data)
-        if passing.sink(data) and self.transport is not None and passing.remaining:
-            self.transport.pause_reading()
+        if passing.sink(data) and passing.remaining:
+            self.hold(True)
         if not passing.remaining:
             self._passing = None
             self._passed(passing)
@@ -224,20 +227,28 @@ class _Connection(BaseProtocol):
                 error = aiohttp.ClientPayloadError(str(error))
             payload.set_exception(error)
 
-    def _check_timeout(self) -> None:
-        self._timer = None
-        now = self._loop.time()
-        due = self._last_read + self._read_timeout
-        if self._reading_paused or due > now:  # a slow client is not a slow api-server
-            self._timer = self._loop.call_at(max(due, now + 0.1), self._check_timeout)
-            return
+    def hold(self, held: bool) -> None:
+        """Stop (or resume) reading the api-server while the client catches up."""
+        self._held = held
+        if self.transport is not None:
+            if held:
+                self.transport.pause_reading()
+            else:
+                self.transport.resume_reading()
+
+    def check_timeout(self, now: float) -> bool:
+        """Fail the exchange when the api-server has been silent too long; True while still timed."""
+        if not self._read_timeout:
+            return False
+        if self._reading_paused or self._held or now - self._last_read < self._read_timeout:
+            return True  # a slow client is not a slow api-server
+        self._read_timeout = 0.0
         self._fail(TimeoutError())
         self._abort()
+        return False
 
     def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._read_timeout = 0.0
 
     def _abort(self) -> None:
         if self.transport is not None:
@@ -250,7 +261,8 @@ class _Connection(BaseProtocol):
         parser, self._parser = self._parser, None
         self._waiter = None
         self._passing = None
-        if keep and not self.closed and self.transport is not None and not self._reading_paused:
+        if keep and not self.closed and self.transport is not None and not self._reading_paused \
+                and not self._held:
             self._spare = parser if self._spare_ok else None
             self.pool.give_back(self)
             return
@@ -301,6 +313,8 @@ class Pool:
         self._keepalive = keepalive
         self._idle: list[_Connection] = []
         self._all: set[_Connection] = set()
+        self._timed: set[_Connection] = set()
+        self._sweeper: asyncio.TimerHandle | None = None
         self.opened = 0
         """Connections opened so far (tests count reuse with it)."""
 
@@ -353,6 +367,21 @@ class Pool:
         self._all.add(conn)
         return conn
 
+    def watch(self, conn: _Connection) -> None:
+        """Check `conn`'s read timeout from now on: one sweep per pool, not a timer per request."""
+        self._timed.add(conn)
+        if self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().call_later(SWEEP_EVERY, self._sweep)
+
+    def _sweep(self) -> None:
+        self._sweeper = None
+        now = asyncio.get_running_loop().time()
+        for conn in list(self._timed):
+            if not conn.check_timeout(now):
+                self._timed.discard(conn)
+        if self._timed:
+            self._sweeper = asyncio.get_running_loop().call_later(SWEEP_EVERY, self._sweep)
+
     def give_back(self, conn: _Connection) -> None:
         if len(self._idle) >= MAX_IDLE:
             conn.finish(keep=False)
@@ -362,6 +391,7 @@ class Pool:
 
     def forget(self, conn: _Connection) -> None:
         self._all.discard(conn)
+        self._timed.discard(conn)
 
     @property
     def idle(self) -> int:
@@ -370,5 +400,8 @@ class Pool:
     def close(self) -> None:
         """Close every connection, in use or idle (the runtime is being retired)."""
         self._idle.clear()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         for conn in list(self._all):
             conn.finish(keep=False)

@@ -31,6 +31,8 @@ from guard.settings import Settings
 from guard.upstream import Upstream
 
 log = logging.getLogger("guard.proxy")
+CLASSIFIED_KEPT = 1024
+"""Request targets whose classification is remembered (forgotten all at once when full)."""
 Answer = aiohttp.ClientResponse | h1.Response
 """An upstream answer: guard's lean client's for ordinary requests, aiohttp's for upgrades."""
 
@@ -99,6 +101,7 @@ class Proxy:
         self.inflight: dict[str, int] = {}
         """Admitted requests being served per tenant (bounded by the policies' tenants)."""
         self._sizer = ListSizer()
+        self._classified: dict[tuple[str, str], RequestInfo] = {}
         metrics.watch_admission(lambda: (holder.current.upstream.name, holder.current.admission),
                                 lambda: self.inflight)
         metrics.watch_requests(self._in_flight)
@@ -148,7 +151,7 @@ class Proxy:
         if any(k.lower().startswith("impersonate-") for k in request.headers):
             effective = await rt.impersonation.resolve(caller, request.headers)
         ex.identity = effective
-        ex.info = info = classify(request.method, request.path, request.query)
+        ex.info = info = self._classify(request)
         if rt.authorizer is not None:  # before admission: a denied request costs no quota
             await rt.authorizer.check(effective, info)
         ticket = await rt.admission.admit(effective, info, rt.upstream.name)
@@ -163,6 +166,18 @@ class Proxy:
             ticket.release()
             if tenant:
                 self.inflight[tenant] -= 1
+
+    def _classify(self, request: Request) -> RequestInfo:
+        """classify(), remembered per (method, request target): controllers and kubectl repeat the
+        same requests, and a RequestInfo is immutable."""
+        key = (request.method, request.raw_path)
+        info = self._classified.get(key)
+        if info is None:
+            info = classify(request.method, request.path, request.query)
+            if len(self._classified) >= CLASSIFIED_KEPT:
+                self._classified.clear()
+            self._classified[key] = info
+        return info
 
     async def _identify(self, rt: Runtime, request: Request) -> Identity:
         auth = request.headers.get("Authorization", "")
@@ -251,15 +266,13 @@ class Proxy:
 
     def _observe_latency(self, rt: Runtime, ex: _Exchange) -> None:
         if ex.info is not None and not ex.info.is_long_running:
-            self._children.of(self.metrics.latency, rt.upstream.name, verb_label(ex.info.verb)).observe(
-                time.perf_counter() - ex.started)
+            self.metrics.requests.observe(rt.upstream.name, verb_label(ex.info.verb),
+                                          time.perf_counter() - ex.started)
 
     def _record(self, rt: Runtime, request: Request, ex: _Exchange) -> None:
         verb = verb_label(ex.info.verb) if ex.info else "other"
         cluster = rt.upstream.name
-        children, metrics = self._children, self.metrics
-        children.of(metrics.requests, cluster, verb, str(ex.status)).inc()
-        children.of(metrics.bytes_sent, cluster).inc(ex.sent)
+        self.metrics.requests.count(cluster, verb, ex.status, ex.sent)
         rt.access_log.write(AccessRecord(
             identity=ex.identity, info=ex.info, method=request.method, status=ex.status, bytes=ex.sent,
             latency=time.perf_counter() - ex.started, cluster=cluster, remote=request.remote,

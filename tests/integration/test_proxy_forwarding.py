@@ -222,6 +222,24 @@ async def test_connections_beyond_max_connections_are_closed(
     assert len(api.seen) == 2
 
 
+async def test_an_api_server_silent_beyond_request_timeout_gets_a_503_but_a_watch_does_not(
+        tmp_path: Path, api: FakeApiServer, client: aiohttp.ClientSession) -> None:
+    """limits.requestTimeout bounds how long an ordinary request waits for the api-server (a 503
+    Status with Retry-After); a watch is long-running and may stay silent as long as it likes."""
+    async for g in _guard(tmp_path, [api.url], extra="limits: {requestTimeout: 1s}\n"):
+        async with client.get(g.url + "/api/v1/namespaces/hold/pods", headers=ALICE,
+                              timeout=aiohttp.ClientTimeout(total=10)) as r:
+            body = await r.json()
+            assert r.status == 503 and r.headers["Retry-After"] == "1"
+            assert body["kind"] == "Status" and "did not answer in time" in body["message"]
+        async with client.get(g.url + "/api/v1/pods?watch=true", headers=ALICE) as r:
+            assert r.status == 200
+            await asyncio.sleep(2.0)  # twice the timeout with no event
+            await api.watch_events.put(event("ADDED", "late"))
+            line = await asyncio.wait_for(r.content.readline(), 5)
+        assert b'"late"' in line
+
+
 async def test_no_endpoint_answering_gives_503_with_retry_after(
         tmp_path: Path, api: FakeApiServer, client: aiohttp.ClientSession) -> None:
     """When no api-server endpoint accepts connections: 503 ServiceUnavailable Status with Retry-After."""
