@@ -39,12 +39,15 @@ class KeyState:
     redis_key: str
     limit: Limit
     tokens: float = 0.0
-    """Lease tokens already debited from the global bucket (or starter tokens, see `debt`)."""
+    """Spendable tokens: leased (already debited from the global bucket) plus `credit`."""
     expires: float = 0.0
     """When unspent lease tokens lapse."""
+    credit: float = 0.0
+    """How many of `tokens` no grant has paid for (a starter allowance). Spending one turns it
+    into debt; one that lapses unspent is owed to nobody."""
     debt: float = 0.0
-    """Tokens held or spent on credit (a starter allowance, borrowing between leases) that no
-    grant has paid for yet; the next grants pay them back first."""
+    """Tokens spent on credit (starter tokens, borrowing between leases) that no grant has paid
+    for yet; the next grants pay them back first."""
     requested: float = 0.0
     """Tokens asked for (admitted or not) since the last demand sample."""
     demand: float = 0.0
@@ -67,16 +70,21 @@ class KeyState:
         self.lapse(now)
         if self.tokens >= cost:
             self.tokens -= cost
+            on_credit = min(cost, self.credit)
+            self.credit -= on_credit
+            self.debt += on_credit
             return True
         return False
 
     def lapse(self, now: float) -> None:
-        """Drop tokens whose lease ran out. Those not yet paid for (the first `debt` of them:
-        starter tokens) were never spent, so nothing is owed for them any more; what stays owed
-        is only what was spent on credit."""
-        if now >= self.expires and self.tokens > 0:
-            self.debt -= min(self.debt, self.tokens)
-            self.tokens = 0.0
+        """Drop tokens whose lease ran out, credit included: what stays owed is what was spent."""
+        if now >= self.expires:
+            self.tokens = self.credit = 0.0
+
+    @property
+    def owed(self) -> float:
+        """Tokens this replica holds or has spent beyond what Redis granted it."""
+        return self.credit + self.debt
 
     def lease_size(self, live: int, rtt: float, lease_ttl: float) -> float:
         """L = clamp(demand x (ttl + rtt), 1, burst / 2N), and never below the largest cost seen."""
@@ -94,15 +102,16 @@ class KeyState:
 
     def want(self, now: float, live: int, rtt: float, lease_ttl: float) -> int:
         """Tokens to ask for now: 0 while the tokens already paid for stay above the 50 %
-        watermark, or while backing off. Tokens held on credit (a starter allowance) do not count
-        as paid for: a key living on them asks at the next tick, so the debt is settled while the
-        starter lasts instead of the starter lapsing unpaid and leaving a gap of 429s (the bench
-        tenant under a 1,000,000/s quota lost 0.5-2.3 % of its requests that way)."""
+        watermark, or while backing off. Tokens held or spent on credit (a starter allowance) do
+        not count as paid for: a key living on them asks at the next tick, so the debt is settled
+        while the starter lasts instead of the starter lapsing before any lease was asked for and
+        leaving a gap of 429s (the bench tenant under a 1,000,000/s quota lost 0.5-2.3 % of its
+        requests that way)."""
         if now < self.next_ask:
             return 0
         self.lapse(now)
         size = self.lease_size(live, rtt, lease_ttl)
-        paid_for = self.tokens - self.debt
+        paid_for = self.tokens - self.owed
         if paid_for >= size / 2:
             return 0
         return math.ceil(size - paid_for)

@@ -76,26 +76,24 @@ async def burst_of_traffic(store: RedisQuotaStore, clock: Clock, seconds: float,
 
 async def test_huge_quota_is_never_rejected_across_cold_starts(store: tuple[RedisQuotaStore, Clock]) -> None:
     """6,600 takes/s (the bench's rate) for 1 s, three times with 1 s idle in between (the key is
-    forgotten and starts cold each time): all 19,800 admitted, and every token spent was granted
-    by Redis (what is still owed is only starter tokens not yet spent). Before the fix each cold
-    start lost about 200 takes 250 ms in, when the starter lapsed before any lease was asked for."""
+    forgotten and starts cold each time): all 19,800 admitted, and Redis granted at least as many
+    tokens as were spent. Before the fix each cold start lost about 200 takes 250 ms in, when the
+    starter allowance lapsed before any lease had been asked for."""
     quota_store, clock = store
     answers: Counter[bool] = Counter()
     for _ in range(3):
         answers += await burst_of_traffic(quota_store, clock, 1.0, 66)
-        state = quota_store._keys["team-a:reads"]
-        assert state.debt <= state.tokens  # nothing spent on credit: every spent token was granted
+        assert quota_store.stats.granted >= answers[True]  # no more spent than Redis granted
         for _ in range(10):
             clock.now += 0.1
             await quota_store.refill_once()
         assert "team-a:reads" not in quota_store._keys  # idle: forgotten, the next burst starts cold
     assert answers == Counter({True: 3 * 6600})
-    assert quota_store.stats.granted >= 3 * 6600
 
 
 async def test_unspent_starter_that_lapses_is_not_owed(store: tuple[RedisQuotaStore, Clock]) -> None:
-    """A starter allowance that lapses unspent leaves no debt behind: only tokens spent on credit
-    are owed, so the key may borrow again between leases."""
+    """A starter allowance that lapses unspent leaves no debt behind: only the token spent on
+    credit is owed."""
     quota_store, clock = store
     limit = Limit(rate=100, burst=100)
     assert quota_store.take("team-a:slow", limit).allowed  # starter of 4 tokens (100/s x 40 ms)
@@ -103,7 +101,7 @@ async def test_unspent_starter_that_lapses_is_not_owed(store: tuple[RedisQuotaSt
     quota_store.breaker.trip()  # no lease reaches Redis: the starter lapses
     clock.now += 1.0
     state.lapse(clock.now)
-    assert state.tokens == 0 and state.debt == 1
+    assert (state.tokens, state.credit, state.debt) == (0, 0, 1)
 
 
 @pytest.fixture
