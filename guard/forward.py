@@ -32,7 +32,8 @@ HOP_BY_HOP = frozenset({
 # Inbound headers that only guard may set upstream: the impersonation it has checked, and the
 # front-proxy (requestheader) names an api-server might trust.
 PROTECTED = frozenset({"authorization", "x-forwarded-for", "content-length", "content-type"})
-_NOT_FORWARDED = HOP_BY_HOP | {"x-forwarded-for"}
+_NOT_FORWARDED = HOP_BY_HOP | {"x-forwarded-for", "expect"}
+"""`Expect: 100-continue` is answered by guard itself (h1server), once the request is admitted."""
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CHUNK = 64 * 1024
 SMALL_BODY = 64 * 1024
@@ -164,6 +165,7 @@ async def lean_body(request: Request, max_bytes: int) -> tuple[h1.Body, bool]:
     length = request.content_length
     if length is not None and length > max_bytes:
         raise PayloadTooLarge(f"the request body is larger than {max_bytes} bytes")
+    request.continue_()  # admitted: a client waiting on `Expect: 100-continue` may send its body now
     if length is not None and length <= SMALL_BODY:
         return await request.read(), False
     return _counted(request.content, max_bytes), length is None

@@ -155,6 +155,8 @@ class _Connection(BaseProtocol):
             self._abort()
             return
         for message, payload in messages:
+            if 100 <= message.code < 200 and message.code != 101:
+                continue  # an interim answer (100 Continue, 103 Early Hints): the real one follows
             waiter = self._waiter
             if waiter is None or waiter.done():
                 self._abort()

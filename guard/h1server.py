@@ -128,6 +128,15 @@ class Request:
         """Call `callback` each time the client has read its backlog (None: stop)."""
         self._conn.on_writable = callback
 
+    def continue_(self) -> None:
+        """Tell a client waiting on `Expect: 100-continue` to send its body (once, HTTP/1.1 only)."""
+        if self.answered or self.version == HttpVersion10:
+            return
+        expect = self.headers.get("Expect")
+        transport = self._conn.transport
+        if expect is not None and expect.lower() == "100-continue" and transport is not None:
+            transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
     def pipe(self, target: asyncio.Transport, done: asyncio.Future[None]) -> Callable[[], int]:
         """After a 101: every byte the client sends goes to `target` until either side closes.
         Returns a function giving the bytes piped so far."""

@@ -33,6 +33,9 @@ class _Api(asyncio.Protocol):
                 self.buffer = self.buffer[length:]
                 self.transport.write(b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\n"
                                      b"Content-Length: %d\r\n\r\n%s" % (len(REVIEW), REVIEW))
+            elif b"/early/" in head:  # interim answers first, as an api-server behind a CDN might
+                self.transport.write(b"HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n"
+                                     b"HTTP/1.1 100 Continue\r\n\r\n" + ANSWER)
             elif head.startswith(b"HEAD "):
                 self.transport.write(ANSWER[:-len(BODY)])  # the head only, as a server answers HEAD
             else:
@@ -100,3 +103,12 @@ async def test_http10_is_closed_after_its_answer_and_head_gets_no_body(guard: Ru
     second = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)  # the HEAD answer had no body
     assert second.startswith(b"HTTP/1.1 200")
     writer.close()
+
+
+async def test_interim_answers_from_the_api_server_are_not_taken_for_the_answer(guard: RunningGuard) -> None:
+    """A 103 or 100 before the real answer is skipped: the client gets the 200 and its body, and the
+    kept upstream connection stays in step for the next request."""
+    early = _get().replace(b"/pods/p ", b"/early/p ")
+    answers, open_after = await _exchange(guard.url, early + _get(), answers=2)
+    assert all(a.startswith(b"HTTP/1.1 200 OK\r\n") and a.endswith(BODY) for a in answers)
+    assert open_after
