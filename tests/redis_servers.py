@@ -52,8 +52,13 @@ class TlsFiles:
     cert: str
     key: str
     ca: str
-    auth_clients: bool = False
-    """Require client certificates (mutual TLS)."""
+    client_cert: str | None = None
+    """With `client_key`: require client certificates (mutual TLS); the test tools present this one."""
+    client_key: str | None = None
+
+    @property
+    def auth_clients(self) -> bool:
+        return self.client_cert is not None
 
 
 def ping(port: int, timeout: float = 0.2, *, tls: TlsFiles | None = None) -> bool:
@@ -62,13 +67,29 @@ def ping(port: int, timeout: float = 0.2, *, tls: TlsFiles | None = None) -> boo
             s = raw
             if tls is not None:
                 context = ssl.create_default_context(cafile=tls.ca)
-                if tls.auth_clients:
-                    context.load_cert_chain(tls.cert, tls.key)
+                if tls.client_cert is not None:
+                    context.load_cert_chain(tls.client_cert, tls.client_key)
                 s = context.wrap_socket(raw, server_hostname="127.0.0.1")
             s.sendall(b"PING\r\n")
             return s.recv(64).startswith(b"+PONG")
     except OSError:
         return False
+
+
+def _tls_config(tls: TlsFiles, port: int) -> list[str]:
+    """Config lines for a TLS-only server (or sentinel) that also replicates over TLS."""
+    return ["port 0", f"tls-port {port}", f"tls-cert-file {tls.cert}", f"tls-key-file {tls.key}",
+            f"tls-ca-cert-file {tls.ca}", f"tls-auth-clients {'yes' if tls.auth_clients else 'no'}",
+            "tls-replication yes"]
+
+
+def _tls_cli(tls: TlsFiles | None) -> list[str]:
+    if tls is None:
+        return []
+    args = ["--tls", "--cacert", tls.ca]
+    if tls.client_cert is not None and tls.client_key is not None:
+        args += ["--cert", tls.client_cert, "--key", tls.client_key]
+    return args
 
 
 class RedisServer:
@@ -92,9 +113,8 @@ class RedisServer:
     def _args(self) -> list[str]:
         listen = ["--port", str(self.port)]
         if self.tls is not None:
-            listen = ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", self.tls.cert,
-                      "--tls-key-file", self.tls.key, "--tls-ca-cert-file", self.tls.ca,
-                      "--tls-auth-clients", "yes" if self.tls.auth_clients else "no"]
+            listen = [arg for line in _tls_config(self.tls, self.port)
+                      for arg in (f"--{line.split()[0]}", line.split()[1])]
         args = [REDIS_SERVER, *listen, "--bind", "127.0.0.1", "--save", "",
                 "--appendonly", "no", "--dir", self.dir, "--protected-mode", "no",
                 "--repl-diskless-sync-delay", "0"]  # a replica syncs at once, not after 5 s
@@ -138,13 +158,8 @@ class RedisServer:
         return self.start()
 
     def cli(self, *args: str) -> str:
-        tls: list[str] = []
-        if self.tls is not None:
-            tls = ["--tls", "--cacert", self.tls.ca]
-            if self.tls.auth_clients:
-                tls += ["--cert", self.tls.cert, "--key", self.tls.key]
-        out = subprocess.run([REDIS_CLI, "-p", str(self.port), *tls, *args], capture_output=True,
-                             timeout=10, check=True)
+        out = subprocess.run([REDIS_CLI, "-p", str(self.port), *_tls_cli(self.tls), *args],
+                             capture_output=True, timeout=10, check=True)
         return out.stdout.decode()
 
     def info(self, section: str) -> dict[str, str]:
@@ -195,8 +210,9 @@ class RedisClusterServers:
 class SentinelServer:
     """One `redis-server sentinel.conf --sentinel` watching `master` (quick timeouts for tests)."""
 
-    def __init__(self, directory: str) -> None:
+    def __init__(self, directory: str, tls: TlsFiles | None = None) -> None:
         self.port = free_port()
+        self.tls = tls
         self.id = os.urandom(20).hex()
         self.config = os.path.join(directory, f"sentinel-{self.port}.conf")
         self.proc: subprocess.Popen[bytes] | None = None
@@ -205,7 +221,8 @@ class SentinelServer:
                   peers: list[SentinelServer]) -> None:
         """Write the config; naming the replicas and the other sentinels up front spares the
         seconds sentinels otherwise spend discovering each other by hello messages."""
-        lines = [f"port {self.port}", "bind 127.0.0.1", "protected-mode no",
+        listen = _tls_config(self.tls, self.port) if self.tls else [f"port {self.port}"]
+        lines = [*listen, "bind 127.0.0.1", "protected-mode no",
                  f"dir {os.path.dirname(self.config)}", f"sentinel myid {self.id}",
                  f"sentinel monitor {name} 127.0.0.1 {master_port} {quorum}",
                  f"sentinel down-after-milliseconds {name} 400",
@@ -220,7 +237,7 @@ class SentinelServer:
     def start(self) -> SentinelServer:
         self.proc = subprocess.Popen([REDIS_SERVER, self.config, "--sentinel"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        if not wait_until(lambda: ping(self.port), timeout=5):
+        if not wait_until(lambda: ping(self.port, tls=self.tls), timeout=5):
             self.kill()
             raise RuntimeError(f"redis sentinel did not start on port {self.port}")
         return self
@@ -232,8 +249,8 @@ class SentinelServer:
         self.proc = None
 
     def cli(self, *args: str) -> list[str]:
-        out = subprocess.run([REDIS_CLI, "-p", str(self.port), *args], capture_output=True,
-                             timeout=10, check=True)
+        out = subprocess.run([REDIS_CLI, "-p", str(self.port), *_tls_cli(self.tls), *args],
+                             capture_output=True, timeout=10, check=True)
         return out.stdout.decode().split()
 
 
@@ -243,13 +260,14 @@ class RedisSentinelGroup:
     `start` returns once every replica is in sync and every sentinel knows every replica and the
     other sentinels, so that killing the master is followed by a failover."""
 
-    def __init__(self, *, replicas: int = 1, sentinels: int = 3, name: str = "mymaster") -> None:
+    def __init__(self, *, replicas: int = 1, sentinels: int = 3, name: str = "mymaster",
+                 tls: TlsFiles | None = None) -> None:
         self.name = name
         self.directory = tempfile.mkdtemp(prefix="guard-rsentinel-")
-        self.master = RedisServer(directory=self.directory)
-        self.replicas = [RedisServer(directory=self.directory, replica_of=self.master.port)
+        self.master = RedisServer(directory=self.directory, tls=tls)
+        self.replicas = [RedisServer(directory=self.directory, replica_of=self.master.port, tls=tls)
                          for _ in range(replicas)]
-        self.sentinels = [SentinelServer(self.directory) for _ in range(sentinels)]
+        self.sentinels = [SentinelServer(self.directory, tls) for _ in range(sentinels)]
         for sentinel in self.sentinels:
             sentinel.configure(name, self.master.port, sentinels // 2 + 1,
                                replicas=[r.port for r in self.replicas], peers=self.sentinels)
@@ -320,6 +338,25 @@ def require_redis() -> None:
         pytest.skip("redis-server is not installed (make system-deps)")
 
 
+def tls_supported() -> bool:
+    """Whether this redis-server has TLS built in: such a build tries to configure TLS (and fails
+    on the missing files); one without TLS refuses `tls-port` as a bad directive."""
+    try:
+        done = subprocess.run([REDIS_SERVER, "--port", "0", "--tls-port", str(free_port()),
+                               "--tls-cert-file", "/nonexistent.crt", "--tls-key-file", "/nonexistent.key",
+                               "--tls-ca-cert-file", "/nonexistent.ca", "--save", ""],
+                              capture_output=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return b"Failed to configure TLS" in done.stdout + done.stderr
+
+
+def require_tls() -> None:
+    require_redis()
+    if not tls_supported():
+        pytest.skip("this redis-server was built without TLS (no --tls-port)")
+
+
 @pytest.fixture
 def redis_server() -> Iterator[RedisServer]:
     """A fresh single redis-server per test."""
@@ -365,4 +402,4 @@ def wait_until(predicate: object, *, timeout: float = 5.0, step: float = 0.02) -
 
 
 __all__ = ["RedisClusterServers", "RedisSentinelGroup", "RedisServer", "SentinelServer", "TlsFiles",
-           "free_port", "redis_cluster", "redis_sentinel", "redis_server"]
+           "free_port", "redis_cluster", "redis_sentinel", "redis_server", "require_tls", "tls_supported"]

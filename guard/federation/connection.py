@@ -11,6 +11,7 @@ module, and no password ever appears in a message.
 from __future__ import annotations
 
 import logging
+import ssl
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,30 @@ def script_code() -> str:
     table = ", ".join(f"{n} = {n}" for n in FUNCTIONS)
     return (f"{lua_source()}\nlocal fns = {{{table}}}\n"
             "return fns[ARGV[1]](KEYS, {unpack(ARGV, 2)})\n")
+
+
+def translate(e: rexc.RedisError | OSError) -> FederationError:
+    """guard's error for a redis-py (or socket) error."""
+    if isinstance(e, rexc.BusyLoadingError):
+        return RedisUnavailable("redis is loading its dataset")
+    if isinstance(e, rexc.ConnectionError | rexc.TimeoutError | rexc.ClusterDownError | OSError):
+        return RedisUnavailable(_tls_failure(e) or f"redis unreachable: {type(e).__name__}")
+    return RedisFailed(f"redis error: {e}")
+
+
+def _tls_failure(e: BaseException) -> str | None:
+    """A refused TLS handshake is a misconfiguration rather than an outage: say so, and what to check."""
+    cause: BaseException | None = e
+    for _ in range(8):  # redis-py wraps the ssl error once or twice; never loop on a cycle
+        if cause is None:
+            return None
+        if isinstance(cause, ssl.SSLError):
+            parts = [cause.reason, getattr(cause, "verify_message", None)]
+            detail = ": ".join(p for p in parts if p) or str(cause)
+            return (f"redis unreachable: TLS handshake refused ({detail}): "
+                    "check redis.caFile, certFile and keyFile")
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 def _password(settings: RedisSettings) -> str | None:
@@ -135,18 +160,12 @@ class Gateway:
         self._sha: str | None = None
         self._loaded = False
         self.calls = 0
+        self.last_error = ""
+        """Why the last failed call failed (no secret in it), for the outage's log line."""
 
     async def call(self, *args: Any) -> Any:
         """One Redis command; library errors become guard's."""
-        self.calls += 1
-        try:
-            return await self._client.execute_command(*args)
-        except (rexc.ConnectionError, rexc.TimeoutError, rexc.ClusterDownError, OSError) as e:
-            raise RedisUnavailable(f"redis unreachable: {type(e).__name__}") from e
-        except rexc.BusyLoadingError as e:
-            raise RedisUnavailable("redis is loading its dataset") from e
-        except rexc.RedisError as e:
-            raise RedisFailed(f"redis error: {e}") from e
+        return await self._guarded(self._client.execute_command(*args))
 
     async def function(self, name: str, keys: list[str], args: list[Any]) -> Any:
         """Call `name` from gcra.lua; (re)loads the library when Redis lost it."""
@@ -184,10 +203,10 @@ class Gateway:
         self.calls += 1
         try:
             return await awaitable
-        except (rexc.ConnectionError, rexc.TimeoutError, rexc.ClusterDownError, OSError) as e:
-            raise RedisUnavailable(f"redis unreachable: {type(e).__name__}") from e
-        except rexc.RedisError as e:
-            raise RedisFailed(f"redis error: {e}") from e
+        except (rexc.RedisError, OSError) as e:
+            error = translate(e)
+            self.last_error = str(error)
+            raise error from e
 
     def pubsub(self) -> Any:
         """A pub/sub handle; on a Cluster it talks to the configured node (PUBLISH is fleet-wide)."""

@@ -153,9 +153,14 @@ class RedisQuotaStore:
         if limit.fail_mode == "closed":
             self.stats.closed_rejected += 1
             return Take(False, 0.0, self.breaker_wait(), 0.0)
-        if state.fallback is None:
-            state.fallback = FallbackBucket(tokens=0.0, stamp=now)
         live = self.live  # frozen while Redis is down: a partition must not inflate shares
+        if state.fallback is None:
+            # A key that was leasing hands over with an empty bucket, so the outage adds no
+            # burst; one this replica never leased (new during the outage, or forgotten while
+            # idle) starts full, as its share of the global bucket would be: else a client
+            # under its quota is refused its first request.
+            start = 0.0 if state.replied else limit.burst / live
+            state.fallback = FallbackBucket(tokens=start, stamp=now)
         answer = state.fallback.take(now, limit.rate / live, max(cost, limit.burst / live), cost)
         if answer.allowed:
             self.stats.fallback_admitted += 1
@@ -221,7 +226,8 @@ class RedisQuotaStore:
     def _changed(self, old: State, new: State) -> None:
         self.stats.transitions += 1
         if new == "open" and old == "closed":  # a failed half-open probe is no news
-            log.warning("redis unreachable: buckets follow their failMode (N frozen at %d)", self.live)
+            log.warning("%s; buckets follow their failMode (N frozen at %d)",
+                        self._gateway.last_error or "redis unreachable", self.live)
         elif new == "closed":
             log.warning("redis reachable again: leasing resumed")
         if self._on_transition is not None:
