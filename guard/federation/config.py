@@ -60,13 +60,21 @@ class RedisSettings:
     """Ed25519 public key (PEM file) that policy bundles must be signed with."""
     bundle_dir: str | None = None
     """Directory keeping the last good policy bundle for restarts while Redis is down."""
+    expected_replicas: int = 1
+    """The live count N to assume until Redis has answered a heartbeat (replicas are processes:
+    `--workers 4` counts four). With Redis down at startup, `failMode: local` admits rate/N."""
+    state_dir: str | None = None
+    """Directory where the replica remembers the last live count N it saw, so that a restart
+    while Redis is down assumes max(expectedReplicas, that N) instead of being alone."""
 
 
 _STRINGS = {"url": "url", "caFile": "ca_file", "certFile": "cert_file", "keyFile": "key_file",
             "username": "username", "password": "password", "passwordFile": "password_file",
-            "keyPrefix": "key_prefix", "publicKey": "public_key", "bundleDir": "bundle_dir"}
+            "keyPrefix": "key_prefix", "publicKey": "public_key", "bundleDir": "bundle_dir",
+            "stateDir": "state_dir"}
 _DURATIONS = {"tick": "tick", "leaseTTL": "lease_ttl", "timeout": "timeout", "heartbeat": "heartbeat"}
-_KNOWN = {*_STRINGS, *_DURATIONS, "cluster", "sentinel", "poolSize"}
+_COUNTS = {"poolSize": "pool_size", "expectedReplicas": "expected_replicas"}
+_KNOWN = {*_STRINGS, *_DURATIONS, *_COUNTS, "cluster", "sentinel"}
 
 
 def parse_duration(raw: object) -> float | None:
@@ -124,12 +132,14 @@ def _parse_numbers(raw: dict[object, object], where: str, values: dict[str, obje
             values["cluster"] = raw["cluster"]
         else:
             problems.append(f"{where}.cluster: must be true or false")
-    if "poolSize" in raw:
-        size = raw["poolSize"]
-        if isinstance(size, int) and not isinstance(size, bool) and size > 0:
-            values["pool_size"] = size
+    for key, attr in _COUNTS.items():
+        if key not in raw:
+            continue
+        count = raw[key]
+        if isinstance(count, int) and not isinstance(count, bool) and count > 0:
+            values[attr] = count
         else:
-            problems.append(f"{where}.poolSize: must be a positive integer")
+            problems.append(f"{where}.{key}: must be a positive integer")
 
 
 def _parse_sentinel(raw: object, where: str, problems: list[str]) -> SentinelSettings | None:

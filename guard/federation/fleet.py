@@ -20,7 +20,7 @@ from guard.federation.bundles import Bundle, BundleWatcher, load_public_key
 from guard.federation.config import RedisSettings
 from guard.federation.connection import Gateway
 from guard.federation.leases import RedisQuotaStore
-from guard.federation.membership import Membership
+from guard.federation.membership import membership_for
 from guard.federation.quarantine import QuarantineBoard
 
 
@@ -63,8 +63,7 @@ def build_fleet(settings: RedisSettings, *, cluster: str, apply: Callable[[Bundl
     """The fleet objects for one replica; bundles only when `publicKey` is set. Raises ConfigError
     when the public key cannot be read (a bad key must stop startup, not silently skip bundles)."""
     gateway = Gateway(settings)
-    membership = Membership(gateway, replica_id=replica or replica_id(), cluster=cluster,
-                            interval=settings.heartbeat)
+    membership = membership_for(gateway, settings, replica_id=replica or replica_id(), cluster=cluster)
     store = RedisQuotaStore(gateway, membership, tick=settings.tick, lease_ttl=settings.lease_ttl)
     watcher = None
     if settings.public_key:

@@ -25,7 +25,7 @@ from guard.federation.breaker import Breaker, BreakerConfig, State
 from guard.federation.config import RedisSettings
 from guard.federation.connection import FederationError, Gateway
 from guard.federation.lease_state import FallbackBucket, KeyState
-from guard.federation.membership import Membership
+from guard.federation.membership import Membership, membership_for
 
 log = logging.getLogger(__name__)
 
@@ -261,5 +261,5 @@ class RedisQuotaStore:
 async def build_store(settings: RedisSettings, *, replica_id: str, cluster: str) -> RedisQuotaStore:
     """The store for one replica; call `start()` (e.g. in a cleanup_ctx) and `close()` at the end."""
     gateway = Gateway(settings)
-    membership = Membership(gateway, replica_id=replica_id, cluster=cluster, interval=settings.heartbeat)
+    membership = membership_for(gateway, settings, replica_id=replica_id, cluster=cluster)
     return RedisQuotaStore(gateway, membership, tick=settings.tick, lease_ttl=settings.lease_ttl)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -11,6 +13,7 @@ from guard.federation.breaker import Breaker, BreakerConfig
 from guard.federation.config import parse_redis
 from guard.federation.lease_state import KeyState
 from guard.federation.leases import bucket_tag
+from guard.federation.membership import STATE_FILE, remembered
 
 
 class Clock:
@@ -33,6 +36,9 @@ class Clock:
         ({"url": "redis://x:1", "sentinel": {"master": "m", "addresses": ["nohost"]}},
          "redis.sentinel.addresses[0]: must be host:port"),
         ({"tick": "1s"}, "redis.url: required"),
+        ({"url": "redis://x:1", "expectedReplicas": 0}, "redis.expectedReplicas: must be a positive"),
+        ({"url": "redis://x:1", "expectedReplicas": "3"}, "redis.expectedReplicas: must be a positive"),
+        ({"url": "redis://x:1", "stateDir": ""}, "redis.stateDir: must be a non-empty string"),
         (42, "redis: must be a URL string or a mapping"),
     ],
 )
@@ -48,8 +54,10 @@ def test_full_redis_mapping_parses() -> None:
         "url": "rediss://redis.example:6380/1", "caFile": "/ca.pem", "certFile": "/c.pem",
         "keyFile": "/k.pem", "username": "guard", "passwordFile": "/pw", "keyPrefix": "g1:",
         "tick": "25ms", "leaseTTL": "200ms", "timeout": 0.03, "poolSize": 4,
-        "publicKey": "/pub.pem", "bundleDir": "/var/lib/guard"}, "redis")
+        "publicKey": "/pub.pem", "bundleDir": "/var/lib/guard", "expectedReplicas": 6,
+        "stateDir": "/var/lib/guard"}, "redis")
     assert problems == []
+    assert settings.expected_replicas == 6 and settings.state_dir == "/var/lib/guard"
     assert (settings.tick, settings.lease_ttl, settings.timeout) == (0.025, 0.2, 0.03)
     assert settings.username == "guard" and settings.pool_size == 4 and settings.key_prefix == "g1:"
 
@@ -183,3 +191,22 @@ def test_bundle_signature_detects_tampering() -> None:
         bundles.verify(tampered, signature, key.public_key())
     with pytest.raises(bundles.BundleRefused):
         bundles.verify(bundle.payload(), signature, Ed25519PrivateKey.generate().public_key())
+
+
+@pytest.mark.parametrize(
+    ("content", "n"),
+    [
+        (None, 1),  # never written
+        ('{"replicas": 4}', 4),
+        ('{"replicas": 0}', 1),
+        ('{"replicas": true}', 1),
+        ('{"replicas": "4"}', 1),
+        ("not json", 1),
+        ("[]", 1),
+    ],
+)
+def test_remembered_live_count(tmp_path: Path, content: str | None, n: int) -> None:
+    """The N a previous run kept in stateDir; anything unreadable counts as none (1)."""
+    if content is not None:
+        (tmp_path / STATE_FILE).write_text(content)
+    assert remembered(str(tmp_path)) == n
