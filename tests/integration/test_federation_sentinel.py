@@ -4,6 +4,7 @@ mid-flood, the sentinels promote the replica, and two `guard serve` processes le
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -57,19 +58,23 @@ async def test_leasing_moves_to_the_promoted_replica(tmp_path: Path, sim_server:
         flooding = asyncio.ensure_future(flood(guards, sim.tokens["alice"], 150, 6.0, statuses=statuses))
         await asyncio.sleep(1.0)
         old.kill()
+        killed = time.monotonic()
         assert await eventually(lambda: all_metric(guards, "guard_federation_degraded", 1), 5)
         new = await asyncio.to_thread(group.wait_failover, old.port)
+        promoted = time.monotonic()
         granted = [await metric(g, "guard_federation_granted") for g in guards]
         on_new = lease_calls(new)  # a promoted replica ran no FCALL of its own before
         assert await eventually(lambda: all_metric(guards, "guard_federation_degraded", 0), 10)
         assert await eventually(lambda: grew(guards, granted), 5)
+        resumed = time.monotonic()
         await flooding
         assert lease_calls(new) > on_new
 
         after, span = await flood(guards, sim.tokens["alice"], 150, 2.0)
         calls = lease_calls(new) - on_new
-    print(f"\nsentinel failover {old.port} -> {new.port}: before {dict(before)}, during {dict(statuses)}, "
-          f"after {dict(after)} in {span:.1f} s; {calls} lease calls on the new master")
+    print(f"\nsentinel failover {old.port} -> {new.port}: promoted {promoted - killed:.1f} s after the kill, "
+          f"both guards leasing again {resumed - promoted:.1f} s later; before {dict(before)}, "
+          f"during {dict(statuses)}, after {dict(after)} in {span:.1f} s; {calls} lease calls on the new one")
     assert not [s for s in (*before, *statuses, *after) if s >= 500]
     assert 0.9 * RATE * 2 <= after[200] <= RATE * span + BURST + 3
     assert statuses[200] <= RATE * 6.5 + 2 * BURST + 8  # within the quota through the failover too
