@@ -134,7 +134,9 @@ def _sentinel_master(settings: RedisSettings, sentinel: SentinelSettings, kwargs
     TLS with the same CA and client certificate (Sentinel inherits Redis's TLS settings)."""
     from_url = parse_url(settings.url)
     options: dict[str, Any] = {k: from_url[k] for k in ("db", "username", "password") if k in from_url}
-    kwargs = {**options, **kwargs, "max_connections": settings.pool_size}
+    # No max_connections: redis-py's Sentinel pool does not block when full but fails the call,
+    # and guard's few background tasks bound its size anyway.
+    kwargs = {**options, **kwargs}
     to_sentinels = {k: v for k, v in kwargs.items() if k.startswith("socket_")}
     if settings.url.startswith("rediss://"):
         kwargs["ssl"] = True
