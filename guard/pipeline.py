@@ -8,6 +8,7 @@ forward a credential it was not meant to.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -123,7 +124,7 @@ class Proxy:
                 if e.code in (502, 503):
                     self._children.of(self.metrics.upstream_errors, rt.upstream.name, type(e).__name__).inc()
                 await self._refuse(request, ex, e)
-            except (ConnectionResetError, aiohttp.ClientConnectionResetError):
+            except (ConnectionResetError, aiohttp.ClientConnectionResetError, asyncio.CancelledError):
                 ex.status = 499  # the client (or upstream mid-body) went away; nothing left to answer
                 raise
             except Exception:

@@ -1,5 +1,5 @@
 """A watch whose client leaves while the watch is idle closes its upstream connection at once
-(aiohttp's handler cancellation), rather than when the api-server next sends an event."""
+(guard.h1server cancels its handler), rather than when the api-server next sends an event."""
 
 from __future__ import annotations
 
@@ -52,7 +52,8 @@ async def _count_settles(read: object, want: int) -> int:
 
 async def test_idle_watches_whose_clients_leave_close_their_upstream_connections(tmp_path: Path) -> None:
     """40 idle watches open 40 upstream connections; when the 40 clients hang up, guard closes all
-    40 upstream connections and its endpoint counts none in flight, with no event ever sent."""
+    40 upstream connections and its endpoint counts none in flight, with no event ever sent; each
+    watch is counted as 499 (the client left), none as a 500."""
     server = await asyncio.get_running_loop().create_server(_Api, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     guard = await start_guard(write_settings(tmp_path, [f"http://127.0.0.1:{port}"]))
@@ -72,6 +73,9 @@ async def test_idle_watches_whose_clients_leave_close_their_upstream_connections
             writer.close()
         assert await _count_settles(lambda: endpoint.in_flight, 0) == 0
         assert await _count_settles(lambda: _Api.open, 1) == 1  # only the pooled TokenReview one
+        answered = guard.server.metrics.requests.answered  # logged as the client leaving, not an error
+        assert sum(n for (_, _, code), n in answered.items() if code == "499") == WATCHES
+        assert [key for key in answered if key[2] == "500"] == []
     finally:
         await guard.server.stop()
         server.close()
