@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from bench import runner, targets
@@ -32,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--only", default="", help=f"comma-separated subset of: {names}")
     parser.add_argument("--output", type=Path, help="where to write the table (default bench/RESULTS.md)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (configs, logs)")
+    parser.add_argument("--baseline", type=Path, metavar="CHECKOUT",
+                        help="also measure the guard of this checkout (e.g. a `git worktree` of main) as "
+                             "guard-baseline, interleaved with the others")
     return parser
 
 
@@ -41,15 +45,19 @@ def plan_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -> runn
     if args.smoke:
         chosen = tuple(t for t in targets.TARGETS if t.name in targets.SMOKE_TARGETS)
         return runner.Plan(rounds=1, duration=1, targets=chosen, sections=frozenset(), calibrate=False)
-    plan = runner.Plan(rounds=args.rounds, duration=args.duration)
+    baseline: Path | None = args.baseline
+    if baseline is not None and not (baseline / "guard" / "cli.py").is_file():
+        parser.error(f"--baseline: {baseline} is not a checkout of guard (no guard/cli.py)")
+    every = (*targets.TARGETS, targets.BASELINE) if baseline is not None else targets.TARGETS
+    plan = runner.Plan(rounds=args.rounds, duration=args.duration, targets=every, baseline=baseline)
     if not args.only:
         return plan
     wanted = {name.strip() for name in args.only.split(",") if name.strip()}
-    known = {t.name for t in targets.TARGETS} | set(runner.SECTIONS)
+    known = {t.name for t in every} | set(runner.SECTIONS)
     if unknown := wanted - known:
         parser.error(f"--only: unknown {', '.join(sorted(unknown))}")
-    chosen = tuple(t for t in targets.TARGETS if t.name in wanted)
-    return runner.Plan(plan.rounds, plan.duration, chosen, frozenset(wanted & set(runner.SECTIONS)))
+    chosen = tuple(t for t in every if t.name in wanted)
+    return replace(plan, targets=chosen, sections=frozenset(wanted & set(runner.SECTIONS)))
 
 
 def install_peers() -> None:

@@ -84,6 +84,7 @@ def write_config(
         f"    server: http://127.0.0.1:{upstream}",
         f"    token: {GUARD_TOKEN}",
         "forwarding: passthrough",
+        "limits: {maxConnections: 30000}  # the memory figure holds 10,000 watches at once",
     ]
     if policies is not None:
         lines.append(f"policies: {policies}")

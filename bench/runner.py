@@ -29,6 +29,8 @@ class Plan:
     sections: frozenset[str] = frozenset(SECTIONS)
     calibrate: bool = True
     """Measure the Python and nginx static upstreams and use the faster one as `direct`."""
+    baseline: Path | None = None
+    """A checkout of an earlier guard, measured as the `guard-baseline` target."""
 
 
 def say(message: str) -> None:
@@ -39,7 +41,7 @@ def run(plan: Plan, workdir: Path) -> Results:
     results = Results(machine=describe_machine())
     procs = Processes(workdir)
     try:
-        env = Env(workdir, procs)
+        env = Env(workdir, procs, baseline=plan.baseline)
         python_upstream = targets.start_upstream(env)
         env.upstream = _choose_upstream(env, python_upstream, plan, results)
         _measure_throughput(env, plan, results)

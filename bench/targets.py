@@ -6,6 +6,7 @@ never crash the run.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from collections.abc import Callable
@@ -35,6 +36,8 @@ class Env:
     redis_url: str | None = None
     tag: str = ""
     """Prefix of process and log names, so a second set-up of the same target gets its own log."""
+    baseline: Path | None = None
+    """A checkout of an earlier guard (`--baseline`), measured beside this one in the same run."""
 
     def program(self, name: str) -> str:
         path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
@@ -42,8 +45,10 @@ class Env:
             raise Skip(f"{name} not found (scripts/system-deps.sh {name})")
         return path
 
-    def launch(self, name: str, argv: list[str], port: int) -> Running:
-        proc = self.procs.start(self.tag + name, argv)
+    def launch(self, name: str, argv: list[str], port: int, *, source: Path | None = None) -> Running:
+        """Start `argv` and wait for `port`; `source`: import guard from that checkout instead."""
+        env = None if source is None else {**os.environ, "PYTHONPATH": str(source)}
+        proc = self.procs.start(self.tag + name, argv, env=env)
         self.procs.wait_listening(self.tag + name, proc, port)
         return Running(port, proc.pid)
 
@@ -108,15 +113,20 @@ def haproxy(env: Env) -> Running:
     return env.launch("haproxy", [program, "-f", str(config), "-db"], port)
 
 
-def guard(*, policies: bool = False, redis: bool = False, workers: int = 0) -> Callable[[Env], Running]:
-    """A guard set-up: example policies or none, embedded store or Redis, default or N workers."""
+def guard(*, policies: bool = False, redis: bool = False, workers: int = 0,
+          baseline: bool = False) -> Callable[[Env], Running]:
+    """A guard set-up: example policies or none, embedded store or Redis, default or N workers;
+    `baseline`: the guard of the `--baseline` checkout instead of this one."""
 
     def start(env: Env) -> Running:
+        if baseline and env.baseline is None:
+            raise Skip("no --baseline checkout given")
         if guardsetup.serve_help() is None:
             raise Skip("`guard serve` is not built yet")
         if workers and not guardsetup.supports("--workers"):
             raise Skip("`guard serve` has no --workers option yet")
-        name = "guard" + ("-policies" if policies else "") + ("-redis" if redis else "") + f"-w{workers}"
+        name = "guard" + ("-policies" if policies else "") + ("-redis" if redis else "") + f"-w{workers}" + (
+            "-baseline" if baseline else "")
         port, admin = free_port(), free_port()
         config = guardsetup.write_config(
             env.workdir / f"{name}.yaml", port=port, admin=admin, upstream=env.upstream.port,
@@ -124,7 +134,8 @@ def guard(*, policies: bool = False, redis: bool = False, workers: int = 0) -> C
             redis=env.redis() if redis else None,
         )  # fmt: skip
         extra = ["--workers", str(workers)] if workers else []
-        return env.launch(name, [*guardsetup.command(), "--config", str(config), *extra], port)
+        return env.launch(name, [*guardsetup.command(), "--config", str(config), *extra], port,
+                          source=env.baseline if baseline else None)
 
     return start
 
@@ -141,3 +152,6 @@ TARGETS: tuple[Target, ...] = (
     Target("guard-w2", "guard, example policies, --workers 2", guard(policies=True, workers=2)),
 )
 SMOKE_TARGETS = ("direct", "kubectl-proxy", "guard")
+BASELINE = Target("guard-baseline", "guard, example policies, embedded store, from the --baseline checkout",
+                  guard(policies=True, baseline=True))
+"""Measured only with `--baseline PATH`: an earlier guard beside this one, in the same run."""

@@ -1,7 +1,7 @@
 """Once a second, read what the simulator and guard say about themselves during a chaos run:
 the simulator's in-flight requests, crashes and replicas up (its `/metrics`), guard's admission
 decisions per tenant (its admin `/metrics`), and the simulator's per-user request counts
-(`/debug/sim/state`).
+(`/debug/sim/state`), summed across simulator restarts (`Tallies`).
 
 It only reads: it never changes the processes it watches, and a process that does not answer
 (crashed, stopped) is recorded as a gap, never as an error of the run.
@@ -61,6 +61,43 @@ def decision_counts(samples: Sequence[tuple[str, dict[str, str], float]]) -> dic
     return counts
 
 
+def counters(state: Mapping[str, Any]) -> dict[str, int]:
+    """Every count of a simulator state, flat: `user/NAME`, `sar/NAME`, `tokenreviews`, `unauthenticated`."""
+    flat = {f"user/{u}": n for u, n in user_counts(state).items()}
+    flat.update({f"sar/{u}": n for u, n in access_reviews(state).items()})
+    flat["tokenreviews"] = tokenreview_total(state)
+    flat["unauthenticated"] = unauthenticated_total(state)
+    return flat
+
+
+class Tallies:
+    """The simulator's counts summed across its restarts: a restarted simulator counts from zero
+    again (its state's `epoch` changes), so a plain after-minus-before would lose everything
+    counted before the restart and can even go negative."""
+
+    def __init__(self, start: Mapping[str, Any]) -> None:
+        self.totals: dict[str, int] = {}
+        self._epoch = start.get("epoch")
+        self._last = counters(start)
+
+    def absorb(self, state: Mapping[str, Any]) -> None:
+        if not state:
+            return  # no answer (crashed, stopped): the next state carries the counts
+        now, epoch = counters(state), state.get("epoch")
+        restarted = epoch != self._epoch
+        for key, value in now.items():
+            delta = value if restarted else value - self._last.get(key, 0)
+            if delta > 0:
+                self.totals[key] = self.totals.get(key, 0) + delta
+        self._epoch, self._last = epoch, now
+
+    def per(self, prefix: str) -> dict[str, int]:
+        return {k[len(prefix):]: v for k, v in self.totals.items() if k.startswith(prefix)}
+
+    def total(self, key: str) -> int:
+        return self.totals.get(key, 0)
+
+
 class Observer:
     """Samples every second until stopped; `samples` is the timeline of the phase."""
 
@@ -68,6 +105,9 @@ class Observer:
         self.sim_urls, self.guard_urls, self.t0 = list(sim_urls), list(guard_admin_urls), t0
         self.samples: list[Sample] = []
         self.last: dict[str, dict[tuple[str, str], float]] = {}
+        self.tallies: Tallies | None = None
+        """Set (with `admin_token`) to also sum the simulator's counts every second."""
+        self.admin_token = ""
 
     async def fetch(self, session: aiohttp.ClientSession, url: str) -> str | None:
         with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError, OSError):
@@ -88,6 +128,8 @@ class Observer:
             text = await self.fetch(session, f"{url}/metrics")
             if text is not None:
                 self.add_decisions(sample, url, decision_counts(parse_metrics(text)))
+        if self.tallies is not None:
+            self.tallies.absorb(await sim_state(self.sim_urls, self.admin_token))
         return sample
 
     def add_decisions(self, sample: Sample, url: str, counts: Mapping[tuple[str, str], float]) -> None:

@@ -120,6 +120,7 @@ async def _phases(
         )
         ticker.cancel()
         before = await observe.sim_state(bed.sim.urls, admin)
+        observer.admin_token, observer.tallies = admin, observe.Tallies(before)
         flood_rec = workload.Recorder()
         result["flood_offset_s"] = round(flood_rec.t0 - observer.t0, 2)
         ticker = _ticker("flood", flood_rec, observer, progress)
@@ -129,6 +130,7 @@ async def _phases(
         result["events"] = await faults if faults.done() else _cancelled(faults)
         await _heal(bed, procs)
         after = await _final_state(s, bed, admin)
+        observer.tallies.absorb(after)
     finally:
         watching.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -201,14 +203,13 @@ def _collect(
     result["replicas_down_max"] = s.cluster.replicas - min(up) if up else None
     if not before or not after:
         result["error"] = "the simulator's /debug/sim/state did not answer"
-    per_user_before, per_user_after = observe.user_counts(before), observe.user_counts(after)
-    upstream = {u: n - per_user_before.get(u, 0) for u, n in per_user_after.items()}
+    tallies = obs.tallies or observe.Tallies(before)
+    upstream = tallies.per("user/")
     result["upstream_per_user"] = upstream
     result["class_upstream"] = verdict.class_upstream(s, upstream)
-    result["tokenreviews"] = observe.tokenreview_total(after) - observe.tokenreview_total(before)
-    result["unauthenticated"] = observe.unauthenticated_total(after) - observe.unauthenticated_total(before)
-    sars_before, sars_after = observe.access_reviews(before), observe.access_reviews(after)
-    sars = {u: n - sars_before.get(u, 0) for u, n in sars_after.items()}
+    result["tokenreviews"] = tallies.total("tokenreviews")
+    result["unauthenticated"] = tallies.total("unauthenticated")
+    sars = tallies.per("sar/")
     result["subjectaccessreviews"] = sum(sars.values())
     result["class_subjectaccessreviews"] = verdict.class_upstream(s, sars)
 

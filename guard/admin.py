@@ -1,6 +1,8 @@
 """The admin listener: `/metrics`, `/healthz`, `/readyz` (an api-server answers), `/debug/guard/config`
 (secrets redacted), `policies` (tenants and rules with their opaque ids) and whatever other areas
-register under `/debug/guard/` through `AdminPages` (`buckets`, `queues`).
+register under `/debug/guard/` through `AdminPages` (`buckets`, `queues`). Under `--workers N`, worker
+0's app also holds the `Siblings` (`serve_siblings`): its /metrics answers for every worker, and
+`/debug/guard/<page>?worker=i` shows worker i's page.
 
 It serves operators, never API clients, and must never show a token, a key or a password.
 """
@@ -10,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -23,10 +25,12 @@ from guard.admission.controller import AdmissionController
 from guard.metrics import GuardMetrics
 from guard.policy.matching import CompiledRule
 from guard.settings import Settings
+from guard.workeradmin import Siblings
 
 DebugSource = Callable[[], Any | Awaitable[Any]]
 READY_TIMEOUT = aiohttp.ClientTimeout(total=2.0)
 SECRET_KEY = re.compile(r"token|password|secret|(^|_)key$", re.IGNORECASE)
+SIBLINGS = web.AppKey("siblings", Siblings)
 
 
 class AdminPages:
@@ -47,6 +51,9 @@ def build_admin_app(metrics: GuardMetrics, pages: AdminPages, settings: Callable
 
     async def metrics_page(request: web.Request) -> web.Response:
         body = generate_latest(metrics.registry)
+        siblings = request.app.get(SIBLINGS)
+        if siblings is not None:
+            body = await siblings.exposition(body)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def healthz(request: web.Request) -> web.Response:
@@ -57,6 +64,10 @@ def build_admin_app(metrics: GuardMetrics, pages: AdminPages, settings: Callable
         return web.Response(text="ok" if ok else "no api-server endpoint answers", status=200 if ok else 503)
 
     async def debug(request: web.Request) -> web.Response:
+        worker = request.query.get("worker")
+        siblings = request.app.get(SIBLINGS)
+        if worker is not None and worker != str(siblings.index if siblings else 0):
+            return await _sibling_page(siblings, worker, request.path)
         name = request.match_info["name"]
         if name == "config":
             return _json(config_view(settings()))
@@ -74,6 +85,31 @@ def build_admin_app(metrics: GuardMetrics, pages: AdminPages, settings: Callable
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/debug/guard/{name}", debug)
     return app
+
+
+def serve_siblings(app: web.Application, siblings: Siblings) -> None:
+    """Make `app` answer for every worker: merged /metrics, `?worker=i` on debug pages."""
+    app[SIBLINGS] = siblings
+
+    async def sessions(_app: web.Application) -> AsyncIterator[None]:
+        await siblings.open()
+        yield
+        await siblings.close()
+
+    app.cleanup_ctx.append(sessions)
+
+
+async def _sibling_page(siblings: Siblings | None, worker: str, path: str) -> web.Response:
+    """Worker `worker`'s answer at `path`, relayed as it came."""
+    index = int(worker) if worker.isdigit() else -1
+    if siblings is None or index not in siblings.sockets:
+        known = [0] if siblings is None else sorted([siblings.index, *siblings.sockets])
+        return _json({"error": f"no worker {worker!r}", "workers": known}, 404)
+    answer = await siblings.get(index, path)
+    if answer is None:
+        return _json({"error": f"worker {index} did not answer"}, 502)
+    status, body = answer
+    return web.Response(body=body, status=status, content_type="application/json")
 
 
 async def any_endpoint_ready(sessions: list[tuple[aiohttp.ClientSession, str]],

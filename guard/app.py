@@ -187,28 +187,19 @@ async def close_runtime(runtime: Runtime) -> None:
 
 
 def build_apps(holder: Holder, metrics: GuardMetrics, pages: admin.AdminPages, *,
-               shared: Shared | None = None) -> tuple[web.Server, web.Application, Proxy]:
-    """The main server (every path goes to the proxy) and the admin application.
-
-    The main listener is aiohttp's low-level Server: every path has one handler, so the router,
-    middleware chain and Application wrapper would only cost time on each request."""
+               shared: Shared | None = None) -> tuple[web.Application, Proxy]:
+    """The admin application and the proxy (the main listener's one handler, see guard.h1server)."""
     proxy = Proxy(holder, metrics)
     if shared is not None:
         shared.holder = holder  # pushed bundles go to whichever runtime is current
         _fleet_counters(shared, metrics)
-    limits = holder.current.settings.limits
-    # handler_cancellation: a client that leaves cancels its handler, so an idle watch closes its
-    # upstream connection at once instead of at the api-server's next event.
-    main = web.Server(proxy.handle, access_log=None, keepalive_timeout=limits.idle_timeout,
-                      max_line_size=limits.max_header_bytes, max_field_size=limits.max_header_bytes,
-                      handler_cancellation=True)
     metrics.add_counters(_authn_stats(holder), "guard_identity", "Identity step counters")
     metrics.add_counters(_authz_counters(holder), "guard_authz", "Edge authorization counters")
     _admission_pages(holder, pages)
     _routing_pages(holder, pages, metrics)
     admin_app = admin.build_admin_app(metrics, pages, lambda: holder.current.settings,
                                       lambda: _ready(holder))
-    return main, admin_app, proxy
+    return admin_app, proxy
 
 
 def _fleet_counters(shared: Shared, metrics: GuardMetrics) -> None:

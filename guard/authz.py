@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
@@ -83,24 +82,11 @@ def parse_authorize(f: Fields, raw: object, at: str) -> AuthorizeSettings:
     m = f.mapping(raw, at, AUTHORIZE_KEYS)
     return AuthorizeSettings(
         mode=f.choice(m.get("mode", d.mode), f"{at}.mode", MODES),
-        allow_ttl=_duration(f, m.get("allowTTL", d.allow_ttl), f"{at}.allowTTL"),
-        deny_ttl=_duration(f, m.get("denyTTL", d.deny_ttl), f"{at}.denyTTL"),
+        allow_ttl=f.seconds(m.get("allowTTL", d.allow_ttl), f"{at}.allowTTL"),
+        deny_ttl=f.seconds(m.get("denyTTL", d.deny_ttl), f"{at}.denyTTL"),
         cache_size=f.integer(m.get("cacheSize", d.cache_size), f"{at}.cacheSize", minimum=1),
     )
 
-
-_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def _duration(f: Fields, raw: object, at: str) -> float:
-    """Seconds as a number, or a string like `300s`, `5m`, `1h`."""
-    if isinstance(raw, str):
-        m = re.fullmatch(r"(\d+(?:\.\d+)?)([smh])", raw.strip())
-        if m is None or float(m.group(1)) <= 0:
-            f.error(at, f"must be a number of seconds > 0 or a duration like 30s, 5m (got {raw!r})")
-            return 1.0
-        return float(m.group(1)) * _UNITS[m.group(2)]
-    return f.seconds(raw, at)
 
 
 @dataclass(frozen=True)

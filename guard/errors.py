@@ -67,6 +67,11 @@ class BadRequest(GuardError):
     reason = "BadRequest"
 
 
+class HeaderTooLarge(GuardError):
+    code = 431
+    reason = "RequestHeaderFieldsTooLarge"
+
+
 class Unauthorized(GuardError):
     code = 401
     reason = "Unauthorized"

@@ -8,20 +8,21 @@ must never log a header value.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
 import aiohttp
-from aiohttp import web
+from aiohttp.http_writer import HttpVersion10
 from aiohttp.streams import StreamReader
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from guard import h1, rawanswer
 from guard.errors import BadRequest, GuardError, ServiceUnavailable, UpstreamError
+from guard.h1server import Request
 from guard.impersonation import INBOUND_HEADER_PREFIXES_TO_STRIP as STRIPPED_PREFIXES
-from guard.rawanswer import RawAnswer
 from guard.upstream import Endpoint, Upstream
 
 HOP_BY_HOP = frozenset({
@@ -31,6 +32,8 @@ HOP_BY_HOP = frozenset({
 # Inbound headers that only guard may set upstream: the impersonation it has checked, and the
 # front-proxy (requestheader) names an api-server might trust.
 PROTECTED = frozenset({"authorization", "x-forwarded-for", "content-length", "content-type"})
+_NOT_FORWARDED = HOP_BY_HOP | {"x-forwarded-for", "expect"}
+"""`Expect: 100-continue` is answered by guard itself (h1server), once the request is admitted."""
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CHUNK = 64 * 1024
 SMALL_BODY = 64 * 1024
@@ -73,31 +76,34 @@ def connection_tokens(headers: CIMultiDictProxy[str]) -> frozenset[str]:
     return frozenset(n for n in named if n and n not in PROTECTED and not n.startswith(STRIPPED_PREFIXES))
 
 
-def request_headers(inbound: CIMultiDictProxy[str], *, peer: str, keep_authorization: bool,
-                    add: Iterable[tuple[str, str]]) -> CIMultiDict[str]:
-    """The headers to send upstream: end-to-end ones, X-Forwarded-For, then guard's own `add`."""
-    named = connection_tokens(inbound)
-    out: CIMultiDict[str] = CIMultiDict()
+def forwardable(inbound: CIMultiDictProxy[str], *, peer: str,
+                keep_authorization: bool) -> list[tuple[str, str]]:
+    """The inbound headers that go upstream: end-to-end ones (not hop-by-hop, not named by
+    `Connection`, no identity header a client could forge), then X-Forwarded-For with `peer`."""
+    named = connection_tokens(inbound) if "Connection" in inbound else frozenset()
+    out: list[tuple[str, str]] = []
+    forwarded: list[str] = []
     for key, value in inbound.items():
         lk = key.lower()
-        if lk in HOP_BY_HOP or lk in named or lk.startswith(STRIPPED_PREFIXES) or lk == "x-forwarded-for":
+        if lk in _NOT_FORWARDED or lk in named or lk.startswith(STRIPPED_PREFIXES):
+            if lk == "x-forwarded-for":
+                forwarded.append(value)
             continue
         if lk == "authorization" and not keep_authorization:
             continue
-        out.add(key, value)
-    forwarded = list(inbound.getall("X-Forwarded-For", ()))
+        out.append((key, value))
     if peer:
         forwarded.append(peer)
     if forwarded:
-        out["X-Forwarded-For"] = ", ".join(forwarded)
-    out.extend(add)
+        out.append(("X-Forwarded-For", ", ".join(forwarded)))
     return out
 
 
-def response_headers(upstream: CIMultiDictProxy[str], add: Iterable[tuple[str, str]]) -> CIMultiDict[str]:
-    named = connection_tokens(upstream)
+def request_headers(inbound: CIMultiDictProxy[str], *, peer: str, keep_authorization: bool,
+                    add: Iterable[tuple[str, str]]) -> CIMultiDict[str]:
+    """The headers to send upstream: `forwardable` ones, then guard's own `add`."""
     out: CIMultiDict[str] = CIMultiDict(
-        (k, v) for k, v in upstream.items() if k.lower() not in HOP_BY_HOP and k.lower() not in named)
+        forwardable(inbound, peer=peer, keep_authorization=keep_authorization))
     out.extend(add)
     return out
 
@@ -111,7 +117,7 @@ async def _counted(content: aiohttp.StreamReader, max_bytes: int) -> AsyncIterat
         yield chunk
 
 
-async def send(upstream: Upstream, request: web.BaseRequest, out: Outbound,
+async def send(upstream: Upstream, request: Request, out: Outbound,
                body: AsyncIterator[bytes] | None) -> tuple[Endpoint, aiohttp.ClientResponse]:
     """Open the exchange on one endpoint, skipping endpoints that refuse connections.
 
@@ -153,7 +159,7 @@ async def send(upstream: Upstream, request: web.BaseRequest, out: Outbound,
     raise ServiceUnavailable(f"no api-server of cluster {upstream.name} is reachable", retry_after=1)
 
 
-async def lean_body(request: web.BaseRequest, max_bytes: int) -> tuple[h1.Body, bool]:
+async def lean_body(request: Request, max_bytes: int) -> tuple[h1.Body, bool]:
     """(body, chunked) for the lean client: a small body of known length read whole (it leaves with
     the head in one write), anything else as a stream; chunked when the client sent no length."""
     if not request.body_exists:
@@ -161,16 +167,18 @@ async def lean_body(request: web.BaseRequest, max_bytes: int) -> tuple[h1.Body, 
     length = request.content_length
     if length is not None and length > max_bytes:
         raise PayloadTooLarge(f"the request body is larger than {max_bytes} bytes")
+    request.continue_()  # admitted: a client waiting on `Expect: 100-continue` may send its body now
     if length is not None and length <= SMALL_BODY:
         return await request.read(), False
     return _counted(request.content, max_bytes), length is None
 
 
-def request_head(method: str, target: str, host: str, headers: CIMultiDict[str], *, chunked: bool) -> bytes:
+def request_head(method: str, target: str, host: str, headers: list[tuple[str, str]], *,
+                 chunked: bool) -> bytes:
     """The request line and headers as bytes. A line break inside a name or value (only guard's own
-    additions could carry one; aiohttp's parser rejects them inbound) would split the request."""
+    additions could carry one; llhttp rejects them inbound) would split the request."""
     text = f"{method} {target} HTTP/1.1\r\nHost: {host}" + "".join(
-        [f"\r\n{k}: {v}" for k, v in headers.items()]) + (
+        [f"\r\n{k}: {v}" for k, v in headers]) + (
         "\r\nTransfer-Encoding: chunked\r\n\r\n" if chunked else "\r\n\r\n")
     lines = len(headers) + (4 if chunked else 3)
     if text.count("\n") != lines or text.count("\r") != lines:
@@ -178,7 +186,7 @@ def request_head(method: str, target: str, host: str, headers: CIMultiDict[str],
     return text.encode("utf-8", "surrogateescape")
 
 
-async def send_lean(upstream: Upstream, request: web.BaseRequest, headers: CIMultiDict[str],
+async def send_lean(upstream: Upstream, request: Request, headers: list[tuple[str, str]],
                     body: h1.Body, *, chunked: bool,
                     read_timeout: float | None) -> tuple[Endpoint, h1.Response]:
     """`send` over guard's own HTTP/1.1 pools (guard.h1): same endpoint choice and retries."""
@@ -219,50 +227,63 @@ def release(ep: Endpoint) -> None:
     ep.in_flight -= 1
 
 
-async def relay(request: web.BaseRequest, upstream_response: Answer,
-                add: Iterable[tuple[str, str]], *,
-                draining: Callable[[], bool] = lambda: False) -> tuple[web.StreamResponse | RawAnswer, int]:
-    """Copy status, headers and body to the client. Returns (response, body bytes).
+async def relay(request: Request, answer: Answer, add: Iterable[tuple[str, str]], *,
+                draining: Callable[[], bool] = lambda: False) -> tuple[int, int, bytes | None]:
+    """Copy status, headers and body to the client. Returns (status, body bytes sent, the body when
+    it was read whole).
 
     A small body of known length is read whole and sent with the headers in one write; anything
     else (chunked, watches, large LISTs) streams chunk by chunk as it arrives."""
-    length = upstream_response.content_length
-    if length is not None and length <= SMALL_BODY:
-        return await _whole(request, upstream_response, add)
-    headers = response_headers(upstream_response.headers, add)
-    response = web.StreamResponse(status=upstream_response.status, reason=upstream_response.reason,
-                                  headers=headers)
-    await response.prepare(request)
+    length, status = answer.content_length, answer.status
+    if (length is not None and length <= SMALL_BODY) or request.method == "HEAD" or rawanswer.no_body(status):
+        return await _whole(request, answer, add)
+    headers = answer.headers
+    drop = connection_tokens(headers) if "Connection" in headers else frozenset()
+    http11 = request.version != HttpVersion10
+    if length is None and not http11:
+        request.keep_alive = False  # an HTTP/1.0 client learns the end of the body by the close
+    head = rawanswer.head(status, answer.reason, headers, add, drop=drop, length=length,
+                          chunked=length is None and http11, close=not request.keep_alive)
+    stream = await request.stream(head, chunked=length is None and http11)
+    if isinstance(answer, h1.Response) and length is not None:
+        passed = answer.pass_through(request.write_now)
+        if passed is not None:
+            return status, await _pass_through(request, passed, answer), None
     sent = 0
     try:
-        async for chunk in upstream_response.content.iter_any():
-            await response.write(chunk)
+        async for chunk in answer.content.iter_any():
+            await stream.write(chunk)
             sent += len(chunk)
     except (TimeoutError, aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as e:
-        if not draining():
+        if length is not None or not draining():
             # Headers are gone already: the only honest signal left is an aborted connection.
             raise ConnectionResetError("upstream broke the response") from e
-    await response.write_eof()
-    return response, sent
+    await stream.end()
+    return status, sent, None
 
 
-async def _whole(request: web.BaseRequest, upstream_response: Answer,
-                 add: Iterable[tuple[str, str]]) -> tuple[web.StreamResponse | RawAnswer, int]:
-    """A small answer read whole: raw bytes to the client transport when that is safe (see
-    guard.rawanswer), else an aiohttp Response; either way headers and body leave in one write."""
+async def _pass_through(request: Request, passed: asyncio.Future[int], answer: h1.Response) -> int:
+    """Wait for a body that goes from the upstream socket's callback straight to the client's,
+    each side's flow control pausing the other (see h1.Response.pass_through)."""
+    request.on_writable(answer.resume)
     try:
-        body = await upstream_response.read()
+        return await passed
+    except (TimeoutError, aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as e:
+        raise ConnectionResetError("upstream broke the response") from e
+    finally:
+        request.on_writable(None)
+
+
+async def _whole(request: Request, answer: Answer,
+                 add: Iterable[tuple[str, str]]) -> tuple[int, int, bytes | None]:
+    """A small answer read whole; headers and body leave in one write."""
+    try:
+        body = await answer.read()
     except (TimeoutError, aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as e:
         # Nothing has reached the client yet, so it can still get a proper Status.
         raise UpstreamError("the api-server broke the response") from e
-    status, upstream_headers = upstream_response.status, upstream_response.headers
-    if rawanswer.fits(request, status):
-        drop = connection_tokens(upstream_headers) if "Connection" in upstream_headers else frozenset()
-        raw = rawanswer.serialise(status, upstream_response.reason, upstream_headers, add, body, drop=drop)
-        if raw is not None:
-            return raw, len(body)
-    response = web.Response(status=status, reason=upstream_response.reason,
-                            headers=response_headers(upstream_headers, add), body=body or None)
-    return response, len(body)
-
-
+    status, headers = answer.status, answer.headers
+    drop = connection_tokens(headers) if "Connection" in headers else frozenset()
+    await request.send(rawanswer.whole(status, answer.reason, headers, add, body, drop=drop,
+                                       head_only=request.method == "HEAD", close=not request.keep_alive))
+    return status, len(body), body

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -21,10 +21,12 @@ from aiohttp.http_parser import HttpResponseParser
 from aiohttp.streams import StreamReader
 from multidict import CIMultiDictProxy
 
-READ_LIMIT = 64 * 1024
+READ_LIMIT = 512 * 1024
 """StreamReader low-water mark: above twice this, guard stops reading the upstream socket."""
 MAX_IDLE = 512
 """Most idle keep-alive connections kept per endpoint; more are closed when they come back."""
+SWEEP_EVERY = 0.25
+"""Seconds between two checks of the read timeouts of a pool's busy connections."""
 MAX_LINE = 64 * 1024
 """Longest status line or header guard accepts from an api-server (bytes)."""
 Body = bytes | AsyncIterator[bytes] | None
@@ -72,6 +74,20 @@ class Response:
     async def read(self) -> bytes:
         return await self.content.read()
 
+    def pass_through(self, sink: Callable[[bytes], bool]) -> asyncio.Future[int] | None:
+        """Hand the rest of this body (its length must be known) straight to `sink` as it arrives,
+        past the parser and the StreamReader (two copies fewer per byte). `sink` returns True while
+        it wants no more for now; `resume()` then lets the upstream socket be read again. The
+        future gives the body bytes passed. None when this answer cannot take that path."""
+        conn = self._conn
+        if conn is None or self.content_length is None:
+            return None
+        return conn.pass_through(self.content, self.content_length, sink)
+
+    def resume(self) -> None:
+        if self._conn is not None:
+            self._conn.hold(False)
+
     def release(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
@@ -97,9 +113,11 @@ class _Connection(BaseProtocol):
         self._payload: StreamReader | None = None
         self._spare: Any = None
         self._spare_ok = False
-        self._timer: asyncio.TimerHandle | None = None
         self._read_timeout = 0.0
+        """Seconds the api-server may stay silent during the current exchange (0: no limit)."""
         self._last_read = 0.0
+        self._passing: _Passing | None = None
+        self._held = False
 
     def begin(self, method: str, read_timeout: float | None) -> asyncio.Future[Response]:
         loop = self._loop
@@ -115,13 +133,16 @@ class _Connection(BaseProtocol):
         if read_timeout:
             self._read_timeout = read_timeout
             self._last_read = loop.time()
-            self._timer = loop.call_at(self._last_read + read_timeout, self._check_timeout)
+            self.pool.watch(self)
         return waiter
 
     def data_received(self, data: bytes) -> None:
         self.received = True
-        if self._timer is not None:
+        if self._read_timeout:
             self._last_read = self._loop.time()
+        if self._passing is not None:
+            self._pass(self._passing, data)
+            return
         parser = self._parser
         if parser is None:
             if data:  # bytes nobody asked for: the connection is out of step
@@ -134,12 +155,49 @@ class _Connection(BaseProtocol):
             self._abort()
             return
         for message, payload in messages:
+            if 100 <= message.code < 200 and message.code != 101:
+                continue  # an interim answer (100 Continue, 103 Early Hints): the real one follows
             waiter = self._waiter
             if waiter is None or waiter.done():
                 self._abort()
                 return
             self._payload = payload
             waiter.set_result(Response(self, message, payload))
+
+    def pass_through(self, payload: StreamReader, length: int,
+                     sink: Callable[[bytes], bool]) -> asyncio.Future[int] | None:
+        if self._reading_paused or payload is not self._payload or payload.exception() is not None:
+            return None  # the parser may hold unparsed bytes of its own while it is paused
+        done: asyncio.Future[int] = self._loop.create_future()
+        passing = _Passing(length - payload.total_bytes, sink, done, payload)
+        buffered = payload.read_nowait(-1)
+        passing.sent = len(buffered)
+        self._spare_ok = False  # the parser never saw the end of this answer: a fresh one next time
+        if buffered and sink(buffered) and passing.remaining > 0:
+            self.hold(True)
+        if passing.remaining <= 0:
+            self._passed(passing)
+        else:
+            self._passing = passing
+        return done
+
+    def _pass(self, passing: _Passing, data: bytes) -> None:
+        if len(data) > passing.remaining:  # more than the answer: the connection is out of step
+            self._passing = None
+            self._abort()
+            return
+        passing.remaining -= len(data)
+        passing.sent += len(data)
+        if passing.sink(data) and passing.remaining:
+            self.hold(True)
+        if not passing.remaining:
+            self._passing = None
+            self._passed(passing)
+
+    def _passed(self, passing: _Passing) -> None:
+        passing.payload.feed_eof()  # the answer is whole: the connection may be reused
+        if not passing.done.done():
+            passing.done.set_result(passing.sent)
 
     def eof_received(self) -> bool:
         return False  # close the transport; connection_lost settles what was pending
@@ -158,6 +216,9 @@ class _Connection(BaseProtocol):
         super().connection_lost(exc)
 
     def _fail(self, error: Exception) -> None:
+        passing, self._passing = self._passing, None
+        if passing is not None and not passing.done.done():
+            passing.done.set_exception(aiohttp.ClientPayloadError(f"response body is not complete: {error}"))
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_exception(error)
@@ -168,20 +229,28 @@ class _Connection(BaseProtocol):
                 error = aiohttp.ClientPayloadError(str(error))
             payload.set_exception(error)
 
-    def _check_timeout(self) -> None:
-        self._timer = None
-        now = self._loop.time()
-        due = self._last_read + self._read_timeout
-        if self._reading_paused or due > now:  # a slow client is not a slow api-server
-            self._timer = self._loop.call_at(max(due, now + 0.1), self._check_timeout)
-            return
+    def hold(self, held: bool) -> None:
+        """Stop (or resume) reading the api-server while the client catches up."""
+        self._held = held
+        if self.transport is not None:
+            if held:
+                self.transport.pause_reading()
+            else:
+                self.transport.resume_reading()
+
+    def check_timeout(self, now: float) -> bool:
+        """Fail the exchange when the api-server has been silent too long; True while still timed."""
+        if not self._read_timeout:
+            return False
+        if self._reading_paused or self._held or now - self._last_read < self._read_timeout:
+            return True  # a slow client is not a slow api-server
+        self._read_timeout = 0.0
         self._fail(TimeoutError())
         self._abort()
+        return False
 
     def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._read_timeout = 0.0
 
     def _abort(self) -> None:
         if self.transport is not None:
@@ -193,7 +262,9 @@ class _Connection(BaseProtocol):
         payload, self._payload = self._payload, None
         parser, self._parser = self._parser, None
         self._waiter = None
-        if keep and not self.closed and self.transport is not None and not self._reading_paused:
+        self._passing = None
+        if keep and not self.closed and self.transport is not None and not self._reading_paused \
+                and not self._held:
             self._spare = parser if self._spare_ok else None
             self.pool.give_back(self)
             return
@@ -218,6 +289,20 @@ class _Connection(BaseProtocol):
             transport.write(b"0\r\n\r\n")
 
 
+class _Passing:
+    """A body on its way to a sink past the parser: how much is left, how much went."""
+
+    __slots__ = ("done", "payload", "remaining", "sent", "sink")
+
+    def __init__(self, remaining: int, sink: Callable[[bytes], bool], done: asyncio.Future[int],
+                 payload: StreamReader) -> None:
+        self.remaining = remaining
+        self.sink = sink
+        self.done = done
+        self.payload = payload
+        self.sent = 0
+
+
 class Pool:
     """Keep-alive connections to one endpoint. Unbounded in total (each watch holds one); at most
     MAX_IDLE idle ones are kept, for no longer than `keepalive` seconds."""
@@ -230,6 +315,8 @@ class Pool:
         self._keepalive = keepalive
         self._idle: list[_Connection] = []
         self._all: set[_Connection] = set()
+        self._timed: set[_Connection] = set()
+        self._sweeper: asyncio.TimerHandle | None = None
         self.opened = 0
         """Connections opened so far (tests count reuse with it)."""
 
@@ -282,6 +369,21 @@ class Pool:
         self._all.add(conn)
         return conn
 
+    def watch(self, conn: _Connection) -> None:
+        """Check `conn`'s read timeout from now on: one sweep per pool, not a timer per request."""
+        self._timed.add(conn)
+        if self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().call_later(SWEEP_EVERY, self._sweep)
+
+    def _sweep(self) -> None:
+        self._sweeper = None
+        now = asyncio.get_running_loop().time()
+        for conn in list(self._timed):
+            if not conn.check_timeout(now):
+                self._timed.discard(conn)
+        if self._timed:
+            self._sweeper = asyncio.get_running_loop().call_later(SWEEP_EVERY, self._sweep)
+
     def give_back(self, conn: _Connection) -> None:
         if len(self._idle) >= MAX_IDLE:
             conn.finish(keep=False)
@@ -291,6 +393,7 @@ class Pool:
 
     def forget(self, conn: _Connection) -> None:
         self._all.discard(conn)
+        self._timed.discard(conn)
 
     @property
     def idle(self) -> int:
@@ -299,5 +402,8 @@ class Pool:
     def close(self) -> None:
         """Close every connection, in use or idle (the runtime is being retired)."""
         self._idle.clear()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         for conn in list(self._all):
             conn.finish(keep=False)

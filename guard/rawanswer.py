@@ -1,26 +1,29 @@
-"""A small, whole upstream answer written to the client as raw bytes: status line, headers and body
-in one `transport.write`, without building an aiohttp `web.Response` (its header multidict,
-`_prepare_headers` and the payload writer cost more than the rest of guard's own work per request).
+"""Answers as bytes: the status line, headers and (for a whole answer) the body, ready for one
+`transport.write` by guard.h1server.
 
-aiohttp's server still parses requests and runs keep-alive: the handler returns a `RawAnswer`,
-the server "prepares" it (which writes the bytes) and reads `keep_alive` from it. Only an HTTP/1.1
-keep-alive request with a body that may be sent (not HEAD, not 1xx/204/304) takes this path; every
-other answer goes through `web.Response` as before. Hop-by-hop headers, and those the upstream's
-`Connection` names, are dropped here as in `guard.forward`. This module must never log a header.
+Three kinds: a whole upstream answer (`whole`), the head of an answer whose body streams after it
+(`head`), and guard's own Status answers (`status`). Hop-by-hop headers, and those the upstream's
+`Connection` names (`drop`; guard.forward decides which may be dropped), never pass. A HEAD request
+gets the head only, with the upstream's own Content-Length; 1xx, 204 and 304 carry no body. An answer
+that ends the connection says `Connection: close`. A line break inside a header (only guard's own
+additions could carry one: llhttp rejects them from the api-server) would split the answer, so it
+raises instead. This module must never log a header.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from http import HTTPStatus
 
-from aiohttp import web
 from aiohttp.helpers import rfc822_formatted_time
-from aiohttp.http import HttpVersion11
 from multidict import CIMultiDictProxy
 
-DRAIN_ABOVE = 64 * 1024
-"""Bytes queued in the client transport above which guard waits for the client to read."""
+from guard.errors import GuardError
+
+PIPE_HIGH_WATER = 1024 * 1024
+"""Bytes queued towards one side of an upgrade tunnel before reading from the other side pauses."""
+PIPE_LOW_WATER = 256 * 1024
 _SKIP = frozenset({
     "connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "te",
     "trailer", "transfer-encoding", "upgrade", "host", "content-length",
@@ -28,62 +31,74 @@ _SKIP = frozenset({
 _PHRASES = {s.value: s.phrase for s in HTTPStatus}
 
 
-class RawAnswer:
-    """A whole answer already serialised. Duck-types what aiohttp's server calls on a handler's
-    response (`prepare`, `write_eof`, `keep_alive`), plus `status` and `body` for guard."""
-
-    __slots__ = ("_data", "body", "keep_alive", "status")
-
-    def __init__(self, status: int, data: bytes, body: bytes) -> None:
-        self.status = status
-        self.body = body
-        self.keep_alive = True
-        self._data = data
-
-    async def prepare(self, request: web.BaseRequest) -> None:
-        transport = request.transport
-        if transport is None or transport.is_closing():
-            raise ConnectionResetError("the client went away")  # aiohttp counts it as a reset
-        transport.write(self._data)
-        if transport.get_write_buffer_size() > DRAIN_ABOVE:  # a client that does not read
-            await request.writer.drain()
-
-    async def write_eof(self, data: bytes = b"") -> None:
-        return None
+class HeaderInjection(GuardError):
+    """A header guard was about to send contains a line break."""
 
 
-def fits(request: web.BaseRequest, status: int) -> bool:
-    """True when `request`'s answer may be written raw: HTTP/1.1, keep-alive, a body allowed."""
-    return (
-        request.version == HttpVersion11
-        and request.keep_alive
-        and request.method != "HEAD"
-        and status >= 200
-        and status not in (204, 304)
-    )
+def no_body(status: int) -> bool:
+    return status < 200 or status in (204, 304)
 
 
-def serialise(status: int, reason: str | None, headers: CIMultiDictProxy[str],
-              add: Iterable[tuple[str, str]], body: bytes, *, drop: frozenset[str]) -> RawAnswer | None:
-    """The answer as bytes, or None when a header would need aiohttp's checks (a line break).
-
-    `drop`: lower-cased names the upstream's `Connection` header listed (guard.forward decides
-    which of them may be dropped)."""
+def _lines(status: int, reason: str | None, headers: CIMultiDictProxy[str] | None,
+           add: Iterable[tuple[str, str]], drop: frozenset[str], *, keep_length: bool) -> list[str]:
     lines = [f"HTTP/1.1 {status} {reason or _PHRASES.get(status, '')}"]
     dated = False
-    for key, value in headers.items():
-        lk = key.lower()
-        if lk in _SKIP or lk in drop:
-            continue
-        dated = dated or lk == "date"
-        lines.append(f"{key}: {value}")
+    if headers is not None:
+        for key, value in headers.items():
+            lk = key.lower()
+            if (lk in _SKIP and not (keep_length and lk == "content-length")) or lk in drop:
+                continue
+            dated = dated or lk == "date"
+            lines.append(f"{key}: {value}")
     lines.extend([f"{k}: {v}" for k, v in add])
     if not dated:
         lines.append(f"Date: {rfc822_formatted_time()}")
-    lines.append(f"Content-Length: {len(body)}\r\n\r\n")
-    text = "\r\n".join(lines)
-    # Only guard's own additions could carry a line break (llhttp rejects them from upstream).
+    return lines
+
+
+def _encode(lines: list[str]) -> bytes:
+    text = "\r\n".join(lines) + "\r\n\r\n"
     breaks = len(lines) + 1
     if text.count("\n") != breaks or text.count("\r") != breaks:
-        return None
-    return RawAnswer(status, text.encode("utf-8", "surrogateescape") + body, body)
+        raise HeaderInjection("a response header contains a line break")
+    return text.encode("utf-8", "surrogateescape")
+
+
+def whole(status: int, reason: str | None, headers: CIMultiDictProxy[str] | None,
+          add: Iterable[tuple[str, str]], body: bytes, *, drop: frozenset[str] = frozenset(),
+          head_only: bool = False, close: bool = False) -> bytes:
+    """A whole answer. `head_only`: the request was HEAD (the upstream's Content-Length stays)."""
+    lines = _lines(status, reason, headers, add, drop, keep_length=head_only)
+    if not head_only and not no_body(status):
+        lines.append(f"Content-Length: {len(body)}")
+    if close:
+        lines.append("Connection: close")
+    data = _encode(lines)
+    return data if head_only or no_body(status) else data + body
+
+
+def head(status: int, reason: str | None, headers: CIMultiDictProxy[str],
+         add: Iterable[tuple[str, str]], *, drop: frozenset[str], length: int | None,
+         chunked: bool, close: bool) -> bytes:
+    """The head of a streamed answer: its length when known, else chunked (or ended by closing)."""
+    lines = _lines(status, reason, headers, add, drop, keep_length=False)
+    if length is not None:
+        lines.append(f"Content-Length: {length}")
+    elif chunked:
+        lines.append("Transfer-Encoding: chunked")
+    if close:
+        lines.append("Connection: close")
+    return _encode(lines)
+
+
+def status(error: GuardError, *, close: bool = False, head_only: bool = False) -> bytes:
+    """guard's own answer for `error`: a Kubernetes Status, with Retry-After and the error's own
+    headers (a rejection's RateLimit headers)."""
+    add = [("Content-Type", "application/json")]
+    if error.retry_after is not None:
+        add.append(("Retry-After", str(error.retry_after)))
+    add.extend(getattr(error, "headers", ()))
+    body = json.dumps(error.status()).encode()
+    return whole(error.code, None, None, add, body, close=close, head_only=False) if not head_only \
+        else whole(error.code, None, None, [*add, ("Content-Length", str(len(body)))], b"", head_only=True,
+                   close=close)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import resource
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -38,12 +39,26 @@ def run(args: argparse.Namespace) -> int:
             print(problem, file=sys.stderr)
         return 1
     configure_logging()
+    raise_open_files_limit()
     if args.workers > 1:
         listen = settings.listen
         return workers.supervise(listen.host, listen.port, args.workers, lambda spec, port: _serve(
             args.config, GuardServer(settings, path=Path(args.config), overrides=overrides, worker=spec,
                                      port=port)))
     return _serve(args.config, GuardServer(settings, path=Path(args.config), overrides=overrides))
+
+
+def raise_open_files_limit() -> int:
+    """Raise the soft open-files limit to the hard one, as Go programs and nginx do: every client
+    connection and every watch's upstream connection is a file, and the usual soft limit of 1,024
+    would stop guard at ~500 watches. Returns the limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            return soft
+    return hard
 
 
 def _serve(config: str, server: GuardServer) -> int:

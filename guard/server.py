@@ -21,12 +21,14 @@ from aiohttp import web
 
 from guard import app as wiring
 from guard import settings as settings_module
-from guard.admin import AdminPages
+from guard.admin import AdminPages, serve_siblings
 from guard.errors import ConfigError
+from guard.h1server import LeanServer
 from guard.metrics import GuardMetrics
 from guard.pipeline import Holder, Proxy, Runtime
 from guard.routing.dispatch import remember_server_names
 from guard.settings import Settings, TLSSettings
+from guard.workeradmin import Siblings
 from guard.workers import ORPHAN_CHECK, WorkerSpec, listen_socket, parent_gone
 
 log = logging.getLogger("guard.server")
@@ -64,6 +66,8 @@ class GuardServer:
         """The quota store (and Redis fleet) of this process; kept across reloads."""
         self.proxy: Proxy | None = None
         self._runners: list[web.BaseRunner] = []
+        self._main: LeanServer | None = None
+        self._listener: asyncio.Server | None = None
         self._tls: ssl.SSLContext | None = None
         self._stopped = asyncio.Event()
         self.addresses: dict[str, str] = {}
@@ -72,39 +76,52 @@ class GuardServer:
         self.shared = await wiring.build_shared(self.settings, workers=self._workers)
         self.holder = Holder(await wiring.build_runtime(self.settings, workers=self._workers,
                                                         shared=self.shared))
-        main, admin, self.proxy = wiring.build_apps(self.holder, self.metrics, self.pages,
-                                                    shared=self.shared)
+        admin, self.proxy = wiring.build_apps(self.holder, self.metrics, self.pages, shared=self.shared)
         s = self.settings
         self._tls = serving_context(s.tls) if s.tls else None
-        scheme = "https" if self._tls else "http"
-        self.addresses["main"] = await self._listen(main, s.listen.host, s.listen.port, self._tls, scheme,
-                                                    shutdown=s.limits.drain_timeout)
-        if s.admin is not None and (self.worker is None or self.worker.serves_admin):
-            self.addresses["admin"] = await self._listen(admin, s.admin.host, s.admin.port, None, "http",
-                                                         shutdown=1.0)
+        self.addresses["main"] = await self._listen_main(self.proxy)
+        if s.admin is not None:
+            await self._serve_admin(admin, s.admin.host, s.admin.port)
 
-    async def _listen(self, application: web.Application | web.Server, host: str, port: int,
-                      ctx: ssl.SSLContext | None, scheme: str, *, shutdown: float) -> str:
-        limits = self.settings.limits
-        runner: web.BaseRunner
-        if isinstance(application, web.Server):
-            runner = web.ServerRunner(application, handle_signals=False, shutdown_timeout=shutdown)
+    async def _listen_main(self, proxy: Proxy) -> str:
+        """The main listener: guard.h1server on its own socket (shared with the other workers
+        through SO_REUSEPORT under `--workers`)."""
+        s = self.settings
+        limits = s.limits
+        self._main = LeanServer(proxy.handle, idle_timeout=limits.idle_timeout,
+                                max_connections=limits.max_connections, max_line=limits.max_header_bytes)
+        loop = asyncio.get_running_loop()
+        if self.worker is not None:
+            sock = listen_socket(s.listen.host, self._port if self._port is not None else s.listen.port)
+            self._listener = await loop.create_server(self._main, sock=sock, ssl=self._tls, backlog=1024)
         else:
-            runner = web.AppRunner(application, access_log=None, handle_signals=False,
-                                   shutdown_timeout=shutdown, keepalive_timeout=limits.idle_timeout)
+            self._listener = await loop.create_server(self._main, s.listen.host, s.listen.port, ssl=self._tls,
+                                                      backlog=1024, reuse_address=True)
+        bound = self._listener.sockets[0].getsockname()
+        return _url("https" if self._tls else "http", bound)
+
+    async def _serve_admin(self, application: web.Application, host: str, port: int) -> None:
+        """One process, or worker 0: the admin address (worker 0 answering for its siblings too).
+        Any other worker: a unix socket in the parent's private directory, for worker 0 to reach."""
+        worker = self.worker
+        if worker is not None and not worker.serves_admin:
+            runner = await self._admin_runner(application)
+            await web.UnixSite(runner, worker.admin_socket(worker.index), backlog=128).start()
+            return
+        if worker is not None:
+            serve_siblings(application, Siblings(worker.index, worker.siblings()))
+        runner = await self._admin_runner(application)
+        await web.TCPSite(runner, host, port, backlog=1024, reuse_address=True).start()
+        self.addresses["admin"] = _url("http", runner.addresses[0])
+
+    async def _admin_runner(self, application: web.Application) -> web.AppRunner:
+        limits = self.settings.limits
+        runner = web.AppRunner(application, access_log=None, handle_signals=False, shutdown_timeout=1.0,
+                               keepalive_timeout=limits.idle_timeout)
         await runner.setup()
         _limit_connections(runner, limits.max_connections)
-        site: web.BaseSite
-        if self.worker is not None and isinstance(application, web.Server):
-            sock = listen_socket(host, self._port if self._port is not None else port)
-            site = web.SockSite(runner, sock, ssl_context=ctx, backlog=1024)
-        else:
-            site = web.TCPSite(runner, host, port, ssl_context=ctx, backlog=1024, reuse_address=True)
-        await site.start()
         self._runners.append(runner)
-        bound = runner.addresses[0]
-        shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
-        return f"{scheme}://{shown}:{bound[1]}"
+        return runner
 
     def announce(self) -> None:
         """The line tests and scripts wait for."""
@@ -153,6 +170,10 @@ class GuardServer:
         """Drain: stop accepting, end watches, let ordinary requests finish, then close."""
         if self.proxy is not None:
             self.proxy.drain()
+        if self._listener is not None:
+            self._listener.close()
+        if self._main is not None:
+            await self._main.shutdown(self.settings.limits.drain_timeout)
         for runner in self._runners:
             await runner.cleanup()
         self._runners.clear()
@@ -183,6 +204,12 @@ class GuardServer:
             await asyncio.sleep(ORPHAN_CHECK)
         log.warning("the parent process is gone; stopping worker %d", worker.index)
         self._stopped.set()
+
+
+def _url(scheme: str, bound: Any) -> str:
+    host = str(bound[0])
+    shown = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{shown}:{bound[1]}"
 
 
 def _limit_connections(runner: web.BaseRunner, most: int) -> None:

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit
 
+from guard.policy.model import parse_duration
+
 if TYPE_CHECKING:
     from guard.settings import Address
 
@@ -78,10 +80,12 @@ class Fields:
         return raw
 
     def seconds(self, raw: object, at: str) -> float:
-        if not isinstance(raw, int | float) or isinstance(raw, bool) or raw <= 0:
-            self.error(at, "must be a number of seconds > 0")
+        """A number of seconds, or a duration like `250ms`, `30s`, `5m`, `1h`; more than zero."""
+        value = parse_duration(raw)
+        if value is None or value <= 0:
+            self.error(at, f"must be a number of seconds > 0 or a duration like 30s, 5m (got {raw!r})")
             return 1.0
-        return float(raw)
+        return value
 
     def path(self, raw: object, at: str, *, directory: bool = False, must_exist: bool = True) -> Path | None:
         """A path relative to the settings file's directory; must exist unless told otherwise."""

@@ -3,7 +3,9 @@
 The parent reserves the port (bound, never listening) and forks the workers before any event loop
 exists; each worker binds its own listening socket to that port with SO_REUSEPORT, so the kernel
 spreads connections across workers by hash instead of waking them all for every accept. Worker 0
-alone serves the admin listener. The parent prints the `guard serving` line once every worker
+serves the admin listener; every other worker serves its admin app on a unix socket in a private
+directory (mode 0700) that the parent creates and removes, so worker 0 can gather their /metrics
+and debug pages (`guard.workeradmin`). The parent prints the `guard serving` line once every worker
 listens, passes SIGTERM/SIGINT/SIGHUP on to them, and exits when all have stopped; if one dies on
 its own, the parent stops the others and exits non-zero (a supervisor restarts the whole unit).
 
@@ -18,9 +20,11 @@ from __future__ import annotations
 import logging
 import os
 import select
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -39,10 +43,21 @@ class WorkerSpec:
     count: int
     ready_fd: int
     parent: int
+    sockets: str
+    """The parent's private directory (mode 0700) holding each worker's admin unix socket."""
 
     @property
     def serves_admin(self) -> bool:
+        """True for the worker on the admin address; the others serve theirs on `admin_socket`."""
         return self.index == 0
+
+    def admin_socket(self, index: int) -> str:
+        """Where worker `index` serves its admin app when it is not the one on the admin address."""
+        return os.path.join(self.sockets, f"admin-{index}.sock")
+
+    def siblings(self) -> dict[int, str]:
+        """Every other worker's admin socket, by worker index."""
+        return {i: self.admin_socket(i) for i in range(self.count) if i != self.index}
 
     def report(self, line: str) -> None:
         """Tell the parent this worker listens (one line; worker 0's carries the addresses)."""
@@ -64,15 +79,25 @@ def supervise(host: str, port: int, count: int, run_worker: Callable[[WorkerSpec
 
     `run_worker(spec, port)` runs in each child and returns its exit code."""
     reserved = listen_socket(host, port)  # holds the port (port 0 becomes a real one); never listens
+    sockets = tempfile.mkdtemp(prefix="guard-workers-")  # mode 0700: only this user reaches the sockets
+    try:
+        return _fork(reserved, sockets, count, run_worker)
+    finally:
+        shutil.rmtree(sockets, ignore_errors=True)
+
+
+def _fork(reserved: socket.socket, sockets: str, count: int,
+          run_worker: Callable[[WorkerSpec, int], int]) -> int:
     bound = reserved.getsockname()[1]
     read_fd, write_fd = os.pipe()
     children: dict[int, int] = {}
     for index in range(count):
         pid = os.fork()
-        if pid == 0:  # the worker: never returns to the caller's stack
+        if pid == 0:  # the worker: never returns to the caller's stack (nor to its cleanup)
             os.close(read_fd)
             reserved.close()
-            spec = WorkerSpec(index=index, count=count, ready_fd=write_fd, parent=os.getppid())
+            spec = WorkerSpec(index=index, count=count, ready_fd=write_fd, parent=os.getppid(),
+                              sockets=sockets)
             code = 1
             try:
                 code = run_worker(spec, bound)

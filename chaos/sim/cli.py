@@ -60,6 +60,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--per-object-service-us", type=float, default=d.per_object_service_us)
     add("--memory-budget-mb", type=float, default=d.memory_budget_mb, help="0 = never crash")
     add("--restart-delay-s", type=float, default=d.restart_delay_s)
+    add("--cold-start-s", type=float, default=d.cold_start_s, help="watch cache cold after a start (s)")
+    add("--cold-list-factor", type=float, default=d.cold_list_factor, help="LIST time, memory x when cold")
     add("--watch-cache-window", type=int, default=d.watch_cache_window)
     add("--bookmark-interval-s", type=float, default=d.bookmark_interval_s)
 
@@ -91,6 +93,8 @@ def options_from(args: argparse.Namespace) -> SimOptions:
         "per_object_service_us",
         "memory_budget_mb",
         "restart_delay_s",
+        "cold_start_s",
+        "cold_list_factor",
         "watch_cache_window",
         "bookmark_interval_s",
         "cert_file",

@@ -47,6 +47,13 @@ class SimOptions:
     """In-flight LIST response bytes beyond which the replica crashes; 0 = never crash."""
     restart_delay_s: float = 3.0
     """How long a crashed replica refuses connections before it comes back."""
+    cold_start_s: float = 0.0
+    """For this long after a replica (re)starts its watch cache is cold and a LIST is served from
+    storage; 0 = always warm."""
+    cold_list_factor: float = 1.0
+    """While cold, a LIST costs this many times its service time and holds this many times its
+    response bytes against the memory budget (decoded storage objects plus the encoded answer), so
+    a re-LIST herd that a warm replica bears can knock a freshly restarted one over again."""
     watch_cache_window: int = 1000
     """How many past events a watch can resume from before 410 Gone."""
     bookmark_interval_s: float = 5.0

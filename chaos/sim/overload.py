@@ -4,11 +4,13 @@ The model follows the api-server's max-in-flight filter: read-only and mutating 
 a bounded number of seats (long-running requests — watches, log follows, exec — hold none); past
 the bound the answer is 429 with `Retry-After: 1` and a `Status` body. Service time grows with the
 seats in use, and a LIST also costs time per object and charges its response bytes against a
-memory budget; past the budget the replica crashes. Like the api-server, a request keeps its seat
-until its response body has been written to the client (with backpressure), so slow readers hold
-seats. This module decides, sleeps and writes responses; it never touches sockets beyond a modest
-send buffer on the connection and dropping the connection of the request that crashed its replica
-(the `ReplicaSet` owns listening and restarting).
+memory budget; past the budget the replica crashes. For `cold_start_s` after a replica (re)starts
+its watch cache is cold: a LIST is served from storage and costs `cold_list_factor` times the time
+and memory (off by default). Like the api-server, a request keeps its seat until its response body
+has been written to the client (with backpressure), so slow readers hold seats. This module
+decides, sleeps and writes responses; it never touches sockets beyond a modest send buffer on the
+connection and dropping the connection of the request that crashed its replica (the `ReplicaSet`
+owns listening and restarting).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import contextlib
 import contextvars
 import json
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -105,6 +108,7 @@ class ReplicaLoad:
         self.list_bytes = 0
         self.on_crash: Callable[[], None] | None = None
         """Set by the ReplicaSet: starts the crash (stop listening, wait, come back) in the background."""
+        self.started = time.monotonic()
         self.metrics.set_up(index, True)
 
     def reset(self) -> None:
@@ -154,11 +158,19 @@ class ReplicaLoad:
     def memory_budget_bytes(self) -> int:
         return int(self.options.memory_budget_mb * 1024 * 1024)
 
+    def list_factor(self) -> float:
+        """How many times a LIST's time and memory it costs now: cold_list_factor while cold, else 1."""
+        if time.monotonic() - self.started < self.options.cold_start_s:
+            return self.options.cold_list_factor
+        return 1.0
+
     async def serve_list(self, n_objects: int, n_bytes: int) -> None:
         """Spend a LIST's service time holding its response bytes; crash past the memory budget."""
         state = _current_request.get()
         if state is not None:
             state.listed = True
+        factor = self.list_factor()
+        n_bytes = int(n_bytes * factor)
         self.list_bytes += n_bytes
         self.metrics.set_list_bytes(self.index, self.list_bytes)
         try:
@@ -168,7 +180,7 @@ class ReplicaLoad:
                 raise ReplicaCrashed(
                     f"replica {self.index} out of memory: {self.list_bytes} > {budget} bytes"
                 )
-            await asyncio.sleep(self.service_seconds(READONLY, n_objects))
+            await asyncio.sleep(self.service_seconds(READONLY, n_objects) * factor)
         finally:
             self.list_bytes = max(0, self.list_bytes - n_bytes)
             self.metrics.set_list_bytes(self.index, self.list_bytes)
@@ -189,6 +201,7 @@ class ReplicaLoad:
 
     def mark_up(self) -> None:
         self.reset()
+        self.started = time.monotonic()
         self.up = True
         self.metrics.set_up(self.index, True)
 

@@ -8,8 +8,12 @@ It must never store tokens.
 
 from __future__ import annotations
 
+import itertools
+import os
 from collections import Counter, defaultdict
 from typing import Any
+
+_EPOCHS = itertools.count(1)
 
 
 class Recorder:
@@ -17,6 +21,9 @@ class Recorder:
         self.reset()
 
     def reset(self) -> None:
+        self.epoch = f"{os.getpid()}-{next(_EPOCHS)}"
+        """Changes whenever the counts start again from zero (a new process, or a reset), so a
+        reader summing counts over time knows when to stop subtracting."""
         self.requests: Counter[str] = Counter()
         self.verbs: defaultdict[str, Counter[str]] = defaultdict(Counter)
         self.impersonators: Counter[str] = Counter()
@@ -48,6 +55,7 @@ class Recorder:
     def state(self) -> dict[str, Any]:
         users = {u: {"requests": n, "verbs": dict(self.verbs[u])} for u, n in sorted(self.requests.items())}
         return {
+            "epoch": self.epoch,
             "totals": {
                 "requests": sum(self.requests.values()),
                 "unauthenticated": self.unauthenticated,

@@ -18,10 +18,11 @@ from typing import Any
 import redis.asyncio as aredis
 from redis import exceptions as rexc
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.connection import parse_url
 from redis.asyncio.sentinel import Sentinel
 
 from guard.errors import GuardError
-from guard.federation.config import RedisSettings
+from guard.federation.config import RedisSettings, SentinelSettings
 
 log = logging.getLogger(__name__)
 
@@ -94,11 +95,34 @@ def build_client(settings: RedisSettings) -> Any:
         kwargs.pop("retry_on_timeout")  # the Cluster client retries by node refresh instead
         return RedisCluster.from_url(settings.url, max_connections=settings.pool_size, **kwargs)
     if settings.sentinel is not None:
-        sentinel = Sentinel(list(settings.sentinel.addresses), **kwargs)  # type: ignore[no-untyped-call]
-        return sentinel.master_for(settings.sentinel.master, **kwargs)
+        return _sentinel_master(settings, settings.sentinel, kwargs)
     pool = aredis.BlockingConnectionPool.from_url(
         settings.url, max_connections=settings.pool_size, timeout=settings.timeout, **kwargs)
     return aredis.Redis(connection_pool=pool)
+
+
+def _sentinel_master(settings: RedisSettings, sentinel: SentinelSettings, kwargs: dict[str, Any]) -> Any:
+    """The master named in `sentinel`, found through the sentinels and found again after a failover.
+
+    The URL's host is not used (the sentinels name the master), but its database, user and password
+    are, as for a single node. With rediss:// both the master and the sentinels are spoken to over
+    TLS with the same CA and client certificate (Sentinel inherits Redis's TLS settings)."""
+    from_url = parse_url(settings.url)
+    options: dict[str, Any] = {k: from_url[k] for k in ("db", "username", "password") if k in from_url}
+    kwargs = {**options, **kwargs, "max_connections": settings.pool_size}
+    to_sentinels = {k: v for k, v in kwargs.items() if k.startswith("socket_")}
+    if settings.url.startswith("rediss://"):
+        kwargs["ssl"] = True
+        to_sentinels.update({k: v for k, v in kwargs.items() if k.startswith("ssl")})
+    manager = Sentinel(list(sentinel.addresses),  # type: ignore[no-untyped-call]
+                       sentinel_kwargs=to_sentinels, **kwargs)
+    return manager.master_for(sentinel.master)
+
+
+def _owned(client: Any) -> list[Any]:
+    """The client and, behind a Sentinel-managed one, the clients that talk to the sentinels."""
+    manager = getattr(getattr(client, "connection_pool", None), "sentinel_manager", None)
+    return [client, *getattr(manager, "sentinels", [])]
 
 
 class Gateway:
@@ -177,7 +201,8 @@ class Gateway:
         return f"{self.settings.key_prefix}{{{tag}}}" + "".join(f":{p}" for p in parts)
 
     async def close(self) -> None:
-        try:
-            await self._client.aclose()
-        except (rexc.RedisError, OSError):
-            pass
+        for client in _owned(self._client):
+            try:
+                await client.aclose()
+            except (rexc.RedisError, OSError):
+                pass

@@ -107,11 +107,11 @@ class RedisQuotaStore:
         credit while Redis's last reply showed room in the global bucket: at most a starter
         allowance is owed at once, and the next grants pay it back, so the fleet's total stays
         within rate x time + burst. Without this a quiet key would see 429s under its quota."""
-        if now < state.next_ask or state.debt + cost > self._allowance(state.limit):
+        if now < state.next_ask or state.owed + cost > self._allowance(state.limit):
             return False
         interval = 1.0 / state.limit.rate
         room = (state.limit.burst * interval - max(0.0, state.ahead - (now - state.replied))) / interval
-        if room < state.debt + cost + self.live:  # leave the other replicas' share alone
+        if room < state.owed + cost + self.live:  # leave the other replicas' share alone
             return False
         state.debt += cost
         return True
@@ -142,7 +142,7 @@ class RedisQuotaStore:
     def _give_starter(self, state: KeyState, now: float) -> None:
         """A tenant new to this replica spends a small allowance, paid back by its first lease."""
         starter = self._allowance(state.limit)
-        state.tokens = state.debt = starter
+        state.tokens = state.credit = starter
         state.expires = now + self._lease_ttl
 
     def _fall_back(self, state: KeyState, now: float, cost: float) -> Take:

@@ -1,6 +1,6 @@
 """Routing on the wire: read a request's target, Host header and TLS server name, hand them to
 `guard.routing.router`, and return the routed cluster's runtime with the request retargeted past
-the `/clusters/{name}` prefix.
+the `/clusters/{name}` prefix (`guard.h1server.Request.retarget`).
 
 Python's ssl module shows a connection's server name (SNI) only to a callback during the
 handshake; `remember_server_names` installs one on the serving context that notes it per TLS
@@ -15,9 +15,7 @@ import weakref
 from collections.abc import Mapping
 from typing import Any, Generic, TypeVar
 
-from aiohttp import web
-from yarl import URL
-
+from guard.h1server import Request
 from guard.routing.router import PREFIX, Router
 
 R = TypeVar("R")
@@ -36,22 +34,17 @@ class Routes(Generic[R]):
     def default(self) -> R:
         return self.runtimes[self.router.default.cluster]
 
-    def route(self, request: web.BaseRequest) -> tuple[R, web.BaseRequest]:
-        """(the routed cluster's runtime, the request as that cluster sees it). Raises
-        UnknownCluster (a 404 Status) for `/clusters/{name}` naming no cluster."""
+    def route(self, request: Request) -> tuple[R, Request]:
+        """(the routed cluster's runtime, the request as that cluster sees it: retargeted past the
+        prefix). Raises UnknownCluster (a 404 Status) for `/clusters/{name}` naming no cluster."""
         target = request.raw_path
         if not self._by_host and not target.startswith(PREFIX):
             return self.default, request
         sni = server_name(request.transport) if self._by_host else None
         route = self.router.route(target, request.headers.get("Host"), sni)
         if route.target is not None:
-            request = retarget(request, route.target)
+            request.retarget(route.target)
         return self.runtimes[route.cluster], request
-
-
-def retarget(request: web.BaseRequest, target: str) -> web.BaseRequest:
-    """The same request (headers, body stream, connection) with another target, still encoded."""
-    return request.clone(rel_url=URL(target, encoded=True))
 
 
 def remember_server_names(ctx: ssl.SSLContext) -> None:

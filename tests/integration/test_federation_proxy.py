@@ -13,10 +13,10 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import aiohttp
 import pytest
 
 from tests.conftest import SimServer
+from tests.integration.federation_guards import all_metric, any_metric, eventually, flood, metric
 from tests.proxy_fakes import GuardProcess
 from tests.redis_servers import RedisServer, redis_server  # noqa: F401
 
@@ -73,54 +73,6 @@ async def fleet(tmp_path: Path, sim: SimServer, redis: RedisServer) -> AsyncIter
         for guard in guards:
             if guard.proc is not None:
                 await guard.stop()
-
-
-async def metric(guard: GuardProcess, name: str) -> float:
-    async with aiohttp.ClientSession() as client, client.get(f"{guard.admin}/metrics") as resp:
-        text = await resp.text()
-    found = [line.split()[-1] for line in text.splitlines()
-             if line.startswith((f"{name} ", f"{name}_total "))]
-    return float(found[0]) if found else -1.0
-
-
-async def all_metric(guards: list[GuardProcess], name: str, value: float) -> bool:
-    return all(v == value for v in await asyncio.gather(*(metric(g, name) for g in guards)))
-
-
-async def eventually(check: Callable[[], object], timeout: float = 10.0, step: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return True
-        await asyncio.sleep(step)
-    return False
-
-
-async def flood(guards: list[GuardProcess], token: str, rate: int, seconds: float, namespace: str = "team-a",
-                statuses: Counter[int] | None = None) -> tuple[Counter[int], float]:
-    """`rate` requests/s spread round-robin over the guards, on schedule (a flood ignores 429s);
-    (status counts, the span from first send to last answer)."""
-    statuses = statuses if statuses is not None else Counter()
-    headers = {"Authorization": f"Bearer {token}"}
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=300)) as client:
-
-        async def one(url: str) -> None:
-            async with client.get(f"{url}/api/v1/namespaces/{namespace}/configmaps", headers=headers) as r:
-                await r.read()
-                statuses[r.status] += 1
-
-        loop = asyncio.get_running_loop()
-        start, tasks = loop.time(), []
-        for i in range(int(rate * seconds)):
-            delay = start + i / rate - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.ensure_future(one(guards[i % len(guards)].url)))
-        await asyncio.gather(*tasks)
-        return statuses, loop.time() - start
 
 
 async def test_three_guards_share_one_quota(tmp_path: Path, sim_server: Callable[..., SimServer],
@@ -203,6 +155,3 @@ async def test_quarantine_and_bundles_reach_every_guard(tmp_path: Path, sim_serv
             assert (await flood([guard], sim.tokens["alice"], 20, 0.1))[0][429] >= 1
         assert all((tmp_path / f"bundle-{i}" / "bundle.json").exists() for i in range(3))
 
-
-async def any_metric(guards: list[GuardProcess], name: str, value: float) -> bool:
-    return any(v == value for v in await asyncio.gather(*(metric(g, name) for g in guards)))

@@ -222,6 +222,56 @@ async def test_connections_beyond_max_connections_are_closed(
     assert len(api.seen) == 2
 
 
+async def test_an_api_server_silent_beyond_request_timeout_gets_a_503_but_a_watch_does_not(
+        tmp_path: Path, api: FakeApiServer, client: aiohttp.ClientSession) -> None:
+    """limits.requestTimeout bounds how long an ordinary request waits for the api-server (a 503
+    Status with Retry-After); a watch is long-running and may stay silent as long as it likes."""
+    async for g in _guard(tmp_path, [api.url], extra="limits: {requestTimeout: 1s}\n"):
+        async with client.get(g.url + "/api/v1/namespaces/hold/pods", headers=ALICE,
+                              timeout=aiohttp.ClientTimeout(total=10)) as r:
+            body = await r.json()
+            assert r.status == 503 and r.headers["Retry-After"] == "1"
+            assert body["kind"] == "Status" and "did not answer in time" in body["message"]
+        async with client.get(g.url + "/api/v1/pods?watch=true", headers=ALICE) as r:
+            assert r.status == 200
+            await asyncio.sleep(2.0)  # twice the timeout with no event
+            await api.watch_events.put(event("ADDED", "late"))
+            line = await asyncio.wait_for(r.content.readline(), 5)
+        assert b'"late"' in line
+
+
+async def _expect_continue(url: str, token: str, body: bytes) -> tuple[bytes, bytes]:
+    """POST with `Expect: 100-continue`, sending the body only after an interim answer; returns
+    (the first answer head, whatever followed the body)."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(b"POST /api/v1/namespaces/default/configmaps HTTP/1.1\r\nHost: guard\r\n"
+                 b"Authorization: Bearer %s\r\nExpect: 100-continue\r\nContent-Length: %d\r\n\r\n"
+                 % (token.encode(), len(body)))
+    first = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    rest = b""
+    if first.startswith(b"HTTP/1.1 100 "):
+        writer.write(body)
+        rest = await asyncio.wait_for(reader.readuntil(b"}"), 5)
+    writer.close()
+    return first, rest
+
+
+async def test_expect_100_continue_is_answered_by_guard_once_the_request_is_admitted(
+        guard: RunningGuard, api: FakeApiServer) -> None:
+    """A client waiting on `Expect: 100-continue` gets 100 Continue from guard, then the api-server's
+    answer (never the api-server's own 100, which would be taken for the answer); `Expect` is not
+    forwarded. A request refused before its body is needed gets its Status at once, without 100."""
+    first, rest = await _expect_continue(guard.url, "alice-token", b"x" * 3000)
+    assert first == b"HTTP/1.1 100 Continue\r\n\r\n"
+    assert rest.startswith(b"HTTP/1.1 200 OK\r\n") and b'"bodyBytes": 3000' in rest
+    assert api.seen[-1].header("Expect") == []
+    seen = len(api.seen)
+    first, rest = await _expect_continue(guard.url, "no-such-token", b"x" * 3000)
+    assert first.startswith(b"HTTP/1.1 401 ") and rest == b""
+    assert len(api.seen) == seen
+
+
 async def test_no_endpoint_answering_gives_503_with_retry_after(
         tmp_path: Path, api: FakeApiServer, client: aiohttp.ClientSession) -> None:
     """When no api-server endpoint accepts connections: 503 ServiceUnavailable Status with Retry-After."""

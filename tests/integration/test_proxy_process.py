@@ -47,6 +47,27 @@ async def test_a_64_mb_list_passes_with_bounded_memory(guard: GuardProcess) -> N
     assert grown * 1024 < BODY / 8, f"guard's peak RSS grew by {grown} KiB for a {BODY >> 20} MiB body"
 
 
+async def test_a_client_that_stops_reading_a_large_list_holds_guard_to_bounded_memory(
+        guard: GuardProcess) -> None:
+    """A large answer of known length passes socket to socket; a client that stops reading pauses
+    the api-server side instead of filling guard's memory, and still gets every byte afterwards."""
+    host, port = guard.url.removeprefix("http://").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port), limit=1 << 20)
+    writer.write(f"GET /big?bytes={BODY} HTTP/1.1\r\nHost: guard\r\n"
+                 "Authorization: Bearer alice-token\r\n\r\n".encode())
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert f"Content-Length: {BODY}".encode() in head
+    received = len(await reader.readexactly(1 << 20))
+    before = guard.peak_rss_kib()
+    await asyncio.sleep(1.0)  # the client reads nothing; the upstream would send 63 MB more
+    grown = guard.peak_rss_kib() - before
+    while received < BODY:
+        received += len(await reader.read(1 << 20))
+    writer.close()
+    assert received == BODY
+    assert grown * 1024 < BODY / 8, f"guard's peak RSS grew by {grown} KiB while the client did not read"
+
+
 async def test_sighup_with_a_bad_file_keeps_the_old_settings_and_a_good_one_applies(
         guard: GuardProcess, api: FakeApiServer, tmp_path: Path) -> None:
     """A broken reload is logged with file and field and changes nothing; a valid one takes effect."""

@@ -1,5 +1,5 @@
 """Small answers written as raw bytes to the client (guard.rawanswer): byte-exact body, hop-by-hop
-headers dropped, keep-alive kept; HTTP/1.0 and HEAD still go through aiohttp's Response."""
+headers dropped, keep-alive kept; HTTP/1.0 answered and closed; HEAD answered without a body."""
 
 from __future__ import annotations
 
@@ -33,6 +33,11 @@ class _Api(asyncio.Protocol):
                 self.buffer = self.buffer[length:]
                 self.transport.write(b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\n"
                                      b"Content-Length: %d\r\n\r\n%s" % (len(REVIEW), REVIEW))
+            elif b"/early/" in head:  # interim answers first, as an api-server behind a CDN might
+                self.transport.write(b"HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n"
+                                     b"HTTP/1.1 100 Continue\r\n\r\n" + ANSWER)
+            elif head.startswith(b"HEAD "):
+                self.transport.write(ANSWER[:-len(BODY)])  # the head only, as a server answers HEAD
             else:
                 self.transport.write(ANSWER)
 
@@ -85,15 +90,25 @@ async def test_small_answers_leave_raw_and_keep_the_connection(guard: RunningGua
         assert [x for x in lines if x.startswith(b"date: ")]
 
 
-async def test_http10_and_head_still_go_through_aiohttp(guard: RunningGuard) -> None:
-    """HTTP/1.0 (closes after the answer) and HEAD (no body) take aiohttp's Response path."""
+async def test_http10_is_closed_after_its_answer_and_head_gets_no_body(guard: RunningGuard) -> None:
+    """HTTP/1.0 gets the whole answer, `Connection: close` and a closed connection; a HEAD answer
+    keeps the upstream's Content-Length and has no body, so the next answer follows at once."""
     (answer,), open_after = await _exchange(guard.url, _get(version="1.0"))
-    assert b"\r\nServer: " in answer and answer.endswith(BODY) and not open_after
+    assert b"\r\nConnection: close\r\n" in answer and answer.endswith(BODY) and not open_after
     host, port = guard.url.removeprefix("http://").rsplit(":", 1)
     reader, writer = await asyncio.open_connection(host, int(port))
     writer.write(_get("HEAD") + _get())
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
-    assert b"\r\nServer: " in head
+    assert b"\r\nContent-Length: %d\r\n" % len(BODY) in head and b"\r\nServer: " not in head
     second = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)  # the HEAD answer had no body
     assert second.startswith(b"HTTP/1.1 200")
     writer.close()
+
+
+async def test_interim_answers_from_the_api_server_are_not_taken_for_the_answer(guard: RunningGuard) -> None:
+    """A 103 or 100 before the real answer is skipped: the client gets the 200 and its body, and the
+    kept upstream connection stays in step for the next request."""
+    early = _get().replace(b"/pods/p ", b"/early/p ")
+    answers, open_after = await _exchange(guard.url, early + _get(), answers=2)
+    assert all(a.startswith(b"HTTP/1.1 200 OK\r\n") and a.endswith(BODY) for a in answers)
+    assert open_after

@@ -4,6 +4,7 @@ extrapolation of watch memory, and the static upstream's request parsing."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -102,3 +103,21 @@ def test_big_list_is_valid_json_of_about_the_asked_size() -> None:
 ])  # fmt: skip
 def test_upstream_reads_the_body_length(head: bytes, length: int) -> None:
     assert content_length(head) == length
+
+
+def test_baseline_adds_an_earlier_checkout_as_a_target(tmp_path: Path) -> None:
+    """`--baseline CHECKOUT` measures that checkout's guard beside this one; a directory that is not
+    a checkout of guard is refused by name."""
+    from bench import cli
+
+    parser = cli.build_parser()
+    plain = cli.plan_from(parser.parse_args([]), parser)
+    assert "guard-baseline" not in [t.name for t in plain.targets]
+    (tmp_path / "guard").mkdir()
+    (tmp_path / "guard" / "cli.py").write_text("")
+    args = parser.parse_args(["--baseline", str(tmp_path), "--only", "guard-baseline,guard-policies"])
+    plan = cli.plan_from(args, parser)
+    assert [t.name for t in plan.targets] == ["guard-policies", "guard-baseline"]
+    assert plan.baseline == tmp_path
+    with pytest.raises(SystemExit):
+        cli.plan_from(parser.parse_args(["--baseline", str(tmp_path / "nowhere")]), parser)

@@ -130,10 +130,37 @@ def test_lease_tokens_lapse_and_refill_at_watermark() -> None:
 
 def test_starter_debt_is_paid_by_the_first_grant() -> None:
     """Starter tokens spent before the first lease are deducted from it."""
-    state = KeyState("k", Limit(rate=100, burst=100), tokens=2, debt=2, expires=1.0)
+    state = KeyState("k", Limit(rate=100, burst=100), tokens=2, credit=2, expires=1.0)
     assert state.spend(0.0, 1) and state.spend(0.0, 1)
+    assert (state.credit, state.debt) == (0, 2)
     state.grant(0.01, 10, 10, 0.1, live=1, lease_ttl=0.25)
     assert state.tokens == 8 and state.debt == 0
+
+
+@pytest.mark.parametrize(
+    ("tokens", "credit", "debt", "want"),
+    [
+        (26, 0, 0, 0),  # a full lease: above the watermark
+        (12, 0, 0, 14),  # below half a lease: top it up
+        (40, 40, 0, 26),  # living on an unspent starter: ask at once, it is not paid for
+        (30, 30, 10, 36),  # ten starter tokens spent: pay them back with the lease
+        (0, 0, 3, 29),  # borrowed three between leases
+    ],
+)
+def test_tokens_on_credit_do_not_count_toward_the_watermark(tokens: float, credit: float, debt: float,
+                                                           want: int) -> None:
+    """Only tokens Redis granted count toward the 50 % watermark; what is owed is asked for too."""
+    state = KeyState("k", Limit(rate=100, burst=100), demand=100.0, tokens=tokens, credit=credit,
+                     debt=debt, expires=1.0)
+    assert state.want(0.5, 1, 0.01, 0.25) == want
+
+
+def test_unspent_credit_lapses_without_debt() -> None:
+    """Starter tokens that lapse unspent are owed to nobody; the spent ones stay owed."""
+    state = KeyState("k", Limit(rate=100, burst=100), tokens=4, credit=4, expires=0.25)
+    assert state.spend(0.1, 1)
+    assert not state.spend(0.3, 1)
+    assert (state.tokens, state.credit, state.debt) == (0, 0, 1)
 
 
 @pytest.mark.parametrize(

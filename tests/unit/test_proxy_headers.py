@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from guard.forward import request_headers, response_headers
+from guard import rawanswer
+from guard.forward import connection_tokens, request_headers
 
 
 def inbound(*pairs: tuple[str, str]) -> CIMultiDictProxy[str]:
@@ -50,7 +51,15 @@ def test_x_forwarded_for_appends_the_peer() -> None:
 
 def test_response_headers_drop_hop_by_hop_and_add_the_verdicts() -> None:
     """Upstream framing headers go; the admission verdict's headers are added."""
-    out = response_headers(inbound(("Transfer-Encoding", "chunked"), ("Content-Type", "application/json"),
-                                   ("Connection", "X-Internal"), ("X-Internal", "1")),
-                           [("RateLimit", '"r";r=1;t=1')])
-    assert list(out.keys()) == ["Content-Type", "RateLimit"]
+    upstream = inbound(("Transfer-Encoding", "chunked"), ("Content-Type", "application/json"),
+                       ("Connection", "X-Internal"), ("X-Internal", "1"))
+    head = rawanswer.head(200, "OK", upstream, [("RateLimit", '"r";r=1;t=1')],
+                          drop=connection_tokens(upstream), length=None, chunked=True, close=False)
+    names = [line.split(":")[0] for line in head.decode().split("\r\n")[1:] if line]
+    assert names == ["Content-Type", "RateLimit", "Date", "Transfer-Encoding"]
+
+
+def test_a_header_with_a_line_break_is_never_sent() -> None:
+    """guard's own additions are the only headers that could carry one: the answer is refused."""
+    with pytest.raises(rawanswer.HeaderInjection):
+        rawanswer.whole(200, "OK", None, [("X-Tenant", "a\r\nSet-Cookie: x")], b"{}")
