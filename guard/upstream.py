@@ -17,7 +17,7 @@ import os
 import ssl
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -137,12 +137,12 @@ class Upstream:
         self.on_close: list[Callable[[], Awaitable[None]]] = []
         """What else to stop with this upstream (its health checks)."""
 
-    def pick(self, exclude: Iterable[Endpoint] = ()) -> Endpoint | None:
+    def pick(self, exclude: Collection[Endpoint] = ()) -> Endpoint | None:
         """The endpoint for the next request, not one of `exclude` (see guard.routing.balance)."""
         endpoints = self.endpoints
         n = len(endpoints)
         return balance.choose(endpoints, self._clock(), next(self._turn) % n if n else 0,
-                              set(map(id, exclude)))
+                              {id(ep) for ep in exclude} if exclude else ())
 
     def states(self) -> dict[str, EndpointHealth]:
         return {ep.url: ep.health for ep in self.endpoints}
