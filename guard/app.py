@@ -10,7 +10,9 @@ must never hold request state.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from collections import Counter
 from collections.abc import Callable
 
 import aiohttp
@@ -27,11 +29,15 @@ from guard.federation.bundles import Bundle, bundle_policies
 from guard.federation.config import RedisSettings
 from guard.federation.fleet import Fleet, build_fleet
 from guard.federation.quarantine import QuarantineBoard
-from guard.metrics import GuardMetrics
+from guard.metrics import EndpointFigures, GuardMetrics
 from guard.pipeline import Holder, Proxy, Runtime
 from guard.policy.matching import compile_policies
 from guard.policy.model import TenantPolicy
-from guard.settings import Settings
+from guard.routing.breaker import EndpointHealth
+from guard.routing.dispatch import Routes
+from guard.routing.health import HealthChecker
+from guard.routing.router import Router
+from guard.settings import ClusterSettings, Settings
 from guard.upstream import FailoverReviews, Upstream, resolve_credential
 from guard.workers import SharedQuota
 
@@ -101,28 +107,55 @@ async def build_shared(settings: Settings, *, workers: int = 1) -> Shared:
 async def build_runtime(settings: Settings, *, workers: int = 1, shared: Shared | None = None) -> Runtime:
     """Build one generation of everything that depends on settings. Needs a running loop.
 
-    `workers` is how many processes share the listen port (`guard serve --workers N`); `shared`
-    the process's store (a fresh embedded one when not given)."""
-    cluster = settings.cluster
-    upstream = Upstream(cluster.name, resolve_credential(cluster))
-    reviews = FailoverReviews(upstream, timeout=REVIEW_TIMEOUT)
+    One Runtime per cluster — its own upstream, reviews, identity cache, impersonation check and
+    authorizer — sharing admission and the access log; the default cluster's is returned, and its
+    `routes` reach the others. Breaker states of unchanged endpoints carry over from the running
+    generation. `workers` is how many processes share the listen port (`guard serve --workers N`);
+    `shared` the process's store (a fresh embedded one when not given)."""
+    credentials = {c.name: resolve_credential(c) for c in settings.clusters}
+    admission = build_admission(settings, workers=workers, shared=shared)
     identity = settings.identity if isinstance(settings.identity, authn.IdentitySettings) \
         else authn.IdentitySettings()
-    return Runtime(
-        settings=settings,
-        upstream=upstream,
-        authenticator=authn.Authenticator(identity, reviews),
-        impersonation=impersonation.ImpersonationCheck(reviews),
-        admission=build_admission(settings, workers=workers, shared=shared),
-        impersonation_headers=impersonation.impersonation_headers,
-        authorizer=authz.build_authorizer(cluster.authorize, reviews),
-        access_log=AccessLog(settings.access_log.path, enabled=settings.access_log.enabled,
-                             quiet_tenants=frozenset(settings.access_log.quiet_tenants)),
-        timeouts=(
-            aiohttp.ClientTimeout(total=None, sock_connect=5.0, sock_read=settings.limits.request_timeout),
-            aiohttp.ClientTimeout(total=None, sock_connect=5.0, sock_read=None),
-        ),
+    access_log = AccessLog(settings.access_log.path, enabled=settings.access_log.enabled,
+                           quiet_tenants=frozenset(settings.access_log.quiet_tenants))
+    timeouts = (
+        aiohttp.ClientTimeout(total=None, sock_connect=5.0, sock_read=settings.limits.request_timeout),
+        aiohttp.ClientTimeout(total=None, sock_connect=5.0, sock_read=None),
     )
+    router = Router([c.name for c in settings.clusters], default=settings.cluster.name,
+                    hosts={h: c.name for c in settings.clusters for h in c.hosts})
+    routes: Routes[Runtime] = Routes(router, {})
+    previous = _breakers(shared)
+    for cluster in settings.clusters:
+        upstream = Upstream(cluster.name, credentials[cluster.name], health=cluster.health,
+                            previous=previous.get(cluster.name))
+        reviews = FailoverReviews(upstream, timeout=REVIEW_TIMEOUT)
+        routes.runtimes[cluster.name] = Runtime(
+            settings=settings, upstream=upstream, authenticator=authn.Authenticator(identity, reviews),
+            impersonation=impersonation.ImpersonationCheck(reviews), admission=admission,
+            impersonation_headers=impersonation.impersonation_headers,
+            authorizer=authz.build_authorizer(cluster.authorize, reviews), access_log=access_log,
+            timeouts=timeouts, routes=routes)
+        checker = HealthChecker(upstream)
+        checker.start()
+        upstream.on_close.append(checker.stop)
+    return routes.default
+
+
+def _breakers(shared: Shared | None) -> dict[str, dict[str, EndpointHealth]]:
+    """The running generation's breaker states, by cluster and endpoint URL."""
+    running = shared.holder.current if shared is not None and shared.holder is not None else None
+    return {rt.upstream.name: rt.upstream.states() for rt in clusters_of(running)} if running else {}
+
+
+def clusters_of(runtime: Runtime) -> list[Runtime]:
+    """Every cluster's Runtime of the generation `runtime` belongs to."""
+    return list(runtime.routes.runtimes.values()) if runtime.routes is not None else [runtime]
+
+
+def in_flight(runtime: Runtime) -> int:
+    """Requests still upstream in every cluster of `runtime`'s generation."""
+    return sum(ep.in_flight for rt in clusters_of(runtime) for ep in rt.upstream.endpoints)
 
 
 def build_admission(settings: Settings, *, workers: int = 1, shared: Shared | None = None) -> Admission:
@@ -148,7 +181,8 @@ def admission_settings(settings: Settings) -> AdmissionSettings:
 
 
 async def close_runtime(runtime: Runtime) -> None:
-    await runtime.upstream.close()
+    for rt in clusters_of(runtime):
+        await rt.upstream.close()
     runtime.access_log.close()
 
 
@@ -160,9 +194,9 @@ def build_apps(holder: Holder, metrics: GuardMetrics, pages: admin.AdminPages, *
         shared.holder = holder  # pushed bundles go to whichever runtime is current
         _fleet_counters(shared, metrics)
     metrics.add_counters(_authn_stats(holder), "guard_identity", "Identity step counters")
-    metrics.add_counters(lambda: authz.counters(holder.current.authorizer), "guard_authz",
-                         "Edge authorization counters")
+    metrics.add_counters(_authz_counters(holder), "guard_authz", "Edge authorization counters")
     _admission_pages(holder, pages)
+    _routing_pages(holder, pages, metrics)
     admin_app = admin.build_admin_app(metrics, pages, lambda: holder.current.settings,
                                       lambda: _ready(holder))
     return admin_app, proxy
@@ -187,18 +221,57 @@ def _admission_pages(holder: Holder, pages: admin.AdminPages) -> None:
     pages.add("policies", lambda: admin.policies_view(holder.current.admission))
 
 
+def _routing_pages(holder: Holder, pages: admin.AdminPages, metrics: GuardMetrics) -> None:
+    """/debug/guard/upstreams and the guard_upstream_endpoint_* metrics: every cluster's endpoints."""
+    def upstreams() -> object:
+        current = holder.current
+        routes = current.routes
+        return {"default": routes.router.default.cluster if routes is not None else current.upstream.name,
+                "clusters": [dict(rt.upstream.snapshot(), hosts=list(_cluster_settings(rt).hosts),
+                                  health=dataclasses.asdict(_cluster_settings(rt).health))
+                             for rt in clusters_of(current)]}
+
+    def figures() -> list[EndpointFigures]:
+        return [EndpointFigures(rt.upstream.name, ep.url, ep.health.up, ep.health.weight(ep.clock()),
+                                ep.in_flight, ep.health.failures, ep.health.opens)
+                for rt in clusters_of(holder.current) for ep in rt.upstream.endpoints]
+    pages.add("upstreams", upstreams)
+    metrics.watch_endpoints(figures)
+
+
+def _cluster_settings(runtime: Runtime) -> ClusterSettings:
+    return next(c for c in runtime.settings.clusters if c.name == runtime.upstream.name)
+
+
 def _authn_stats(holder: Holder) -> Callable[[], dict[str, int]]:
+    """Identity counters summed over every cluster's authenticator and impersonation check."""
     def read() -> dict[str, int]:
-        stats = getattr(holder.current.authenticator, "stats", None)
-        counters = dict(vars(stats)) if stats is not None else {}
-        sent = getattr(holder.current.impersonation, "reviews_sent", None)
-        if sent is not None:
-            counters["subject_access_reviews"] = sent
-        return counters
+        counters: Counter[str] = Counter()
+        for rt in clusters_of(holder.current):
+            stats = getattr(rt.authenticator, "stats", None)
+            counters.update(dict(vars(stats)) if stats is not None else {})
+            sent = getattr(rt.impersonation, "reviews_sent", None)
+            if sent is not None:
+                counters["subject_access_reviews"] += sent
+        return dict(counters)
+    return read
+
+
+def _authz_counters(holder: Holder) -> Callable[[], dict[str, int]]:
+    def read() -> dict[str, int]:
+        counters: Counter[str] = Counter()
+        for rt in clusters_of(holder.current):
+            counters.update(authz.counters(rt.authorizer))
+        return dict(counters)
     return read
 
 
 async def _ready(holder: Holder) -> bool:
-    upstream = holder.current.upstream
-    sessions = [(ep.session, ep.url) for ep in upstream.endpoints]
-    return await admin.any_endpoint_ready(sessions, dict(upstream.credential.auth_headers()))
+    """Ready while any endpoint of any cluster answers: one cluster being down must not take guard
+    out of service for the others."""
+    for rt in clusters_of(holder.current):
+        upstream = rt.upstream
+        sessions = [(ep.session, ep.url) for ep in upstream.endpoints]
+        if await admin.any_endpoint_ready(sessions, dict(upstream.credential.auth_headers())):
+            return True
+    return False

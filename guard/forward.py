@@ -138,6 +138,7 @@ async def send(upstream: Upstream, request: Request, out: Outbound,
                 data=body, allow_redirects=False, timeout=out.timeout, compress=None)
         except aiohttp.ClientConnectorError:
             ep.in_flight -= 1
+            ep.failed("ClientConnectorError")  # guard.routing.breaker
             tried.append(ep)
             continue
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as e:
@@ -153,6 +154,7 @@ async def send(upstream: Upstream, request: Request, out: Outbound,
         except aiohttp.ClientError as e:
             ep.in_flight -= 1
             raise UpstreamError(f"api-server {ep.origin}: {type(e).__name__}") from e
+        ep.answered()  # guard.routing.breaker
         return ep, response
     raise ServiceUnavailable(f"no api-server of cluster {upstream.name} is reachable", retry_after=1)
 
@@ -198,8 +200,8 @@ async def send_lean(upstream: Upstream, request: Request, headers: list[tuple[st
         head = request_head(method, ep.base_path + request.raw_path, ep.host_header, headers, chunked=chunked)
         ep.in_flight += 1
         try:
-            return ep, await ep.pool.request(method, head, body, chunked=chunked, read_timeout=read_timeout,
-                                             retry_stale=replayable)
+            return ep, await ep.request(method, head, body, chunked=chunked, read_timeout=read_timeout,
+                                        retry_stale=replayable)  # the breaker hears the outcome
         except h1.ConnectFailed:
             ep.in_flight -= 1
             tried.append(ep)

@@ -31,6 +31,7 @@ from aiohttp.http_parser import HttpRequestParser
 from aiohttp.http_writer import HttpVersion10
 from aiohttp.streams import EMPTY_PAYLOAD, StreamReader
 from multidict import CIMultiDictProxy, MultiDictProxy
+from yarl import URL
 
 from guard import rawanswer
 from guard.errors import BadRequest, GuardError, HeaderTooLarge
@@ -67,6 +68,13 @@ class Request:
         self.remote = conn.remote
         self.answered = False
         """True once the status line has been written: an error can then only abort."""
+
+    def retarget(self, target: str) -> None:
+        """Serve this request as one for `target` (still encoded): guard.routing strips the
+        `/clusters/{name}` prefix before anything reads the path."""
+        path, _, query = target.partition("?")
+        self.raw_path = target
+        self._url = URL.build(path=path, query_string=query, encoded=True)
 
     @property
     def path(self) -> str:

@@ -14,6 +14,7 @@ from bisect import bisect_left
 from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from itertools import accumulate
+from typing import NamedTuple
 
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -60,14 +61,20 @@ class GuardMetrics:
                                registry=r)
         self.admission = AdmissionCollector()
         r.register(self.admission)
+        self.endpoints = EndpointCollector()
+        r.register(self.endpoints)
 
     def add_counters(self, source: Callable[[], dict[str, int]], prefix: str, help_text: str) -> None:
         """Export a plain counter object (e.g. the authenticator's stats) without coupling it here."""
         self.registry.register(_CountersCollector(source, prefix, help_text))
 
-    def watch_requests(self, current: Callable[[], tuple[str, int, int]]) -> None:
-        """Export in-flight requests from `current()` = (cluster, sent upstream, long-running)."""
+    def watch_requests(self, current: Callable[[], Iterable[tuple[str, int, int]]]) -> None:
+        """Export in-flight requests from `current()` = [(cluster, sent upstream, long-running)]."""
         self.in_flight.current = current
+
+    def watch_endpoints(self, current: Callable[[], Iterable[EndpointFigures]]) -> None:
+        """Export every api-server endpoint's circuit state and load from `current()`."""
+        self.endpoints.current = current
 
     def watch_admission(self, current: AdmissionNow, inflight: Callable[[], Mapping[str, int]]) -> None:
         """Export the admission controller that `current()` returns at each scrape (it changes on
@@ -142,20 +149,63 @@ class InFlightCollector(Collector):
     own counts, so no request pays for a gauge update."""
 
     def __init__(self) -> None:
-        self.current: Callable[[], tuple[str, int, int]] = lambda: ("", 0, 0)
+        self.current: Callable[[], Iterable[tuple[str, int, int]]] = list
 
     def describe(self) -> Iterator[Metric]:
         return iter(())
 
     def collect(self) -> Iterator[Metric]:
-        cluster, upstream, long_running = self.current()
         family = GaugeMetricFamily("guard_requests_in_flight", "Requests sent to the api-server and not "
                                    "yet finished, by kind (ordinary, long-running: watches and tunnels).",
                                    labels=["cluster", "kind"])
-        if cluster:
+        for cluster, upstream, long_running in self.current():
             family.add_metric([cluster, "ordinary"], max(0, upstream - long_running))
             family.add_metric([cluster, "long-running"], long_running)
         yield family
+
+
+class EndpointFigures(NamedTuple):
+    """One api-server endpoint as /metrics shows it (`endpoint` is its URL from the settings)."""
+
+    cluster: str
+    endpoint: str
+    up: bool
+    weight: float
+    in_flight: int
+    failures: int
+    opens: int
+
+
+class EndpointCollector(Collector):
+    """`guard_upstream_endpoint_*{cluster,endpoint}`: circuit state, slow-start weight, load and
+    failures of every endpoint, read at scrape time from the breakers."""
+
+    def __init__(self) -> None:
+        self.current: Callable[[], Iterable[EndpointFigures]] = list
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
+
+    def collect(self) -> Iterator[Metric]:
+        labels = ["cluster", "endpoint"]
+        up = GaugeMetricFamily("guard_upstream_endpoint_up", "1 while the endpoint's circuit is closed "
+                               "(it takes requests), 0 while open or half-open.", labels=labels)
+        weight = GaugeMetricFamily("guard_upstream_endpoint_weight", "Share of new requests the endpoint "
+                                   "is due: below 1 during slow start.", labels=labels)
+        in_flight = GaugeMetricFamily("guard_upstream_endpoint_in_flight", "Requests sent to the endpoint "
+                                      "and not yet finished.", labels=labels)
+        failures = CounterMetricFamily("guard_upstream_endpoint_failures", "Connection failures, timeouts "
+                                       "and failed health checks.", labels=labels)
+        opens = CounterMetricFamily("guard_upstream_endpoint_opens", "Times the endpoint's circuit opened.",
+                                    labels=labels)
+        for e in self.current():
+            key = [e.cluster, e.endpoint]
+            up.add_metric(key, 1 if e.up else 0)
+            weight.add_metric(key, e.weight)
+            in_flight.add_metric(key, e.in_flight)
+            failures.add_metric(key, e.failures)
+            opens.add_metric(key, e.opens)
+        yield from (up, weight, in_flight, failures, opens)
 
 
 def _nothing() -> tuple[str, object]:

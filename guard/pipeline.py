@@ -28,6 +28,7 @@ from guard.identity import Identity
 from guard.listsize import ListSizer
 from guard.metrics import GuardMetrics, verb_label
 from guard.requestinfo import RequestInfo, classify
+from guard.routing.dispatch import Routes
 from guard.settings import Settings
 from guard.upstream import Upstream
 
@@ -66,6 +67,8 @@ class Runtime:
     """(ordinary, long-running) upstream timeouts."""
     authorizer: Authorizing | None = None
     """Edge authorization (guard.authz); None when the cluster's `authorize` is off."""
+    routes: Routes[Runtime] | None = None
+    """Every cluster's Runtime and which one serves a request (guard.routing); None: this one."""
 
 
 class Holder:
@@ -80,6 +83,7 @@ class _Exchange:
     """What one request has learnt so far, for metrics and the access log."""
 
     started: float
+    cluster: str = ""
     identity: Identity | None = None
     info: RequestInfo | None = None
     status: int = 500
@@ -97,7 +101,8 @@ class Proxy:
         self.holder = holder
         self.metrics = metrics
         self.draining = False
-        self._long_running: set[Answer] = set()
+        self._long_running: dict[Answer, str] = {}
+        """Watches and tunnels being served, and their cluster."""
         self._children = _Children()
         self.inflight: dict[str, int] = {}
         """Admitted requests being served per tenant (bounded by the policies' tenants)."""
@@ -119,6 +124,9 @@ class Proxy:
         ex = _Exchange(started=time.perf_counter())
         try:
             try:
+                if rt.routes is not None:  # route: which cluster, and the target past /clusters/{name}
+                    rt, request = rt.routes.route(request)
+                ex.cluster = rt.upstream.name
                 await self._serve(rt, request, ex)
             except GuardError as e:
                 if e.code in (502, 503):
@@ -142,9 +150,13 @@ class Proxy:
         await request.send(rawanswer.status(error, close=not request.keep_alive,
                                             head_only=request.method == "HEAD"))
 
-    def _in_flight(self) -> tuple[str, int, int]:
-        upstream = self.holder.current.upstream
-        return upstream.name, sum(ep.in_flight for ep in upstream.endpoints), len(self._long_running)
+    def _in_flight(self) -> list[tuple[str, int, int]]:
+        """(cluster, requests upstream, long-running ones) for every cluster."""
+        rt = self.holder.current
+        clusters = rt.routes.runtimes.values() if rt.routes is not None else (rt,)
+        running = list(self._long_running.values())
+        return [(c.upstream.name, sum(ep.in_flight for ep in c.upstream.endpoints),
+                 running.count(c.upstream.name)) for c in clusters]
 
     async def _serve(self, rt: Runtime, request: Request, ex: _Exchange) -> None:
         caller = await self._identify(rt, request)
@@ -217,7 +229,7 @@ class Proxy:
                        add: Sequence[tuple[str, str]], upgrade: bool) -> None:
         long_running = ex.info is not None and ex.info.is_long_running
         if long_running:
-            self._long_running.add(upstream)
+            self._long_running[upstream] = ex.cluster
         body: bytes | None = None
         try:
             if upgrade and isinstance(upstream, aiohttp.ClientResponse) and upstream.status == 101:
@@ -226,17 +238,16 @@ class Proxy:
                 ex.status, ex.sent, body = await forward.relay(request, upstream, add,
                                                                draining=lambda: self.draining)
         finally:
-            self._long_running.discard(upstream)
+            self._long_running.pop(upstream, None)
         if ex.info is not None and ex.info.verb == "list" and ex.status == 200:
-            self._observe_list(request, ex.info, upstream, body, ex.sent)
+            self._observe_list(request, ex.info, upstream, body, ex.sent, ex.cluster)
 
     def _observe_list(self, request: Request, info: RequestInfo, upstream: Answer,
-                      body: bytes | None, sent: int) -> None:
+                      body: bytes | None, sent: int, cluster: str) -> None:
         """Tell admission how many objects this LIST returned, to price the next ones (see
         guard.listsize: a byte scan of small bodies, an estimate for streamed ones)."""
         rt = self.holder.current
         observe = getattr(rt.admission, "observe_list", None)
-        cluster = rt.upstream.name
         if observe is None or "json" not in upstream.content_type or not self._sizer.due(cluster, info):
             return
         paged = "continue" in request.query

@@ -26,6 +26,7 @@ from guard.errors import ConfigError
 from guard.h1server import LeanServer
 from guard.metrics import GuardMetrics
 from guard.pipeline import Holder, Proxy, Runtime
+from guard.routing.dispatch import remember_server_names
 from guard.settings import Settings, TLSSettings
 from guard.workeradmin import Siblings
 from guard.workers import ORPHAN_CHECK, WorkerSpec, listen_socket, parent_gone
@@ -42,6 +43,7 @@ def serving_context(tls: TLSSettings) -> ssl.SSLContext:
     if tls.client_ca is not None:
         ctx.load_verify_locations(cafile=str(tls.client_ca))
         ctx.verify_mode = ssl.CERT_OPTIONAL
+    remember_server_names(ctx)  # guard.routing: clusters chosen by the TLS server name
     return ctx
 
 
@@ -232,7 +234,7 @@ async def _retire(runtime: Runtime) -> None:
     """Close a replaced runtime once its requests are done (watches get at most the grace period)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + OLD_RUNTIME_GRACE
-    while loop.time() < deadline and any(ep.in_flight for ep in runtime.upstream.endpoints):
+    while loop.time() < deadline and wiring.in_flight(runtime):
         await asyncio.sleep(1.0)
     await wiring.close_runtime(runtime)
 

@@ -17,6 +17,8 @@ import yaml
 
 from guard.authz import AuthorizeSettings, parse_authorize
 from guard.errors import ConfigError
+from guard.routing.config import HealthSettings, check_routes, parse_health, parse_hosts
+from guard.routing.router import NAME
 from guard.settings_fields import Fields, parse_address, parse_url
 
 Forwarding = Literal["passthrough", "impersonate"]
@@ -70,6 +72,12 @@ class ClusterSettings:
     """Do not verify the api-server's certificate (tests only)."""
     authorize: AuthorizeSettings = field(default_factory=AuthorizeSettings)
     """Edge authorization by cached SubjectAccessReviews (guard.authz); off by default."""
+    hosts: tuple[str, ...] = ()
+    """Host names (Host header, else TLS server name) whose requests go to this cluster."""
+    default: bool = False
+    """Requests no prefix or host routes go here; without any `default: true`, the first cluster."""
+    health: HealthSettings = field(default_factory=HealthSettings)
+    """Circuit breaking, active checks and slow start of its endpoints (guard.routing)."""
 
 
 @dataclass(frozen=True)
@@ -121,14 +129,15 @@ class Settings:
 
     @property
     def cluster(self) -> ClusterSettings:
-        """The one cluster guard fronts for now."""
-        return self.clusters[0]
+        """The default cluster: the one marked `default: true`, else the first."""
+        return next((c for c in self.clusters if c.default), self.clusters[0])
 
 
 TOP_KEYS = ("listen", "tls", "admin", "clusters", "forwarding", "identity", "limits", "accessLog",
             "policies", "admission", "redis")
 CLUSTER_KEYS = ("name", "server", "servers", "token", "tokenFile", "kubeconfig", "context", "inCluster",
-                "caFile", "certFile", "keyFile", "insecureSkipTLSVerify", "authorize")
+                "caFile", "certFile", "keyFile", "insecureSkipTLSVerify", "authorize", "hosts", "default",
+                "health")
 
 
 def load(path: str | Path, *, overrides: Mapping[str, object] | None = None) -> Settings:
@@ -204,9 +213,10 @@ def _clusters(f: Fields, raw: object) -> tuple[ClusterSettings, ...]:
         if raw is not None:
             f.error("clusters", "must be a list of at least one cluster")
         return ()
-    if len(raw) > 1:
-        f.error("clusters", "only one cluster is supported for now")
-    return tuple(c for i, item in enumerate(raw) if (c := _cluster(f, item, f"clusters[{i}]")) is not None)
+    parsed = (_cluster(f, item, f"clusters[{i}]") for i, item in enumerate(raw))
+    clusters = tuple(c for c in parsed if c is not None)
+    check_routes(f, [(c.name, c.hosts, c.default) for c in clusters])
+    return clusters
 
 
 def _cluster(f: Fields, raw: object, at: str) -> ClusterSettings | None:
@@ -225,7 +235,7 @@ def _cluster(f: Fields, raw: object, at: str) -> ClusterSettings | None:
     if (m.get("certFile") is None) != (m.get("keyFile") is None):
         f.error(at, "certFile and keyFile go together")
     return ClusterSettings(
-        name=f.string(m.get("name"), f"{at}.name", pattern=r"[a-z0-9]([-a-z0-9]*[a-z0-9])?") or "",
+        name=f.string(m.get("name"), f"{at}.name", pattern=NAME.pattern) or "",
         servers=servers,
         token=f.string(m.get("token"), f"{at}.token", secret=True),
         token_file=f.path(m.get("tokenFile"), f"{at}.tokenFile"),
@@ -238,6 +248,9 @@ def _cluster(f: Fields, raw: object, at: str) -> ClusterSettings | None:
         insecure_skip_tls_verify=f.boolean(m.get("insecureSkipTLSVerify", False),
                                            f"{at}.insecureSkipTLSVerify"),
         authorize=parse_authorize(f, m.get("authorize"), f"{at}.authorize"),
+        hosts=parse_hosts(f, m.get("hosts"), f"{at}.hosts"),
+        default=f.boolean(m.get("default", False), f"{at}.default"),
+        health=parse_health(f, m.get("health"), f"{at}.health"),
     )
 
 

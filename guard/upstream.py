@@ -1,19 +1,23 @@
 """The api-server endpoints of a cluster and guard's own credential to them.
 
 Per endpoint, one lean keep-alive pool (`guard.h1`) for ordinary requests and watches, and one
-`aiohttp.ClientSession` for upgrades and reviews, both built once and reused by every request;
-endpoint choice is least-in-flight with a rotating tie-break. Reads credential files and builds TLS contexts,
-and must never put a token or key material into a log line, an exception message or a repr.
+`aiohttp.ClientSession` for upgrades and reviews, both built once and reused by every request, and
+its circuit breaker (`guard.routing.breaker`), fed by every connection outcome; endpoint choice is
+`guard.routing.balance` (healthy first, least in flight, slow start). Reads credential files and
+builds TLS contexts, and must never put a token or key material into a log line, an exception
+message or a repr.
 """
 
 from __future__ import annotations
 
 import importlib
 import itertools
+import logging
 import os
 import ssl
 import tempfile
-from collections.abc import Awaitable, Callable, Iterable
+import time
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,13 +28,20 @@ import aiohttp
 from guard import h1
 from guard.authn import HttpReviewClient
 from guard.errors import ConfigError, UpstreamError
+from guard.routing import balance
+from guard.routing.breaker import EndpointHealth
+from guard.routing.config import HealthSettings
 from guard.settings import ClusterSettings
 
+log = logging.getLogger("guard.upstream")
 IN_CLUSTER_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 CONNECT_TIMEOUT = 5.0
 """Seconds to open a TCP (+TLS) connection to an api-server before trying the next endpoint."""
 KEEPALIVE = 30.0
 """Seconds an idle upstream connection is kept for reuse."""
+FAILURES = (h1.ConnectFailed, h1.ConnectionBroken, h1.BadResponse, TimeoutError)
+"""What the lean client raises when an endpoint, not the request, is at fault."""
+Clock = Callable[[], float]
 
 
 @dataclass(frozen=True)
@@ -46,13 +57,17 @@ class Credential:
 
 
 class Endpoint:
-    """One api-server URL with its own connection pool and in-flight count."""
+    """One api-server URL with its own connection pool, in-flight count and circuit breaker."""
 
-    def __init__(self, url: str, credential: Credential) -> None:
+    def __init__(self, url: str, credential: Credential, *, health: EndpointHealth | None = None,
+                 clock: Clock = time.monotonic, cluster: str = "") -> None:
         self.url = url
+        self.cluster = cluster
         parts = urlsplit(url)
         self.base_path = parts.path.rstrip("/")
         self.in_flight = 0
+        self.health = health or EndpointHealth(HealthSettings())
+        self.clock = clock
         tls = (credential.ssl or ssl.create_default_context()) if parts.scheme == "https" else None
         self.host = parts.hostname or "localhost"
         self.pool = h1.Pool(self.host, parts.port or (443 if tls else 80), ssl_context=tls,
@@ -70,31 +85,75 @@ class Endpoint:
         self.origin = f"{parts.scheme}://{parts.netloc}"
 
     def __repr__(self) -> str:
-        return f"Endpoint({self.url!r}, in_flight={self.in_flight})"
+        return f"Endpoint({self.url!r}, in_flight={self.in_flight}, {self.health.state})"
+
+    async def request(self, method: str, head: bytes, body: h1.Body, *, chunked: bool,
+                      read_timeout: float | None, retry_stale: bool) -> h1.Response:
+        """`h1.Pool.request`, with its outcome told to the breaker."""
+        try:
+            response = await self.pool.request(method, head, body, chunked=chunked,
+                                               read_timeout=read_timeout, retry_stale=retry_stale)
+        except FAILURES as e:
+            self.failed(type(e).__name__)
+            raise
+        self.answered()
+        return response
+
+    def answered(self) -> None:
+        """The api-server answered (whatever the status): it is alive."""
+        health = self.health
+        if health.consecutive or not health.up:
+            was_up = health.up
+            health.succeeded(self.clock())
+            if not was_up:
+                log.warning("api-server %s of cluster %s answers again: circuit closed, slow start %gs",
+                            self.origin, self.cluster, health.settings.slow_start)
+
+    def failed(self, reason: str) -> None:
+        """A connection failed or timed out (`reason`: the error's kind, never its message)."""
+        health = self.health
+        opens = health.opens
+        health.failed(self.clock(), reason)
+        if health.opens != opens:
+            log.warning("api-server %s of cluster %s failed %d times in a row (%s): circuit open",
+                        self.origin, self.cluster, health.consecutive, reason)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"url": self.url, "inFlight": self.in_flight, **self.health.snapshot(self.clock())}
 
 
 class Upstream:
-    """All endpoints of one cluster."""
+    """All endpoints of one cluster. `previous`: breaker states by URL to carry over (a reload)."""
 
-    def __init__(self, name: str, credential: Credential) -> None:
+    def __init__(self, name: str, credential: Credential, *, health: HealthSettings = HealthSettings(),
+                 clock: Clock = time.monotonic, previous: Mapping[str, EndpointHealth] | None = None) -> None:
         self.name = name
         self.credential = credential
-        self.endpoints = [Endpoint(url, credential) for url in credential.servers]
+        self.health = health
+        self._clock = clock
+        self.endpoints = [Endpoint(url, credential, health=_carried(previous, url, health), clock=clock,
+                                   cluster=name) for url in credential.servers]
         self._turn = itertools.count()
+        self.on_close: list[Callable[[], Awaitable[None]]] = []
+        """What else to stop with this upstream (its health checks)."""
 
-    def pick(self, exclude: Iterable[Endpoint] = ()) -> Endpoint | None:
-        """The least busy endpoint not in `exclude`; ties rotate so load spreads evenly."""
-        skip = set(map(id, exclude))
-        n = len(self.endpoints)
-        start = next(self._turn) % n if n else 0
-        best: Endpoint | None = None
-        for i in range(n):
-            ep = self.endpoints[(start + i) % n]
-            if id(ep) not in skip and (best is None or ep.in_flight < best.in_flight):
-                best = ep
-        return best
+    def pick(self, exclude: Collection[Endpoint] = ()) -> Endpoint | None:
+        """The endpoint for the next request, not one of `exclude` (see guard.routing.balance)."""
+        endpoints = self.endpoints
+        n = len(endpoints)
+        return balance.choose(endpoints, self._clock(), next(self._turn) % n if n else 0,
+                              {id(ep) for ep in exclude} if exclude else ())
+
+    def states(self) -> dict[str, EndpointHealth]:
+        return {ep.url: ep.health for ep in self.endpoints}
+
+    def snapshot(self) -> dict[str, Any]:
+        """/debug/guard/upstreams: every endpoint's circuit, weight and load."""
+        return {"cluster": self.name, "endpoints": [ep.snapshot() for ep in self.endpoints]}
 
     async def close(self) -> None:
+        for stop in self.on_close:
+            await stop()
         for ep in self.endpoints:
             ep.pool.close()
             await ep.session.close()
@@ -121,11 +180,32 @@ class FailoverReviews:
         error: UpstreamError | None = None
         while (ep := self._upstream.pick(tried)) is not None:
             try:
-                return await call(self._clients[id(ep)])
+                answer = await call(self._clients[id(ep)])
             except UpstreamError as e:
                 tried.append(ep)
                 error = e
+                if isinstance(e.__cause__, REVIEW_FAILURES):
+                    ep.failed(type(e.__cause__).__name__)
+                else:
+                    ep.answered()  # an answer, if not a useful one: the endpoint is alive
+                continue
+            ep.answered()
+            return answer
         raise error or UpstreamError(f"cluster {self._upstream.name} has no endpoint")
+
+
+REVIEW_FAILURES = (aiohttp.ClientConnectionError, TimeoutError)
+"""Review errors that say the endpoint, not the review, failed."""
+
+
+def _carried(previous: Mapping[str, EndpointHealth] | None, url: str,
+             settings: HealthSettings) -> EndpointHealth:
+    """The breaker of `url` from the last settings generation, with the new settings; else a new one."""
+    health = previous.get(url) if previous else None
+    if health is None:
+        return EndpointHealth(settings)
+    health.settings = settings
+    return health
 
 
 def resolve_credential(cluster: ClusterSettings) -> Credential:
