@@ -43,12 +43,6 @@ def raise_file_limit() -> int:
     return hard
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def can_connect(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(0.5)

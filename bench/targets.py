@@ -15,7 +15,8 @@ from pathlib import Path
 
 from bench import guardsetup, peers
 from bench.load import BENCH_TOKEN
-from bench.procs import Processes, Skip, free_port
+from bench.procs import Processes, Skip
+from chaos.ports import free_port
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -21,37 +20,10 @@ from pathlib import Path
 
 import aiohttp
 
+from chaos.ports import free_port, free_ports
+
 READY_TIMEOUT_S = 30.0
 SIM_COMMAND = [sys.executable, "-m", "chaos", "sim"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def free_port_range(count: int) -> int:
-    """A base port such that base .. base+count-1 are all free now (the simulator needs consecutive ones)."""
-    for _ in range(200):
-        base = free_port()
-        if base + count >= 65535:
-            continue
-        sockets: list[socket.socket] = []
-        try:
-            for port in range(base, base + count):
-                s = socket.socket()
-                sockets.append(s)
-                # The simulator binds with SO_REUSEADDR too: ports in TIME_WAIT are free for it.
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in sockets:
-                s.close()
-    raise RuntimeError(f"no {count} consecutive free loopback ports")
 
 
 @dataclass
@@ -170,7 +142,7 @@ async def wait_for_http(proc: Proc, url: str, timeout: float = READY_TIMEOUT_S) 
 
 
 async def start_sim(procs: Processes, args: Sequence[str], replicas: int) -> Proc:
-    base = free_port_range(replicas)
+    base = free_ports(replicas)
     argv = [*SIM_COMMAND, "--listen", f"127.0.0.1:{base}", "--replicas", str(replicas)]
     proc = procs.spawn("sim", [*argv, *args])
     await wait_for_line(proc, "serving ", count=replicas)

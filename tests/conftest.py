@@ -16,7 +16,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -28,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from chaos.ports import free_ports
 
 USERS = {
     "admin": ("1", "system:masters"),
@@ -59,29 +60,6 @@ subjects: [{{apiGroup: rbac.authorization.k8s.io, kind: Group, name: {team}}}]
 """
     for team in ("team-a", "team-b")
 )
-
-
-def free_ports(count: int = 1) -> int:
-    """The first of `count` consecutive free loopback ports."""
-    for _ in range(200):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            first = probe.getsockname()[1]
-        if first + count >= 65535:
-            continue
-        sockets = []
-        try:
-            for port in range(first, first + count):
-                s = socket.socket()
-                sockets.append(s)
-                s.bind(("127.0.0.1", port))
-            return first
-        except OSError:
-            continue
-        finally:
-            for s in sockets:
-                s.close()
-    raise RuntimeError("no free consecutive ports")
 
 
 @dataclass

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -203,12 +202,6 @@ def spawn_guard(config: Path) -> tuple[subprocess.Popen[str], str, str]:
         raise AssertionError(f"guard did not start: {line!r}")
     parts = line.split()
     return process, parts[2], parts[4] if len(parts) > 4 else ""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def write_settings(directory: Path, servers: list[str], *, forwarding: str = "passthrough",

@@ -22,27 +22,15 @@ from dataclasses import dataclass
 
 import pytest
 
+from chaos.ports import free_ports
+
 REDIS_SERVER = shutil.which("redis-server") or "redis-server"
 REDIS_CLI = shutil.which("redis-cli") or "redis-cli"
 
 
 def free_port(*, with_bus: bool = False) -> int:
-    """A loopback port free now (and, for Cluster nodes, port + 10000 too)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if not with_bus or port + 10000 >= 65536:
-            if not with_bus:
-                return port
-            continue
-        with socket.socket() as bus:
-            try:
-                bus.bind(("127.0.0.1", port + 10000))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free port pair found")
+    """A loopback port free now (and, for Cluster nodes, port + 10000 too: the cluster bus)."""
+    return free_ports(2, step=10000) if with_bus else free_ports(1)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ import pytest
 from guard.certs import make_ca, make_server_cert, write_pair
 from tests.conftest import SimServer, have_kubectl
 from tests.proxy_fakes import spawn_guard
-from tests.sim_ports import start_sim
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(not have_kubectl(), reason="kubectl is not on PATH")]
 
@@ -44,7 +43,7 @@ class Kubectl:
 @pytest.fixture
 def clusters(sim_server: Callable[..., SimServer],
              tmp_path: Path) -> Iterator[tuple[Kubectl, SimServer, SimServer]]:
-    east, west = start_sim(sim_server), start_sim(sim_server)
+    east, west = sim_server(), sim_server()
     certs = tmp_path / "certs"
     certs.mkdir()
     ca = make_ca()

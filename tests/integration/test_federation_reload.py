@@ -9,8 +9,9 @@ from pathlib import Path
 
 import aiohttp
 
+from chaos.ports import free_port
 from tests.conftest import SimServer
-from tests.proxy_fakes import GuardProcess, free_port
+from tests.proxy_fakes import GuardProcess
 
 POLICY = """apiVersion: guard.io/v1alpha1
 kind: TenantPolicy

@@ -14,7 +14,8 @@ import pytest
 from aiohttp import web
 
 from chaos.observe import decision_counts, parse_metrics
-from tests.proxy_fakes import FakeApiServer, RunningGuard, free_port, start_guard, write_settings
+from chaos.ports import free_port
+from tests.proxy_fakes import FakeApiServer, RunningGuard, start_guard, write_settings
 
 ALICE = {"Authorization": "Bearer alice-token"}
 NOBODY = {"Authorization": "Bearer nobody-token"}

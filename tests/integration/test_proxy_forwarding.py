@@ -11,13 +11,13 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from chaos.ports import free_port
 from tests.proxy_fakes import (
     GUARD_TOKEN,
     FakeApiServer,
     RunningGuard,
     chunks,
     event,
-    free_port,
     start_guard,
     write_settings,
 )

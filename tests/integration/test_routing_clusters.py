@@ -16,7 +16,6 @@ import pytest
 from chaos.observe import parse_metrics
 from tests.conftest import SimServer
 from tests.proxy_fakes import GuardProcess
-from tests.sim_ports import start_sim
 
 POLICY = """apiVersion: guard.io/v1alpha1
 kind: TenantPolicy
@@ -56,7 +55,7 @@ class Stack:
 
 @pytest.fixture
 async def stack(sim_server: Callable[..., SimServer], tmp_path: Path) -> AsyncIterator[Stack]:
-    east, west = start_sim(sim_server, "--seed-objects", "3"), start_sim(sim_server, "--seed-objects", "5")
+    east, west = sim_server("--seed-objects", "3"), sim_server("--seed-objects", "5")
     policies = tmp_path / "policies"
     policies.mkdir()
     (policies / "team-a.yaml").write_text(POLICY)

@@ -17,7 +17,6 @@ from chaos.faults import FaultProxy
 from chaos.observe import parse_metrics
 from tests.conftest import SimServer
 from tests.proxy_fakes import GuardProcess, RunningGuard, start_guard
-from tests.sim_ports import start_sim
 
 POD = "/api/v1/namespaces/team-a/pods/missing"
 
@@ -82,7 +81,7 @@ async def cluster(sim_server: Callable[..., SimServer], tmp_path: Path,
                   request: pytest.FixtureRequest) -> AsyncIterator[Cluster]:
     """`request.param`: (health settings, whether the healthy replica is an endpoint too)."""
     health, both = request.param
-    sim = start_sim(sim_server, "--replicas", "2")
+    sim = sim_server("--replicas", "2")
     proxy = FaultProxy(0, ("127.0.0.1", int(sim.urls[1].rsplit(":", 1)[1])))
     await proxy.start()
     flaky = f"http://127.0.0.1:{proxy.port}"
@@ -182,7 +181,7 @@ async def test_when_every_circuit_is_open_guard_still_tries(cluster: Cluster) ->
 async def test_a_reload_keeps_the_breaker_state_of_unchanged_endpoints(
         sim_server: Callable[..., SimServer], tmp_path: Path) -> None:
     """SIGHUP-style reload (in process): an open circuit stays open for the same URL."""
-    sim = start_sim(sim_server, "--replicas", "2")
+    sim = sim_server("--replicas", "2")
     proxy = FaultProxy(0, ("127.0.0.1", int(sim.urls[1].rsplit(":", 1)[1])))
     await proxy.start()
     await proxy.refuse()

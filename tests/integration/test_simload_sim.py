@@ -14,7 +14,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from chaos.processes import Proc, Processes, free_port_range
+from chaos.processes import Proc, Processes, free_ports
 
 TOKEN = "simload-admin"
 
@@ -55,7 +55,7 @@ async def fetch(session: aiohttp.ClientSession, endpoints: Endpoints, path: str,
 def start(tmp_path: Path, replicas: int, *args: str) -> tuple[Processes, Proc]:
     """Run the simulator on free consecutive ports; return once every replica is serving."""
     (tmp_path / "tokens.csv").write_text(f'{TOKEN},admin,admin-uid,"system:masters"\n')
-    base = free_port_range(replicas)
+    base = free_ports(replicas)
     argv = [
         sys.executable,
         "-m",

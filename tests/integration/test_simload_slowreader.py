@@ -13,7 +13,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from chaos.processes import Processes, free_port_range
+from chaos.processes import Processes, free_ports
 
 TOKEN = "slowreader-admin"
 SEATS = 3
@@ -24,7 +24,7 @@ SIM_ARGS = ("--seed-objects", "1000", "--seed-object-bytes", "8192", "--max-read
 @pytest.fixture
 def sim_port(tmp_path: Path) -> Iterator[int]:
     (tmp_path / "tokens.csv").write_text(f'{TOKEN},admin,admin-uid,"system:masters"\n')
-    port = free_port_range(1)
+    port = free_ports(1)
     argv = [sys.executable, "-m", "chaos", "sim", "--listen", f"127.0.0.1:{port}", "--replicas", "1"]
     with Processes(tmp_path) as procs:
         proc = procs.spawn("sim", [*argv, "--token-file", str(tmp_path / "tokens.csv"), *SIM_ARGS])
