@@ -86,8 +86,10 @@ class RedisServer:
 
     def __init__(self, *, port: int | None = None, cluster: bool = False,
                  directory: str | None = None, tls: TlsFiles | None = None,
-                 replica_of: int | None = None) -> None:
+                 replica_of: int | None = None, extra: tuple[str, ...] = ()) -> None:
         self.cluster = cluster
+        self.extra = extra
+        """More redis-server arguments, e.g. `--rename-command FCALL ""` to look like Redis 6."""
         self.port = port or free_port(with_bus=cluster)
         self.dir = directory or tempfile.mkdtemp(prefix="guard-redis-")
         self.tls = tls
@@ -111,7 +113,7 @@ class RedisServer:
                      "--cluster-node-timeout", "2000"]
         if self.replica_of is not None:
             args += ["--replicaof", "127.0.0.1", str(self.replica_of)]
-        return args
+        return [*args, *self.extra]
 
     def start(self) -> RedisServer:
         self.proc = subprocess.Popen(self._args(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

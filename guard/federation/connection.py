@@ -152,6 +152,13 @@ def _owned(client: Any) -> list[Any]:
     return [client, *getattr(manager, "sentinels", [])]
 
 
+def _lost_library(error: Exception) -> bool:
+    """Redis no longer has guard's functions (Redis 7: "Function not found") or script (Redis 6:
+    NOSCRIPT, which redis-py words as "No matching script")."""
+    text = str(error).lower()
+    return "function not found" in text or "noscript" in text or "no matching script" in text
+
+
 class Gateway:
     """guard's only door to Redis: plain commands, guard's functions, pub/sub."""
 
@@ -176,7 +183,7 @@ class Gateway:
         try:
             return await self._invoke(name, keys, args)
         except RedisFailed as e:
-            if "not found" not in str(e).lower() and "noscript" not in str(e).lower():
+            if not _lost_library(e):
                 raise
             log.info("redis lost guard's functions (restart?); reloading")
             await self.load()
