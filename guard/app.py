@@ -38,7 +38,7 @@ from guard.routing.dispatch import Routes
 from guard.routing.health import HealthChecker
 from guard.routing.router import Router
 from guard.settings import ClusterSettings, Settings
-from guard.upstream import FailoverReviews, Upstream, resolve_credential
+from guard.upstream import Endpoint, FailoverReviews, Upstream, resolve_credential
 from guard.workers import SharedQuota
 
 log = logging.getLogger("guard.app")
@@ -193,6 +193,7 @@ def build_apps(holder: Holder, metrics: GuardMetrics, pages: admin.AdminPages, *
     if shared is not None:
         shared.holder = holder  # pushed bundles go to whichever runtime is current
         _fleet_counters(shared, metrics)
+        _share_health(shared, holder, metrics)
     metrics.add_counters(_authn_stats(holder), "guard_identity", "Identity step counters")
     metrics.add_counters(_authz_counters(holder), "guard_authz", "Edge authorization counters")
     _admission_pages(holder, pages)
@@ -210,6 +211,15 @@ def _fleet_counters(shared: Shared, metrics: GuardMetrics) -> None:
     metrics.add_counters(fleet.board.counters, "guard_quarantine", "Runaway quarantine counters")
     if fleet.bundles is not None:
         metrics.add_counters(fleet.counters, "guard_bundles", "Signed policy bundle counters")
+
+
+def _share_health(shared: Shared, holder: Holder, metrics: GuardMetrics) -> None:
+    """With Redis: publish and fold the running generation's endpoints (guard.federation.health)."""
+    health = shared.fleet.health if shared.fleet is not None else None
+    if health is None:
+        return
+    health.watch(lambda: [(rt.upstream.name, rt.upstream.endpoints) for rt in clusters_of(holder.current)])
+    metrics.add_counters(health.counters, "guard_federation_health", "Shared cluster health exchanges")
 
 
 def _admission_pages(holder: Holder, pages: admin.AdminPages) -> None:
@@ -232,11 +242,17 @@ def _routing_pages(holder: Holder, pages: admin.AdminPages, metrics: GuardMetric
                              for rt in clusters_of(current)]}
 
     def figures() -> list[EndpointFigures]:
-        return [EndpointFigures(rt.upstream.name, ep.url, ep.health.up, ep.health.weight(ep.clock()),
-                                ep.in_flight, ep.health.failures, ep.health.opens)
+        return [_figures(rt.upstream.name, ep)
                 for rt in clusters_of(holder.current) for ep in rt.upstream.endpoints]
     pages.add("upstreams", upstreams)
     metrics.watch_endpoints(figures)
+
+
+def _figures(cluster: str, ep: Endpoint) -> EndpointFigures:
+    health, fleet = ep.health, ep.health.fleet
+    return EndpointFigures(cluster, ep.url, health.up, health.weight(ep.clock()), ep.in_flight,
+                           health.failures, health.opens, fleet.replicas if fleet else 0,
+                           fleet.open if fleet else 0, fleet.in_flight if fleet else 0, health.fleet_opens)
 
 
 def _cluster_settings(runtime: Runtime) -> ClusterSettings:

@@ -174,6 +174,14 @@ class EndpointFigures(NamedTuple):
     in_flight: int
     failures: int
     opens: int
+    fleet_replicas: int = 0
+    """Live replicas sharing a view of the endpoint through Redis, this one included; 0: none."""
+    fleet_open: int = 0
+    """Of those, how many see its circuit open."""
+    fleet_in_flight: int = 0
+    """Requests the other replicas have in flight there."""
+    fleet_opens: int = 0
+    """Times the fleet's views opened the circuit here."""
 
 
 class EndpointCollector(Collector):
@@ -198,6 +206,7 @@ class EndpointCollector(Collector):
                                        "and failed health checks.", labels=labels)
         opens = CounterMetricFamily("guard_upstream_endpoint_opens", "Times the endpoint's circuit opened.",
                                     labels=labels)
+        fleet = _FleetFamilies(labels)
         for e in self.current():
             key = [e.cluster, e.endpoint]
             up.add_metric(key, 1 if e.up else 0)
@@ -205,7 +214,37 @@ class EndpointCollector(Collector):
             in_flight.add_metric(key, e.in_flight)
             failures.add_metric(key, e.failures)
             opens.add_metric(key, e.opens)
+            fleet.add(key, e)
         yield from (up, weight, in_flight, failures, opens)
+        yield from fleet.families()
+
+
+class _FleetFamilies:
+    """`guard_upstream_endpoint_fleet_*`: the endpoint as the replicas sharing Redis see it; only
+    for endpoints with a fleet view (none without Redis or while it is unreachable)."""
+
+    def __init__(self, labels: list[str]) -> None:
+        self.replicas = GaugeMetricFamily("guard_upstream_endpoint_fleet_replicas", "Live replicas sharing "
+                                          "a view of the endpoint through Redis, this one included.",
+                                          labels=labels)
+        self.open = GaugeMetricFamily("guard_upstream_endpoint_fleet_open", "Replicas that see the "
+                                      "endpoint's circuit open or half-open, this one included.",
+                                      labels=labels)
+        self.in_flight = GaugeMetricFamily("guard_upstream_endpoint_fleet_in_flight", "Requests the other "
+                                           "replicas have in flight to the endpoint.", labels=labels)
+        self.opens = CounterMetricFamily("guard_upstream_endpoint_fleet_opens", "Times the fleet's views "
+                                         "opened the endpoint's circuit on this replica.", labels=labels)
+
+    def add(self, key: list[str], e: EndpointFigures) -> None:
+        if e.fleet_replicas:
+            self.replicas.add_metric(key, e.fleet_replicas)
+            self.open.add_metric(key, e.fleet_open)
+            self.in_flight.add_metric(key, e.fleet_in_flight)
+        if e.fleet_replicas or e.fleet_opens:
+            self.opens.add_metric(key, e.fleet_opens)
+
+    def families(self) -> Iterator[Metric]:
+        yield from (f for f in (self.replicas, self.open, self.in_flight, self.opens) if f.samples)
 
 
 def _nothing() -> tuple[str, object]:

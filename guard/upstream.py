@@ -102,9 +102,10 @@ class Endpoint:
     def answered(self) -> None:
         """The api-server answered (whatever the status): it is alive."""
         health = self.health
+        now = health.answered_at = self.clock()  # the fleet's views compare it with openings
         if health.consecutive or not health.up:
             was_up = health.up
-            health.succeeded(self.clock())
+            health.succeeded(now)
             if not was_up:
                 log.warning("api-server %s of cluster %s answers again: circuit closed, slow start %gs",
                             self.origin, self.cluster, health.settings.slow_start)

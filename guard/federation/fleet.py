@@ -1,9 +1,10 @@
 """One replica's place in the fleet: the Redis gateway, lease store, quarantine board and policy
 bundle watcher, built together and living as long as the process (across SIGHUP reloads).
 
-`build_fleet` constructs them over one shared `Gateway`; `start` never fails because Redis is
-down (the store trips its breaker and serves on the fail modes, the board and the watcher retry in
-the background, the watcher falls back to the last good bundle on disk); `close` stops them all.
+`build_fleet` constructs them, and the shared cluster health (guard.federation.health), over one
+shared `Gateway`; `start` never fails because Redis is down (the store trips its breaker and serves
+on the fail modes, the board, the watcher and the health exchange retry in the background, the
+watcher falls back to the last good bundle on disk); `close` stops them all.
 It must never block the request path and never decide policy itself: good bundles go to the
 `apply` callback the caller supplies.
 """
@@ -19,6 +20,7 @@ from guard.errors import ConfigError
 from guard.federation.bundles import Bundle, BundleWatcher, load_public_key
 from guard.federation.config import RedisSettings
 from guard.federation.connection import Gateway
+from guard.federation.health import FleetHealth
 from guard.federation.leases import RedisQuotaStore
 from guard.federation.membership import membership_for
 from guard.federation.quarantine import QuarantineBoard
@@ -37,14 +39,19 @@ class Fleet:
     store: RedisQuotaStore
     board: QuarantineBoard
     bundles: BundleWatcher | None = None
+    health: FleetHealth | None = None
 
     async def start(self) -> None:
         await self.store.start()  # Redis down: the store trips its breaker and logs one line
         await self.board.start()
         if self.bundles is not None:
             await self.bundles.start()
+        if self.health is not None:
+            await self.health.start()
 
     async def close(self) -> None:
+        if self.health is not None:
+            await self.health.close()
         if self.bundles is not None:
             await self.bundles.close()
         await self.board.close()
@@ -63,8 +70,11 @@ def build_fleet(settings: RedisSettings, *, cluster: str, apply: Callable[[Bundl
     """The fleet objects for one replica; bundles only when `publicKey` is set. Raises ConfigError
     when the public key cannot be read (a bad key must stop startup, not silently skip bundles)."""
     gateway = Gateway(settings)
-    membership = membership_for(gateway, settings, replica_id=replica or replica_id(), cluster=cluster)
+    me = replica or replica_id()
+    membership = membership_for(gateway, settings, replica_id=me, cluster=cluster)
     store = RedisQuotaStore(gateway, membership, tick=settings.tick, lease_ttl=settings.lease_ttl)
+    # Endpoint views every heartbeat, through the store's breaker (one door to one Redis).
+    health = FleetHealth(gateway, replica=me, interval=settings.heartbeat, breaker=store.breaker)
     watcher = None
     if settings.public_key:
         try:
@@ -73,5 +83,5 @@ def build_fleet(settings: RedisSettings, *, cluster: str, apply: Callable[[Bundl
             raise ConfigError([f"redis.publicKey: {settings.public_key}: cannot load an Ed25519 public "
                                f"key ({type(e).__name__})"]) from e
         watcher = BundleWatcher(gateway, key, apply, bundle_dir=settings.bundle_dir, poll_interval=5.0)
-    return Fleet(gateway, store, QuarantineBoard(gateway), watcher)
+    return Fleet(gateway, store, QuarantineBoard(gateway), watcher, health)
 

@@ -4,7 +4,9 @@ In order: an endpoint whose open circuit is due a probe (so it comes back as soo
 the least busy closed endpoint, a warming one only when slow start gives it a turn (about its fair
 share of requests times its weight); else a warming one anyway (the others are gone); else the
 least busy of all, circuits open or not — when every endpoint looks dead, trying one is a better
-chance than a 503. Ties rotate with `start`, so equal endpoints share the load evenly.
+chance than a 503. Ties rotate with `start`, so equal endpoints share the load evenly. "Busy" is
+this replica's requests in flight plus, with Redis, the other replicas' (`EndpointHealth.elsewhere`,
+as of their last published views).
 Pure: no clock, no I/O.
 """
 
@@ -33,24 +35,26 @@ def choose(endpoints: Sequence[E], now: float, start: int, skip: Container[int] 
     best: E | None = None
     warming: E | None = None
     fallback: E | None = None
+    fallback_load = warming_load = best_load = 0
     for i in range(n):
         ep = endpoints[(start + i) % n]
         if id(ep) in skip:
             continue
-        if fallback is None or ep.in_flight < fallback.in_flight:
-            fallback = ep
         health = ep.health
+        load = ep.in_flight + health.elsewhere
+        if fallback is None or load < fallback_load:
+            fallback, fallback_load = ep, load
         if health.state != "closed":
             if health.probe_due(now):
                 health.start_probe(now)
                 return ep
             continue
         if health.warm_since is not None and not health.take_turn(now, 1 / n):
-            if warming is None or ep.in_flight < warming.in_flight:
-                warming = ep
+            if warming is None or load < warming_load:
+                warming, warming_load = ep, load
             continue
-        if best is None or ep.in_flight < best.in_flight:
-            best = ep
+        if best is None or load < best_load:
+            best, best_load = ep, load
     chosen = best or warming or fallback
     if chosen is not None:
         chosen.health.took()
