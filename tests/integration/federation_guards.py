@@ -14,25 +14,6 @@ import aiohttp
 from tests.conftest import SimServer
 from tests.proxy_fakes import GuardProcess
 
-POLICY = """apiVersion: guard.io/v1alpha1
-kind: TenantPolicy
-metadata: {{name: {name}}}
-spec:
-  subjects: [{{kind: Group, name: {name}}}]
-  rules:
-    - name: all
-      quota: {{rate: {rate}, burst: {burst}{fail_mode}}}
-{extra}"""
-
-
-def write_policy(directory: Path, name: str, rate: str, burst: int, *, fail_mode: str = "",
-                 extra: str = "") -> Path:
-    directory.mkdir(exist_ok=True)
-    mode = f", failMode: {fail_mode}" if fail_mode else ""
-    (directory / f"{name}.yaml").write_text(POLICY.format(name=name, rate=rate, burst=burst,
-                                                          fail_mode=mode, extra=extra))
-    return directory
-
 
 def write_config(path: Path, sim: SimServer, policies: Path, redis: str) -> Path:
     """A guard.yaml in front of `sim` with the access log off; `redis` is the YAML value."""

@@ -17,26 +17,15 @@ import aiohttp
 import pytest
 
 from tests.conftest import SimServer
+from tests.policies import write_policy
 from tests.proxy_fakes import GuardProcess
 
 RATE, BURST, FLOOD_RATE, SECONDS = 20, 20, 200, 10
-POLICY = """apiVersion: guard.io/v1alpha1
-kind: TenantPolicy
-metadata: {{name: {name}}}
-spec:
-  subjects: [{{kind: Group, name: {name}}}]
-  rules:
-    - name: all
-      quota: {{rate: {rate}, burst: {burst}, scope: tenant}}
-"""
-
-
 def _guard_config(tmp_path: Path, sim: SimServer, quotas: dict[str, tuple[str, int]], *,
                   tls: str = "") -> Path:
     policies = tmp_path / "policies"
-    policies.mkdir()
     for name, (rate, burst) in quotas.items():
-        (policies / f"{name}.yaml").write_text(POLICY.format(name=name, rate=rate, burst=burst))
+        write_policy(policies, name, rate, burst, scope="tenant")
     config = tmp_path / "guard.yaml"
     config.write_text(
         f"listen: 127.0.0.1:0\n{tls}admin: 127.0.0.1:0\n"

@@ -17,6 +17,7 @@ import pytest
 
 from tests.conftest import SimServer
 from tests.integration.federation_guards import all_metric, any_metric, eventually, flood, metric
+from tests.policies import write_policy
 from tests.proxy_fakes import GuardProcess
 from tests.redis_servers import RedisServer, redis_server  # noqa: F401
 
@@ -24,25 +25,13 @@ pytestmark = pytest.mark.redis
 ROOT = Path(__file__).resolve().parents[2]
 GUARD = [sys.executable, "-m", "guard.cli"]
 RATE, BURST = 100, 20
-POLICY = """apiVersion: guard.io/v1alpha1
-kind: TenantPolicy
-metadata: {{name: {name}}}
-spec:
-  subjects: [{{kind: Group, name: {name}}}]
-  rules:
-    - name: all
-      quota: {{rate: {rate}, burst: {burst}}}
-{extra}"""
 # bob's tenant: every client rejected 30 times within 10 s (counted over the fleet) is cut off.
 ISOLATE = "  quarantine: {threshold: 30, window: 10s, ttl: 60s}\n"
 
 
 def write_policies(directory: Path, team_a_rate: str = f"{RATE}/s", team_a_burst: int = BURST) -> Path:
-    directory.mkdir(exist_ok=True)
-    (directory / "team-a.yaml").write_text(POLICY.format(name="team-a", rate=team_a_rate, burst=team_a_burst,
-                                                         extra=""))
-    (directory / "team-b.yaml").write_text(POLICY.format(name="team-b", rate="5/s", burst=5, extra=ISOLATE))
-    return directory
+    write_policy(directory, "team-a", team_a_rate, team_a_burst)
+    return write_policy(directory, "team-b", "5/s", 5, extra=ISOLATE)
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:

@@ -11,23 +11,13 @@ import aiohttp
 
 from chaos.ports import free_port
 from tests.conftest import SimServer
+from tests.policies import write_policy
 from tests.proxy_fakes import GuardProcess
-
-POLICY = """apiVersion: guard.io/v1alpha1
-kind: TenantPolicy
-metadata: {{name: {name}}}
-spec:
-  subjects: [{{kind: Group, name: {name}}}]
-  rules:
-    - name: all
-      quota: {{rate: {rate}, burst: {burst}}}
-"""
 
 
 def write_config(tmp_path: Path, sim: SimServer, *, redis: str = "", rate: str = "1/h") -> Path:
     policies = tmp_path / "policies"
-    policies.mkdir(exist_ok=True)
-    (policies / "team-a.yaml").write_text(POLICY.format(name="team-a", rate=rate, burst=3))
+    write_policy(policies, "team-a", rate, 3)
     config = tmp_path / "guard.yaml"
     config.write_text(
         f"listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\n"
@@ -54,7 +44,7 @@ async def test_sighup_keeps_bucket_state(tmp_path: Path, sim_server: Callable[..
     guard = await GuardProcess(write_config(tmp_path, sim)).start()
     try:
         assert await statuses(guard.url, sim.tokens["alice"], 4) == [200, 200, 200, 429]
-        (tmp_path / "policies" / "team-b.yaml").write_text(POLICY.format(name="team-b", rate="1/h", burst=1))
+        write_policy(tmp_path / "policies", "team-b", "1/h", 1)
         guard.signal(1)  # SIGHUP
         await guard.wait_for_log("reloaded settings")
         assert await statuses(guard.url, sim.tokens["bob"], 2, "team-b") == [200, 429]  # the new policy

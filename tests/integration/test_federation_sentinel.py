@@ -22,8 +22,8 @@ from tests.integration.federation_guards import (
     guards_running,
     metric,
     write_config,
-    write_policy,
 )
+from tests.policies import write_policy
 from tests.proxy_fakes import GuardProcess
 from tests.redis_servers import RedisSentinelGroup, RedisServer, redis_sentinel  # noqa: F401
 

@@ -16,7 +16,8 @@ from guard.admission.store import Limit
 from guard.federation.config import parse_redis
 from guard.federation.leases import RedisQuotaStore, build_store
 from tests.conftest import SimServer
-from tests.integration.federation_guards import flood, guards_running, metric, write_config, write_policy
+from tests.integration.federation_guards import flood, guards_running, metric, write_config
+from tests.policies import write_policy
 from tests.redis_servers import RedisServer, free_port, redis_server  # noqa: F401
 
 pytestmark = pytest.mark.redis

@@ -21,8 +21,8 @@ from tests.integration.federation_guards import (
     flood,
     guards_running,
     write_config,
-    write_policy,
 )
+from tests.policies import write_policy
 from tests.redis_servers import RedisSentinelGroup, RedisServer, TlsFiles, require_tls
 
 pytestmark = pytest.mark.redis
