@@ -10,9 +10,11 @@ views into the local `EndpointHealth`; the newest event decides:
   heard it answer since the latest opening, a closed circuit here opens too (`adopt_open`): no
   request goes there until a probe here after the cool-down, or until another replica hears it answer.
 - **close together**: when some replica heard it answer after the latest opening any replica saw,
-  a circuit open here closes (`adopt_closed`), its slow start counted from the fleet's first recovery
-  after that opening, and a circuit already warming here moves its start back to that recovery, so
-  every replica ramps together.
+  a circuit the fleet opened here closes (`adopt_closed`); one that this replica's own failures
+  opened closes only on a recovery (another replica's circuit closing again after that opening):
+  answers of a replica that never lost the endpoint say nothing about this replica's own path to it.
+  Slow start counts from the fleet's first recovery after the opening, and a circuit already warming
+  here moves its start back to that recovery, so every replica ramps together.
 - **load**: the other replicas' requests in flight there go to `EndpointHealth.elsewhere`, which the
   least-in-flight choice adds to this replica's own.
 
@@ -78,7 +80,10 @@ def _decide(health: EndpointHealth, views: Sequence[View], votes: int, now: floa
         return
     recovered = _first_recovery(views, opened)
     if health.state != "closed":
-        health.adopt_closed(now, now if recovered is None else recovered)
+        if health.source == "fleet":
+            health.adopt_closed(now, now if recovered is None else recovered)
+        elif recovered is not None:  # opened on this replica's own failures: only a recovery undoes them
+            health.adopt_closed(now, recovered)
     elif recovered is not None and health.warm_since is not None and recovered < health.warm_since:
         health.warm_since = health.closed_at = recovered
 

@@ -106,6 +106,21 @@ def test_a_recovery_seen_by_another_replica_closes_it_here_with_the_same_slow_st
     assert health.weight(25.0) == pytest.approx(0.5)
 
 
+def test_answers_of_a_replica_that_never_lost_it_close_only_a_circuit_the_fleet_opened() -> None:
+    """This replica's own failures opened its circuit at 10 (its own path may be broken); the other
+    replica, which never lost the endpoint, hears it answer at 20: the circuit here stays open until its
+    own probe. A circuit the fleet opened here closes on that answer, its slow start from now."""
+    own = healthy(answered=8.0)
+    for _ in range(3):
+        own.failed(10.0, "ConnectFailed")
+    fold(own, [alive(answered=20.0)], now=21.0)
+    assert (own.state, own.source, own.fleet_closes) == ("open", "local", 0)
+    told = healthy(answered=8.0)
+    fold(told, [dead(10.0)], now=11.0)
+    fold(told, [alive(answered=20.0)], now=21.0)
+    assert (told.state, told.source, told.fleet_closes, told.warm_since) == ("closed", "fleet", 1, 21.0)
+
+
 def test_a_replica_warming_from_its_own_later_recovery_ramps_with_the_first_one() -> None:
     """Both replicas' probes succeeded, the other's at 20 and this one's at 22: this one's ramp moves
     back to 20, so both give the endpoint the same share."""
