@@ -20,7 +20,9 @@ from aiohttp import web
 
 from guard import admin, authn, authz, impersonation
 from guard.accesslog import AccessLog
+from guard.admission.adaptive import AdaptiveSettings
 from guard.admission.buckets import EmbeddedStore
+from guard.admission.capacity import CapacityGate
 from guard.admission.config import AdmissionSettings
 from guard.admission.controller import AdmissionController
 from guard.admission.decision import Admission, AdmitAll
@@ -126,6 +128,7 @@ async def build_runtime(settings: Settings, *, workers: int = 1, shared: Shared 
                     hosts={h: c.name for c in settings.clusters for h in c.hosts})
     routes: Routes[Runtime] = Routes(router, {})
     previous = _breakers(shared)
+    gates = _gates(shared)
     for cluster in settings.clusters:
         upstream = Upstream(cluster.name, credentials[cluster.name], health=cluster.health,
                             previous=previous.get(cluster.name))
@@ -135,7 +138,7 @@ async def build_runtime(settings: Settings, *, workers: int = 1, shared: Shared 
             impersonation=impersonation.ImpersonationCheck(reviews), admission=admission,
             impersonation_headers=impersonation.impersonation_headers,
             authorizer=authz.build_authorizer(cluster.authorize, reviews), access_log=access_log,
-            timeouts=timeouts, routes=routes)
+            timeouts=timeouts, routes=routes, capacity=_gate(cluster, gates.get(cluster.name), workers))
         checker = HealthChecker(upstream)
         checker.start()
         upstream.on_close.append(checker.stop)
@@ -146,6 +149,33 @@ def _breakers(shared: Shared | None) -> dict[str, dict[str, EndpointHealth]]:
     """The running generation's breaker states, by cluster and endpoint URL."""
     running = shared.holder.current if shared is not None and shared.holder is not None else None
     return {rt.upstream.name: rt.upstream.states() for rt in clusters_of(running)} if running else {}
+
+
+def _gates(shared: Shared | None) -> dict[str, CapacityGate]:
+    """The running generation's adaptive limits by cluster: what they learnt survives a reload."""
+    running = shared.holder.current if shared is not None and shared.holder is not None else None
+    return {rt.upstream.name: rt.capacity for rt in clusters_of(running)
+            if rt.capacity is not None} if running else {}
+
+
+def _gate(cluster: ClusterSettings, running: CapacityGate | None, workers: int) -> CapacityGate | None:
+    """The cluster's adaptive limit, its bounds split between `workers` processes like the quotas;
+    the running one reconfigured, so what it learnt stays; None when `adaptive` is off."""
+    if not cluster.adaptive.enabled:
+        return None
+    settings = per_worker(cluster.adaptive, workers)
+    if running is None:
+        return CapacityGate(cluster.name, settings)
+    running.configure(settings)
+    return running
+
+
+def per_worker(settings: AdaptiveSettings, workers: int) -> AdaptiveSettings:
+    """min, initial and max of one of `workers` processes: a share, rounded up, at least 1."""
+    if workers <= 1:
+        return settings
+    low, initial, high = (max(1, -(-n // workers)) for n in (settings.min, settings.initial, settings.max))
+    return dataclasses.replace(settings, min=low, initial=initial, max=high)
 
 
 def clusters_of(runtime: Runtime) -> list[Runtime]:
@@ -197,6 +227,7 @@ def build_apps(holder: Holder, metrics: GuardMetrics, pages: admin.AdminPages, *
     metrics.add_counters(_authn_stats(holder), "guard_identity", "Identity step counters")
     metrics.add_counters(_authz_counters(holder), "guard_authz", "Edge authorization counters")
     _admission_pages(holder, pages)
+    _adaptive_pages(holder, pages, metrics)
     _routing_pages(holder, pages, metrics)
     admin_app = admin.build_admin_app(metrics, pages, lambda: holder.current.settings,
                                       lambda: _ready(holder))
@@ -229,6 +260,19 @@ def _admission_pages(holder: Holder, pages: admin.AdminPages) -> None:
     pages.add("buckets", page("snapshot_buckets"))
     pages.add("queues", page("snapshot_queues"))
     pages.add("policies", lambda: admin.policies_view(holder.current.admission))
+
+
+def _adaptive_pages(holder: Holder, pages: admin.AdminPages, metrics: GuardMetrics) -> None:
+    """/debug/guard/adaptive and the guard_upstream_concurrency_* metrics: every cluster's limit."""
+    def gates() -> list[CapacityGate]:
+        return [rt.capacity for rt in clusters_of(holder.current) if rt.capacity is not None]
+
+    def page() -> object:
+        return [rt.capacity.snapshot() if rt.capacity is not None else {"cluster": rt.upstream.name,
+                                                                         "enabled": False}
+                for rt in clusters_of(holder.current)]
+    pages.add("adaptive", page)
+    metrics.watch_capacity(gates)
 
 
 def _routing_pages(holder: Holder, pages: admin.AdminPages, metrics: GuardMetrics) -> None:

@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from guard.admission.capacity import CapacityGate
 from guard.admission.controller import AdmissionController
 from guard.admission.stats import AdmissionStats, WaitHistogram
 
@@ -63,6 +64,8 @@ class GuardMetrics:
         r.register(self.admission)
         self.endpoints = EndpointCollector()
         r.register(self.endpoints)
+        self.capacity = CapacityCollector()
+        r.register(self.capacity)
 
     def add_counters(self, source: Callable[[], dict[str, int]], prefix: str, help_text: str) -> None:
         """Export a plain counter object (e.g. the authenticator's stats) without coupling it here."""
@@ -75,6 +78,10 @@ class GuardMetrics:
     def watch_endpoints(self, current: Callable[[], Iterable[EndpointFigures]]) -> None:
         """Export every api-server endpoint's circuit state and load from `current()`."""
         self.endpoints.current = current
+
+    def watch_capacity(self, current: Callable[[], Iterable[CapacityGate]]) -> None:
+        """Export the adaptive concurrency limit of every cluster that has one, from `current()`."""
+        self.capacity.current = current
 
     def watch_admission(self, current: AdmissionNow, inflight: Callable[[], Mapping[str, int]]) -> None:
         """Export the admission controller that `current()` returns at each scrape (it changes on
@@ -245,6 +252,41 @@ class _FleetFamilies:
 
     def families(self) -> Iterator[Metric]:
         yield from (f for f in (self.replicas, self.open, self.in_flight, self.opens) if f.samples)
+
+
+class CapacityCollector(Collector):
+    """`guard_upstream_concurrency_*{cluster}`: each cluster's adaptive limit, the ordinary requests
+    holding and waiting for its slots, and what became of them, read at scrape time from the gates."""
+
+    def __init__(self) -> None:
+        self.current: Callable[[], Iterable[CapacityGate]] = list
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
+
+    def collect(self) -> Iterator[Metric]:
+        name = "guard_upstream_concurrency"
+        limit = GaugeMetricFamily(f"{name}_limit", "The adaptive limit of ordinary requests to the cluster "
+                                  "from this process.", labels=["cluster"])
+        in_flight = GaugeMetricFamily(f"{name}_in_flight", "Ordinary requests holding a slot of the limit.",
+                                      labels=["cluster"])
+        waiting = GaugeMetricFamily(f"{name}_waiting", "Ordinary requests held, waiting for a slot.",
+                                    labels=["cluster"])
+        signals = CounterMetricFamily(f"{name}_overload_signals", "Exchanges that said the cluster is "
+                                      "overloaded: its 429, 503 or 504, a failed connection, a timeout.",
+                                      labels=["cluster"])
+        decisions = CounterMetricFamily(f"{name}_decisions", "Ordinary requests by what the limit did: "
+                                        "admitted at once, held (admitted after waiting), overload "
+                                        "(answered 429).", labels=["cluster", "tenant", "decision"])
+        for gate in self.current():
+            key = [gate.cluster]
+            limit.add_metric(key, gate.limit)
+            in_flight.add_metric(key, gate.in_flight)
+            waiting.add_metric(key, gate.waiting)
+            signals.add_metric(key, gate.limiter.overload_signals)
+            for (tenant, decision), n in sorted(gate.decisions.items()):
+                decisions.add_metric([gate.cluster, tenant, decision], n)
+        yield from (limit, in_flight, waiting, signals, decisions)
 
 
 def _nothing() -> tuple[str, object]:

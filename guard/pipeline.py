@@ -20,7 +20,8 @@ from multidict import CIMultiDict
 
 from guard import forward, h1, rawanswer, tunnel
 from guard.accesslog import AccessLog, AccessRecord
-from guard.admission.decision import Admission, Ticket
+from guard.admission.capacity import AtCapacity, CapacityGate
+from guard.admission.decision import Admission, Ticket, Verdict
 from guard.authn import Credentials
 from guard.errors import GuardError, TooManyRequests, Unauthorized
 from guard.h1server import Request
@@ -69,6 +70,8 @@ class Runtime:
     """Edge authorization (guard.authz); None when the cluster's `authorize` is off."""
     routes: Routes[Runtime] | None = None
     """Every cluster's Runtime and which one serves a request (guard.routing); None: this one."""
+    capacity: CapacityGate | None = None
+    """The cluster's adaptive concurrency limit (guard.admission.capacity); None: `adaptive` is off."""
 
 
 class Holder:
@@ -92,6 +95,8 @@ class _Exchange:
     tenant: str = ""
     rule: str = ""
     retry_after: int = 0
+    gate: CapacityGate | None = None
+    """The adaptive limit this request holds a slot of, told how its exchange went."""
 
 
 class Proxy:
@@ -174,11 +179,40 @@ class Proxy:
         if tenant:
             self.inflight[tenant] = self.inflight.get(tenant, 0) + 1
         try:
-            await self._admitted(rt, request, ex, ticket, caller)
+            gate = await self._enter(rt, ex, verdict) if rt.capacity is not None else None
+            try:
+                await self._admitted(rt, request, ex, ticket, caller)
+            finally:
+                if gate is not None:
+                    gate.leave()
         finally:
             ticket.release()
             if tenant:
                 self.inflight[tenant] -= 1
+
+    @staticmethod
+    async def _enter(rt: Runtime, ex: _Exchange, verdict: Verdict) -> CapacityGate | None:
+        """Take a slot of the cluster's adaptive limit (waiting fairly, or AtCapacity: 429) for an
+        admitted ordinary request; exempt rules and long-running requests pass untouched."""
+        gate, info = rt.capacity, ex.info
+        if (gate is None or info is None or info.is_long_running or not verdict.admitted
+                or verdict.outcome == "exempt"):
+            return None
+        flow = verdict.tenant or (ex.identity.user if ex.identity is not None else "")
+        try:
+            if await gate.enter(flow, verdict.tenant, verdict.headers) == "held":
+                ex.decision = "queued"
+        except AtCapacity:
+            ex.decision = "overload"
+            raise
+        ex.gate = gate
+        return gate
+
+    @staticmethod
+    def _report(ex: _Exchange, sent: float, status: int = 0, error: GuardError | None = None) -> None:
+        """Tell the adaptive limit how the exchange went: its answer's status, or the failure."""
+        if ex.gate is not None and ex.info is not None:
+            ex.gate.report(time.perf_counter() - sent, ex.info, status=status, error=error)
 
     def _classify(self, request: Request) -> RequestInfo:
         """classify(), remembered per (method, request target): controllers and kubectl repeat the
@@ -210,14 +244,21 @@ class Proxy:
         timeout = rt.timeouts[1] if ex.info.is_long_running else rt.timeouts[0]
         upgrade = tunnel.is_upgrade(request)
         upstream_response: Answer
-        if upgrade:  # upgrades stay on aiohttp's client, whose connection guard.tunnel splices
-            headers.extend(tunnel.upgrade_headers(request.headers))
-            endpoint, upstream_response = await forward.send(
-                rt.upstream, request, forward.Outbound(CIMultiDict(headers), timeout), None)
-        else:
-            body, chunked = await forward.lean_body(request, rt.settings.limits.max_body_bytes)
-            endpoint, upstream_response = await forward.send_lean(
-                rt.upstream, request, headers, body, chunked=chunked, read_timeout=timeout.sock_read)
+        sent = time.perf_counter()
+        try:
+            if upgrade:  # upgrades stay on aiohttp's client, whose connection guard.tunnel splices
+                headers.extend(tunnel.upgrade_headers(request.headers))
+                endpoint, upstream_response = await forward.send(
+                    rt.upstream, request, forward.Outbound(CIMultiDict(headers), timeout), None)
+            else:
+                body, chunked = await forward.lean_body(request, rt.settings.limits.max_body_bytes)
+                sent = time.perf_counter()
+                endpoint, upstream_response = await forward.send_lean(
+                    rt.upstream, request, headers, body, chunked=chunked, read_timeout=timeout.sock_read)
+        except GuardError as e:
+            self._report(ex, sent, error=e)
+            raise
+        self._report(ex, sent, upstream_response.status)
         self._observe_latency(rt, ex)
         try:
             await self._respond(request, ex, upstream_response, verdict.headers, upgrade)

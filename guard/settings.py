@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import yaml
 
+from guard.admission.adaptive import AdaptiveSettings, parse_adaptive
 from guard.authz import AuthorizeSettings, parse_authorize
 from guard.errors import ConfigError
 from guard.routing.config import HealthSettings, check_routes, parse_health, parse_hosts
@@ -78,6 +79,9 @@ class ClusterSettings:
     """Requests no prefix or host routes go here; without any `default: true`, the first cluster."""
     health: HealthSettings = field(default_factory=HealthSettings)
     """Circuit breaking, active checks and slow start of its endpoints (guard.routing)."""
+    adaptive: AdaptiveSettings = field(default_factory=AdaptiveSettings)
+    """The adaptive concurrency limit of its ordinary requests (guard.admission.adaptive); off
+    unless the section is present."""
 
 
 @dataclass(frozen=True)
@@ -137,7 +141,7 @@ TOP_KEYS = ("listen", "tls", "admin", "clusters", "forwarding", "identity", "lim
             "policies", "admission", "redis")
 CLUSTER_KEYS = ("name", "server", "servers", "token", "tokenFile", "kubeconfig", "context", "inCluster",
                 "caFile", "certFile", "keyFile", "insecureSkipTLSVerify", "authorize", "hosts", "default",
-                "health")
+                "health", "adaptive")
 
 
 def load(path: str | Path, *, overrides: Mapping[str, object] | None = None) -> Settings:
@@ -251,6 +255,7 @@ def _cluster(f: Fields, raw: object, at: str) -> ClusterSettings | None:
         hosts=parse_hosts(f, m.get("hosts"), f"{at}.hosts"),
         default=f.boolean(m.get("default", False), f"{at}.default"),
         health=parse_health(f, m.get("health"), f"{at}.health"),
+        adaptive=parse_adaptive(f, m.get("adaptive"), f"{at}.adaptive"),
     )
 
 

@@ -67,7 +67,7 @@ def knee(capacity: int, probe: int = 5, tolerance: float = 2.0) -> float:
 def test_a_probe_at_min_measures_no_load_latency_first() -> None:
     """At start the limit is `min` until 20 answers came; then `initial`, with their median as the
     no-load latency."""
-    lim, clock = limiter(initial=30)
+    lim, _ = limiter(initial=30)
     assert lim.probing and lim.limit == 5
     for i in range(19):
         lim.observe(0.010 + 0.001 * (i % 3), "ok", "get pods")
@@ -268,7 +268,8 @@ def test_settings(raw: object, expected: AdaptiveSettings) -> None:
 @pytest.mark.parametrize(("raw", "problem"), [
     ({"min": 0}, "clusters[0].adaptive.min: must be an integer >= 1"),
     ({"min": 50, "max": 10}, "clusters[0].adaptive.max: must be >= min (50)"),
-    ({"min": 5, "max": 10, "initial": 20}, "clusters[0].adaptive.initial: must be between min (5) and max (10)"),
+    ({"min": 5, "max": 10, "initial": 20},
+     "clusters[0].adaptive.initial: must be between min (5) and max (10)"),
     ({"tolerance": 1}, "clusters[0].adaptive.tolerance: must be a number > 1 and <= 100 (got 1)"),
     ({"backoff": 1.0}, "clusters[0].adaptive.backoff: must be a number > 0 and <= 0.99 (got 1.0)"),
     ({"backoff": "half"}, "clusters[0].adaptive.backoff: must be a number > 0 and <= 0.99 (got 'half')"),
