@@ -200,7 +200,7 @@ class Proxy:
             return None
         flow = verdict.tenant or (ex.identity.user if ex.identity is not None else "")
         try:
-            if await gate.enter(flow, verdict.tenant, verdict.headers) == "held":
+            if await gate.enter(flow, verdict.tenant, info, verdict.headers) == "held":
                 ex.decision = "queued"
         except AtCapacity:
             ex.decision = "overload"

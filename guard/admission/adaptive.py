@@ -15,10 +15,13 @@ open it wide for the morning's storm.
 No-load latency is measured, not guessed from loaded answers (Envoy's minRTT): at start, and again
 when the limit has sat at `min` for STUCK_WINDOWS windows, a probe lets only `min` requests through
 until PROBE_SAMPLES answers came, and each kind's no-load latency becomes the median of its probe
-answers. Between probes a kind's no-load latency falls to a lower window median at once, and rises
-towards a higher one by at most DRIFT a window, only in light windows (demand below half the
-limit): bigger LISTs are relearnt while quiet, and a loaded cluster cannot talk guard into calling
-its loaded latency normal.
+answers. A kind first seen between probes is taken to be as loaded as the kinds already known in
+its window (its median over theirs, in multiples of their no-load latency): a LIST flood that
+starts after the probe cannot teach guard that a loaded LIST is a normal one. Between probes a
+kind's no-load latency falls to a lower window median at once, and rises towards a higher one by
+at most DRIFT a window, only in light windows (demand below half the limit): bigger LISTs are
+relearnt while quiet, and a loaded cluster cannot talk guard into calling its loaded latency
+normal.
 
 Pure: time comes from the injected clock; no I/O, no framework, no asyncio.
 """
@@ -58,6 +61,8 @@ KIND_SAMPLES = 64
 """Samples of a kind kept per window for that median."""
 MAX_KINDS = 1024
 """Request kinds whose no-load latency is learnt; samples of further kinds count outcomes only."""
+DEFAULT_COST = 0.01
+"""The cost of a request before any kind's no-load latency is known."""
 MAX_SAMPLES = 1024
 """Latency samples kept per window for its verdict."""
 KEYS = ("enabled", "min", "max", "initial", "window", "tolerance", "backoff", "queueLength", "maxWait")
@@ -138,12 +143,15 @@ class _Kind:
     floor: float = math.inf
     seen: list[float] = field(default_factory=list)
 
-    def relearn(self, *, probe: bool, light: bool) -> None:
+    def relearn(self, *, probe: bool, light: bool, load: float = 1.0) -> None:
         """Take this window's median: as it is after a probe; if lower, or if higher by at most
-        DRIFT in a light window, otherwise."""
+        DRIFT in a light window, otherwise. A kind first seen outside a probe takes its median
+        over `load`, how much slower than their no-load latency the known kinds were."""
         if len(self.seen) >= (1 if probe else MIN_KIND_SAMPLES):
             typical = _median(self.seen)
-            if probe or typical < self.floor:
+            if self.floor == math.inf and not probe:
+                self.floor = typical / load
+            elif probe or typical < self.floor:
                 self.floor = typical
             elif light:
                 self.floor = min(typical, self.floor * (1.0 + DRIFT))
@@ -228,8 +236,10 @@ class AdaptiveLimit:
                     and elapsed < self.settings.window * STRETCH):
                 return
             light = window.peak * 2 < self._limit
+            known = [(s + SLACK) / (k.floor + SLACK) for k, s in window.timed if k.floor < math.inf]
+            load = max(1.0, _median(known)) if known else 1.0
             for learnt in {id(k): k for k, _ in window.timed}.values():
-                learnt.relearn(probe=False, light=light)
+                learnt.relearn(probe=False, light=light, load=load)
             self._decide(window)
         self._window = _Window(now)
 
@@ -271,6 +281,18 @@ class AdaptiveLimit:
         if self._stuck >= STUCK_WINDOWS:
             self.probing = True
             self.limit = s.min
+
+    def cost(self, kind: str) -> float:
+        """What a request of `kind` is expected to hold a slot for, in seconds: its no-load
+        latency; before that is known, the median of its answers so far this window; for a kind
+        never answered, the dearest known kind's (a new kind must not pass for a cheap one)."""
+        learnt = self._kinds.get(kind)
+        if learnt is not None and learnt.floor < math.inf:
+            return learnt.floor
+        if learnt is not None and learnt.seen:
+            return _median(learnt.seen)
+        known = [k.floor for k in self._kinds.values() if k.floor < math.inf]
+        return max(known) if known else DEFAULT_COST
 
     def _set(self, value: float) -> None:
         self._limit = value

@@ -2,12 +2,14 @@
 (`guard.admission.adaptive`) on ordinary requests, after policy admission and before forwarding.
 
 Below the limit a request takes a slot at once. At the limit it is held in a queue of its own flow
-(its tenant; its user when no policy names one), and freed slots go round robin over the flows
-with requests held, so a tenant flooding the cluster waits behind itself while a light tenant's
-request is next in line. A request whose flow already holds `queueLength` requests (or when
-QUEUED_FLOWS flows' worth are held), or that waited `maxWait`, is answered 429 (`AtCapacity`) with
-Retry-After. Exempt requests and long-running ones never come here: the caller decides. Every
-slot's exchange reports how it went (`report`), which moves the limit.
+(its tenant; its user when no policy names one), and freed slots go to the flows by start-time
+fair queuing, each request priced by the no-load latency of its kind: every flow gets an equal
+share of slot time, so a tenant flooding the cluster with LISTs waits behind itself while a
+tenant of quick GETs gets as many of them through as the LISTs' time would have cost. A request
+whose flow already holds `queueLength` requests (or when QUEUED_FLOWS flows' worth are held), or
+that waited `maxWait`, is answered 429 (`AtCapacity`) with Retry-After. Exempt requests and
+long-running ones never come here: the caller decides. Every slot's exchange reports how it went
+(`report`), which moves the limit.
 
 It keeps plain counters for metrics (decisions per tenant) and never puts a user name in them.
 """
@@ -58,10 +60,19 @@ def failure_of(error: GuardError) -> Outcome | None:
 
 
 class _Waiter:
-    __slots__ = ("done", "flow", "granted")
+    __slots__ = ("done", "flow", "granted", "start")
 
-    def __init__(self, flow: str, granted: asyncio.Future[None]) -> None:
-        self.flow, self.granted, self.done = flow, granted, False
+    def __init__(self, flow: str, granted: asyncio.Future[None], start: float) -> None:
+        self.flow, self.granted, self.start, self.done = flow, granted, start, False
+
+
+class _Flow:
+    __slots__ = ("finish", "held")
+
+    def __init__(self, finish: float) -> None:
+        self.held: deque[_Waiter] = deque()
+        self.finish = finish
+        """Virtual time at which this flow's last held request will have had its share."""
 
 
 class CapacityGate:
@@ -74,9 +85,10 @@ class CapacityGate:
         self.limiter = AdaptiveLimit(settings, clock=clock)
         self.in_flight = 0
         self.waiting = 0
-        self._held: dict[str, deque[_Waiter]] = {}
-        self._turns: deque[str] = deque()
-        """Flows with requests held, in the order their next one gets a slot."""
+        self._flows: dict[str, _Flow] = {}
+        """Flows with requests held."""
+        self._now = 0.0
+        """Virtual time: the start tag of the request that last got a slot."""
         self.decisions: Counter[tuple[str, Decision]] = Counter()
         """(tenant, decision) -> requests."""
 
@@ -90,23 +102,24 @@ class CapacityGate:
     def limit(self) -> int:
         return self.limiter.limit
 
-    async def enter(self, flow: str, tenant: str, headers: Sequence[tuple[str, str]] = ()) -> Decision:
-        """Take a slot, waiting in `flow`'s turn when none is free; raises AtCapacity. `tenant`
-        labels the counters."""
+    async def enter(self, flow: str, tenant: str, info: RequestInfo,
+                    headers: Sequence[tuple[str, str]] = ()) -> Decision:
+        """Take a slot, waiting for `flow`'s turn when none is free; raises AtCapacity. `tenant`
+        labels the counters; `info` prices the request by its kind's no-load latency."""
         self.limiter.demand(self.in_flight + self.waiting + 1)
         if not self.waiting and self.in_flight < self.limiter.limit:
             self.in_flight += 1
             self.decisions[(tenant, "admitted")] += 1
             return "admitted"
-        waiter = self._hold(flow)
+        waiter = self._hold(flow, self.limiter.cost(kind_of(info)))
         if waiter is None:
-            raise self._refuse(tenant, headers)
+            raise self._refuse(flow, tenant, headers)
         try:
             async with asyncio.timeout(self.settings.max_wait):
                 await waiter.granted
         except TimeoutError:
             if self._cancel(waiter):
-                raise self._refuse(tenant, headers) from None
+                raise self._refuse(flow, tenant, headers) from None
         except asyncio.CancelledError:
             if not self._cancel(waiter):
                 self.leave()  # granted as the client went away: give the slot back
@@ -119,33 +132,33 @@ class CapacityGate:
         self.in_flight -= 1
         self._dispatch()
 
-    def _hold(self, flow: str) -> _Waiter | None:
-        """Queue a request in its flow; None when the flow's queue (or all of them) is full."""
+    def _hold(self, flow: str, cost: float) -> _Waiter | None:
+        """Queue a request in its flow with its start tag; None when the flow's queue (or all of
+        them) is full. Start-time fair queuing: a flow's requests start where its previous one
+        finishes (in virtual time, by cost), a flow that was idle starts now."""
         length = self.settings.queue_length
-        queue = self._held.get(flow)
-        if self.waiting >= length * QUEUED_FLOWS or (len(queue) if queue else 0) >= length:
+        state = self._flows.get(flow)
+        if self.waiting >= length * QUEUED_FLOWS or (len(state.held) if state else 0) >= length:
             return None
-        if queue is None:
-            queue = self._held[flow] = deque()
-            self._turns.append(flow)
-        waiter = _Waiter(flow, asyncio.get_running_loop().create_future())
-        queue.append(waiter)
+        if state is None:
+            state = self._flows[flow] = _Flow(self._now)
+        start = max(self._now, state.finish)
+        state.finish = start + cost
+        waiter = _Waiter(flow, asyncio.get_running_loop().create_future(), start)
+        state.held.append(waiter)
         self.waiting += 1
         self._dispatch()  # the limit may have grown since the last slot was freed
         return waiter
 
     def _dispatch(self) -> None:
-        """Hand free slots to held requests, one flow after another."""
-        turns = self._turns
-        while turns and self.in_flight < self.limiter.limit:
-            flow = turns[0]
-            queue = self._held[flow]
-            waiter = queue.popleft()
-            if queue:
-                turns.rotate(-1)
-            else:
-                turns.popleft()
-                del self._held[flow]
+        """Hand free slots to held requests, the earliest start tag first."""
+        flows = self._flows
+        while flows and self.in_flight < self.limiter.limit:
+            name, state = min(flows.items(), key=lambda item: item[1].held[0].start)
+            waiter = state.held.popleft()
+            if not state.held:
+                del flows[name]
+            self._now = waiter.start
             self.waiting -= 1
             self.in_flight += 1
             waiter.done = True
@@ -157,11 +170,10 @@ class CapacityGate:
         if waiter.done:
             return False
         waiter.done = True
-        queue = self._held[waiter.flow]
-        queue.remove(waiter)
-        if not queue:
-            del self._held[waiter.flow]
-            self._turns.remove(waiter.flow)
+        state = self._flows[waiter.flow]
+        state.held.remove(waiter)
+        if not state.held:
+            del self._flows[waiter.flow]
         self.waiting -= 1
         return True
 
@@ -177,10 +189,14 @@ class CapacityGate:
         self.limiter.observe(seconds, outcome, kind_of(info))
         self._dispatch()
 
-    def _refuse(self, tenant: str, headers: Sequence[tuple[str, str]]) -> AtCapacity:
+    def _refuse(self, flow: str, tenant: str, headers: Sequence[tuple[str, str]]) -> AtCapacity:
+        """A 429 whose Retry-After is about how long the flow's own backlog takes to drain at its
+        share of the slots: a flooding tenant is told to wait longer than a light one."""
         self.decisions[(tenant, "overload")] += 1
-        backlog = self.waiting // max(1, self.limiter.limit)
-        return AtCapacity(min(MAX_RETRY_AFTER, 1 + backlog), headers)
+        state = self._flows.get(flow)
+        backlog = (state.finish - self._now) if state is not None else 0.0
+        drain = backlog * max(1, len(self._flows)) / max(1, self.limiter.limit)
+        return AtCapacity(min(MAX_RETRY_AFTER, 1 + int(drain)), headers)
 
     def snapshot(self) -> dict[str, Any]:
         """/debug/guard/adaptive: the limiter's state, slots, held requests and decisions."""
@@ -188,6 +204,6 @@ class CapacityGate:
         for (_, decision), n in self.decisions.items():
             decided[decision] += n
         return {"cluster": self.cluster, "enabled": True, **self.limiter.snapshot(),
-                "inFlight": self.in_flight, "waiting": self.waiting, "flowsWaiting": len(self._turns),
+                "inFlight": self.in_flight, "waiting": self.waiting, "flowsWaiting": len(self._flows),
                 "queueLength": self.settings.queue_length, "maxWait": self.settings.max_wait,
                 "decisions": dict(decided)}

@@ -196,6 +196,20 @@ def floor_ms(lim: AdaptiveLimit, kind: str = "get pods") -> float:
     return float(lim.snapshot()["noLoadLatencyMs"][kind])
 
 
+def test_a_kind_first_seen_under_load_is_taken_to_be_as_loaded_as_the_known_ones() -> None:
+    """After a probe of GETs at 10 ms, a window where GETs take 20 ms and a new LIST kind 200 ms:
+    the LIST's no-load latency is taken as ~105 ms (200 over the GETs' 1.9x), not 200 ms."""
+    lim, clock = learnt(initial=40)
+    lim.demand(40)
+    for _ in range(10):
+        lim.observe(0.020, "ok", "get pods")
+        lim.observe(0.200, "ok", "list pods")
+    clock.now += 1.0
+    lim.demand(40)
+    assert floor_ms(lim, "list pods") == pytest.approx(200 * 11 / 21, rel=0.01)
+    assert floor_ms(lim, "get pods") == pytest.approx(10.0)
+
+
 def test_a_slow_rise_of_no_load_latency_is_followed_in_light_windows() -> None:
     """LISTs grow from 10 to 15 ms while demand is light: 50 light windows later the no-load
     latency is 15 ms (1 % a window at most), without a single cut."""
