@@ -168,6 +168,8 @@ class _Window:
     """The most requests wanting a slot at once (in flight plus held)."""
     timed: list[tuple[_Kind, float]] = field(default_factory=list)
     """Latencies of answered exchanges (at most MAX_SAMPLES), judged when the window closes."""
+    kinds: dict[int, _Kind] = field(default_factory=dict)
+    """The kinds answered this window, by id."""
 
 
 class AdaptiveLimit:
@@ -215,6 +217,7 @@ class AdaptiveLimit:
             if learnt is None and len(self._kinds) < MAX_KINDS:
                 learnt = self._kinds[kind] = _Kind()
             if learnt is not None:
+                window.kinds[id(learnt)] = learnt
                 if len(learnt.seen) < KIND_SAMPLES:
                     learnt.seen.append(seconds)
                 if len(window.timed) < MAX_SAMPLES:
@@ -238,7 +241,7 @@ class AdaptiveLimit:
             light = window.peak * 2 < self._limit
             known = [(s + SLACK) / (k.floor + SLACK) for k, s in window.timed if k.floor < math.inf]
             load = max(1.0, _median(known)) if known else 1.0
-            for learnt in {id(k): k for k, _ in window.timed}.values():
+            for learnt in window.kinds.values():
                 learnt.relearn(probe=False, light=light, load=load)
             self._decide(window)
         self._window = _Window(now)
@@ -248,7 +251,7 @@ class AdaptiveLimit:
         that got no answer (the cluster is down) goes on."""
         if not window.answered:
             return
-        for learnt in {id(k): k for k, _ in window.timed}.values():
+        for learnt in window.kinds.values():
             learnt.relearn(probe=True, light=False)
         self.probing, self._stuck = False, 0
         self.probes += 1

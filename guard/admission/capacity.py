@@ -44,9 +44,10 @@ class AtCapacity(TooManyRequests):
 
 def kind_of(info: RequestInfo) -> str:
     """What a request's no-load latency is learnt by: verb, resource and whether it spans every
-    namespace (never a name: the same GET of any pod is one kind)."""
-    if not info.is_resource_request:
-        return f"{info.verb} {info.path}"
+    namespace (never a name: the same GET of any pod is one kind); for other paths, their first
+    segment (a path a client makes up is never shown or kept)."""
+    if not info.is_resource_request:  # by its first segment: /version, /openapi, /apis, /healthz
+        return f"{info.verb} /{info.path.lstrip('/').partition('/')[0]}"
     scope = "namespaced" if info.namespace else "cluster"
     return f"{info.verb} {info.api_group}/{info.resource}/{info.subresource} {scope}"
 

@@ -181,6 +181,8 @@ def test_a_timeout_is_a_timeout() -> None:
     ("GET", "/api/v1/pods", {}, "list /pods/ cluster"),
     ("GET", "/apis/apps/v1/namespaces/a/deployments/d/scale", {}, "get apps/deployments/scale namespaced"),
     ("GET", "/version", {}, "get /version"),
+    ("GET", "/openapi/v3/apis/apps/v1", {}, "get /openapi"),
+    ("GET", "/made-up/secret-looking-path", {}, "get /made-up"),
 ])
 def test_kinds_never_name_an_object(method: str, path: str, query: dict[str, str], kind: str) -> None:
     assert kind_of(classify(method, path, query)) == kind
