@@ -19,6 +19,7 @@ import pytest
 
 from chaos.observe import parse_metrics
 from tests.conftest import SimServer
+from tests.policies import write_policy
 from tests.proxy_fakes import GuardProcess
 
 PODS, POD_BYTES = 100, 8192
@@ -28,17 +29,6 @@ SIM_ARGS = ("--max-readonly-inflight", "40", "--base-service-ms", "20", "--per-o
 """About 30 such LISTs in flight crash a replica; 40 requests in flight get 429s."""
 FLOOD = 48
 """Flood clients, a closed loop each."""
-POLICY = """apiVersion: guard.io/v1alpha1
-kind: TenantPolicy
-metadata: {{name: {name}}}
-spec:
-  subjects: [{{kind: Group, name: {name}}}]
-  rules:
-    - name: all
-      quota: {{rate: 1000/s, burst: 1000, scope: tenant}}
-"""
-
-
 async def _seed(session: aiohttp.ClientSession, sim: SimServer) -> None:
     """team-a's pods (with a fat annotation) and a configmap team-b reads."""
     headers = {"Authorization": f"Bearer {sim.tokens['admin']}"}
@@ -115,9 +105,8 @@ async def _sim_figures(sim: SimServer) -> dict[str, float]:
 
 def _config(tmp_path: Path, sim: SimServer) -> Path:
     policies = tmp_path / "policies"
-    policies.mkdir()
     for name in ("team-a", "team-b"):
-        (policies / f"{name}.yaml").write_text(POLICY.format(name=name))
+        write_policy(policies, name, "1000/s", 1000, scope="tenant")
     config = tmp_path / "guard.yaml"
     config.write_text(
         "listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\n"
