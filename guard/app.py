@@ -32,13 +32,14 @@ from guard.federation.config import RedisSettings
 from guard.federation.fleet import Fleet, build_fleet
 from guard.federation.quarantine import QuarantineBoard
 from guard.metrics import EndpointFigures, GuardMetrics
-from guard.pipeline import Holder, Proxy, Runtime
+from guard.pipeline import Proxy
 from guard.policy.matching import compile_policies
 from guard.policy.model import TenantPolicy
 from guard.routing.breaker import EndpointHealth
 from guard.routing.dispatch import Routes
 from guard.routing.health import HealthChecker
 from guard.routing.router import Router
+from guard.runtime import Holder, Runtime
 from guard.settings import ClusterSettings, Settings
 from guard.upstream import Endpoint, FailoverReviews, Upstream, resolve_credential
 from guard.workers import SharedQuota

@@ -11,17 +11,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 from multidict import CIMultiDict
 
 from guard import forward, h1, rawanswer, tunnel
-from guard.accesslog import AccessLog, AccessRecord
+from guard.accesslog import AccessRecord
 from guard.admission.capacity import AtCapacity, CapacityGate
-from guard.admission.decision import Admission, Ticket, Verdict
+from guard.admission.decision import Ticket, Verdict
 from guard.authn import Credentials
 from guard.errors import GuardError, TooManyRequests, Unauthorized
 from guard.h1server import Request
@@ -29,56 +29,13 @@ from guard.identity import Identity
 from guard.listsize import ListSizer
 from guard.metrics import GuardMetrics, verb_label
 from guard.requestinfo import RequestInfo, classify
-from guard.routing.dispatch import Routes
-from guard.settings import Settings
-from guard.upstream import Upstream
+from guard.runtime import Holder, Runtime
 
 log = logging.getLogger("guard.proxy")
 CLASSIFIED_KEPT = 1024
 """Request targets whose classification is remembered (forgotten all at once when full)."""
 Answer = aiohttp.ClientResponse | h1.Response
 """An upstream answer: guard's lean client's for ordinary requests, aiohttp's for upgrades."""
-
-
-class Authenticating(Protocol):
-    async def authenticate(self, creds: Credentials) -> Identity: ...
-
-
-class Impersonating(Protocol):
-    async def resolve(self, caller: Identity, headers: object) -> Identity: ...
-
-
-class Authorizing(Protocol):
-    async def check(self, identity: Identity, info: RequestInfo) -> None: ...
-
-
-@dataclass(frozen=True)
-class Runtime:
-    """Everything one generation of settings built; SIGHUP swaps the whole value at once."""
-
-    settings: Settings
-    upstream: Upstream
-    authenticator: Authenticating
-    impersonation: Impersonating
-    admission: Admission
-    impersonation_headers: Callable[[Identity], Sequence[tuple[str, str]]]
-    access_log: AccessLog
-    timeouts: tuple[aiohttp.ClientTimeout, aiohttp.ClientTimeout] = field(repr=False, default=(
-        aiohttp.ClientTimeout(), aiohttp.ClientTimeout()))
-    """(ordinary, long-running) upstream timeouts."""
-    authorizer: Authorizing | None = None
-    """Edge authorization (guard.authz); None when the cluster's `authorize` is off."""
-    routes: Routes[Runtime] | None = None
-    """Every cluster's Runtime and which one serves a request (guard.routing); None: this one."""
-    capacity: CapacityGate | None = None
-    """The cluster's adaptive concurrency limit (guard.admission.capacity); None: `adaptive` is off."""
-
-
-class Holder:
-    """The current Runtime. Requests read `current` once, so a reload never mixes generations."""
-
-    def __init__(self, runtime: Runtime) -> None:
-        self.current = runtime
 
 
 @dataclass

@@ -25,8 +25,9 @@ from guard.admin import AdminPages, serve_siblings
 from guard.errors import ConfigError
 from guard.h1server import LeanServer
 from guard.metrics import GuardMetrics
-from guard.pipeline import Holder, Proxy, Runtime
+from guard.pipeline import Proxy
 from guard.routing.dispatch import remember_server_names
+from guard.runtime import Holder, Runtime
 from guard.settings import Settings, TLSSettings
 from guard.workeradmin import Siblings
 from guard.workers import ORPHAN_CHECK, WorkerSpec, listen_socket, parent_gone

@@ -1,0 +1,63 @@
+"""What one generation of settings builds for the request path (a `Runtime` per cluster), and the
+`Holder` requests read it from. SIGHUP builds a new generation and swaps it in at once; a request
+reads `Holder.current` once, so it never mixes two generations. Built by `guard.app` only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import aiohttp
+
+from guard.accesslog import AccessLog
+from guard.admission.capacity import CapacityGate
+from guard.admission.decision import Admission
+from guard.authn import Credentials
+from guard.identity import Identity
+from guard.requestinfo import RequestInfo
+from guard.routing.dispatch import Routes
+from guard.settings import Settings
+from guard.upstream import Upstream
+
+
+class Authenticating(Protocol):
+    async def authenticate(self, creds: Credentials) -> Identity: ...
+
+
+class Impersonating(Protocol):
+    async def resolve(self, caller: Identity, headers: object) -> Identity: ...
+
+
+class Authorizing(Protocol):
+    async def check(self, identity: Identity, info: RequestInfo) -> None: ...
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Everything one generation of settings built; SIGHUP swaps the whole value at once."""
+
+    settings: Settings
+    upstream: Upstream
+    authenticator: Authenticating
+    impersonation: Impersonating
+    admission: Admission
+    impersonation_headers: Callable[[Identity], Sequence[tuple[str, str]]]
+    access_log: AccessLog
+    timeouts: tuple[aiohttp.ClientTimeout, aiohttp.ClientTimeout] = field(repr=False, default=(
+        aiohttp.ClientTimeout(), aiohttp.ClientTimeout()))
+    """(ordinary, long-running) upstream timeouts."""
+    authorizer: Authorizing | None = None
+    """Edge authorization (guard.authz); None when the cluster's `authorize` is off."""
+    routes: Routes[Runtime] | None = None
+    """Every cluster's Runtime and which one serves a request (guard.routing); None: this one."""
+    capacity: CapacityGate | None = None
+    """The cluster's adaptive concurrency limit (guard.admission.capacity); None: `adaptive` is off."""
+
+
+class Holder:
+    """The current Runtime. Requests read `current` once, so a reload never mixes generations."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.current = runtime
