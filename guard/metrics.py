@@ -354,9 +354,8 @@ def _decisions(history: Iterable[tuple[str, AdmissionStats]]) -> Metric:
                                  "decision (admitted, exempt, queued, shadow, rejected).",
                                  labels=["cluster", "tenant", "rule", "decision"])
     totals: Tally[tuple[str, str, str, str]] = Tally()
-    for cluster, stats in history:
-        for (tenant, rule, decision), n in stats.decisions.items():
-            totals[(cluster, tenant, rule, decision)] += n
+    for _, stats in history:
+        totals.update(stats.decisions)  # (cluster, tenant, rule, decision): the routed cluster
     for labels, n in sorted(totals.items()):
         family.add_metric(labels, n)
     return family

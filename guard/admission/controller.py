@@ -174,6 +174,12 @@ class AdmissionController:
         self.counts.observe(cluster, info.api_group, info.resource, info.namespace, count)
 
     async def admit(self, identity: Identity, info: RequestInfo, cluster: str) -> Ticket:
+        ticket = await self._admit(identity, info, cluster)
+        verdict = ticket.verdict
+        self.stats.decisions[(cluster, verdict.tenant, verdict.rule, verdict.outcome)] += 1
+        return ticket
+
+    async def _admit(self, identity: Identity, info: RequestInfo, cluster: str) -> Ticket:
         match = self.policies.match(identity, info, cluster)
         rule = match.rule
         if rule.exempt:
@@ -268,7 +274,6 @@ class AdmissionController:
         self._streaks[match.flow] = streak
         # Like APF, a flow that keeps knocking is told to wait longer: x2 every _STREAK_STEP refusals.
         seconds = max(1, math.ceil(retry)) * 2 ** min(streak // _STREAK_STEP, 6)
-        self.stats.decisions[(rule.tenant, rule.name, "rejected")] += 1
         verdict = Verdict(
             "rejected", rule.tenant, rule.name, min(MAX_RETRY_AFTER, seconds), MESSAGES[reason], headers
         )
@@ -286,7 +291,6 @@ class AdmissionController:
     ) -> Ticket:
         if flow and self._streaks:
             self._streaks.pop(flow, None)
-        self.stats.decisions[(rule.tenant, rule.name, outcome)] += 1
         return Ticket(Verdict(outcome, rule.tenant, rule.name, 0, reason, headers), held.release)
 
     def seats_in_use(self) -> dict[str, int]:

@@ -32,10 +32,11 @@ class WaitHistogram:
 
 @dataclass
 class AdmissionStats:
-    """decisions[(tenant, rule, outcome)] counts every verdict; reasons[(tenant, reason)] every
-    rejection (or shadow would-be rejection) by cause: quota, inflight, watches, queue-full, queue-wait."""
+    """decisions[(cluster, tenant, rule, outcome)] counts every verdict; reasons[(tenant, reason)]
+    every rejection (or shadow would-be rejection) by cause: quota, inflight, watches, queue-full,
+    queue-wait."""
 
-    decisions: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    decisions: Counter[tuple[str, str, str, str]] = field(default_factory=Counter)
     reasons: Counter[tuple[str, str]] = field(default_factory=Counter)
     queue_waits: dict[str, WaitHistogram] = field(default_factory=dict)
     reloads: int = 0

@@ -110,7 +110,8 @@ async def test_an_unknown_cluster_is_a_404_status_naming_it(stack: Stack) -> Non
 
 async def test_a_rule_for_one_cluster_limits_only_requests_routed_there(stack: Stack) -> None:
     """team-a's `clusters: [east]` rule (burst 2) rejects east's third GET of a ConfigMap (absent:
-    404); west, under the generous rule, serves all five. Metrics and access log carry the cluster."""
+    404); west, under the generous rule, serves all five. Metrics (requests and admission decisions)
+    and the access log carry the routed cluster."""
     east = [(await stack.get(f"/clusters/east{CONFIGMAP}", stack.east.tokens["alice"]))[0] for _ in range(5)]
     west = [(await stack.get(f"/clusters/west{CONFIGMAP}", stack.west.tokens["alice"]))[0] for _ in range(5)]
     assert east == [404, 404, 429, 429, 429] and west == [404] * 5
@@ -120,6 +121,10 @@ async def test_a_rule_for_one_cluster_limits_only_requests_routed_there(stack: S
     requests = {(labels["cluster"], labels["code"]): v for name, labels, v in samples
                 if name == "guard_requests_total"}
     assert requests == {("east", "404"): 2, ("east", "429"): 3, ("west", "404"): 5}
+    decisions = {(labels["cluster"], labels["rule"], labels["decision"]): v for name, labels, v in samples
+                 if name == "guard_admission_decisions_total"}
+    assert decisions == {("east", "east-configmaps", "admitted"): 2,
+                         ("east", "east-configmaps", "rejected"): 3, ("west", "reads", "admitted"): 5}
     up = {labels["cluster"]: v for name, labels, v in samples if name == "guard_upstream_endpoint_up"}
     assert up == {"east": 1, "west": 1}
     lines = await _log_lines(stack.log, 10)

@@ -64,7 +64,7 @@ async def test_over_quota_is_rejected_with_retry_after_and_ratelimit_headers(tmp
     assert "team-a" not in headers.values() and len(headers["X-Guard-Tenant-Id"]) == 12
     assert headers["RateLimit-Policy"] == f'"{rule_id}";q=3;w=3'
     assert headers["RateLimit"] == f'"{rule_id}";r=0;t=3'
-    assert controller.stats.decisions[("team-a", "reads", "rejected")] == 2
+    assert controller.stats.decisions[("dev", "team-a", "reads", "rejected")] == 2
     assert controller.stats.reasons[("team-a", "quota")] == 2
 
 
@@ -106,7 +106,7 @@ async def test_shadow_rules_admit_everything_and_count_what_they_would_reject(tm
     """shadow: true turns rejections into admitted `shadow` verdicts, counted."""
     controller = _controller(tmp_path, "    - {name: reads, shadow: true, quota: {rate: 1/s, burst: 2}}\n")
     assert await _outcomes(controller, 5) == ["admitted"] * 2 + ["shadow"] * 3
-    assert controller.stats.decisions[("team-a", "reads", "shadow")] == 3
+    assert controller.stats.decisions[("dev", "team-a", "reads", "shadow")] == 3
     assert controller.stats.reasons[("team-a", "quota")] == 3
 
 
