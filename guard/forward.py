@@ -99,15 +99,6 @@ def forwardable(inbound: CIMultiDictProxy[str], *, peer: str,
     return out
 
 
-def request_headers(inbound: CIMultiDictProxy[str], *, peer: str, keep_authorization: bool,
-                    add: Iterable[tuple[str, str]]) -> CIMultiDict[str]:
-    """The headers to send upstream: `forwardable` ones, then guard's own `add`."""
-    out: CIMultiDict[str] = CIMultiDict(
-        forwardable(inbound, peer=peer, keep_authorization=keep_authorization))
-    out.extend(add)
-    return out
-
-
 async def _counted(content: aiohttp.StreamReader, max_bytes: int) -> AsyncIterator[bytes]:
     seen = 0
     async for chunk in content.iter_chunked(CHUNK):

@@ -204,7 +204,7 @@ class _Connection(BaseProtocol):
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self.closed = True
-        self._cancel_timer()
+        self._stop_timing()
         parser, self._parser = self._parser, None
         if parser is not None:
             try:
@@ -249,7 +249,8 @@ class _Connection(BaseProtocol):
         self._abort()
         return False
 
-    def _cancel_timer(self) -> None:
+    def _stop_timing(self) -> None:
+        """The exchange is over: the pool's sweep no longer checks this connection's silence."""
         self._read_timeout = 0.0
 
     def _abort(self) -> None:
@@ -258,7 +259,7 @@ class _Connection(BaseProtocol):
 
     def finish(self, *, keep: bool) -> None:
         """The exchange is over: back to the pool when the whole answer was read, else close."""
-        self._cancel_timer()
+        self._stop_timing()
         payload, self._payload = self._payload, None
         parser, self._parser = self._parser, None
         self._waiter = None

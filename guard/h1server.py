@@ -45,6 +45,9 @@ MAX_PIPELINED = 16
 """Parsed requests waiting behind the one being served before reading the socket pauses."""
 SWEEP_EVERY = 1.0
 """Seconds between two passes closing idle keep-alive connections."""
+PIPE_HIGH_WATER = 1024 * 1024
+"""Bytes queued towards one side of an upgrade tunnel before reading from the other side pauses."""
+PIPE_LOW_WATER = 256 * 1024
 
 Handler = Callable[["Request"], Awaitable[None]]
 
@@ -351,22 +354,36 @@ class Connection(BaseProtocol):
         return lambda: self._piped
 
     def _pipe(self, target: asyncio.Transport, data: bytes) -> None:
-        if target.is_closing():
+        if not pipe_bytes(target, data, self._pause_reading_for_buffer, self._resume_piping):
             if self._pipe_done is not None and not self._pipe_done.done():
                 self._pipe_done.set_result(None)
             return
-        target.write(data)
         self._piped += len(data)
-        if target.get_write_buffer_size() > rawanswer.PIPE_HIGH_WATER and self.transport is not None:
-            self._pause_reading_for_buffer()
-            self._loop.create_task(self._resume_when_drained(target))
 
-    async def _resume_when_drained(self, target: asyncio.Transport) -> None:
-        # The target's own protocol owns its flow-control callbacks, so poll its buffer instead.
-        while not target.is_closing() and target.get_write_buffer_size() > rawanswer.PIPE_LOW_WATER:
-            await asyncio.sleep(0.005)
+    def _resume_piping(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self._resume_reading_for_buffer()
+
+
+def pipe_bytes(target: asyncio.Transport, data: bytes, pause: Callable[[], None],
+               resume: Callable[[], None]) -> bool:
+    """One side of a tunnel: write `data` to `target`; above PIPE_HIGH_WATER queued there, `pause`
+    the source until `target` drains to PIPE_LOW_WATER, then `resume` it. False when `target` is
+    closing (the tunnel is over)."""
+    if target.is_closing():
+        return False
+    target.write(data)
+    if target.get_write_buffer_size() > PIPE_HIGH_WATER:
+        pause()
+        asyncio.get_running_loop().create_task(_resume_when_drained(target, resume))
+    return True
+
+
+async def _resume_when_drained(target: asyncio.Transport, resume: Callable[[], None]) -> None:
+    # The target's own protocol owns its flow-control callbacks, so poll its buffer instead.
+    while not target.is_closing() and target.get_write_buffer_size() > PIPE_LOW_WATER:
+        await asyncio.sleep(0.005)
+    resume()
 
 
 class LeanServer:
@@ -396,9 +413,6 @@ class LeanServer:
             now = self.loop.time()
             for conn in list(self.connections):
                 conn.close_if_idle(now, self.idle_timeout)
-
-    def busy(self) -> int:
-        return sum(1 for c in self.connections if c.idle_since is None)
 
     async def shutdown(self, timeout: float) -> None:
         """Close idle connections now, let busy ones finish for `timeout` seconds, then abort them."""

@@ -21,9 +21,6 @@ from multidict import CIMultiDictProxy
 
 from guard.errors import GuardError
 
-PIPE_HIGH_WATER = 1024 * 1024
-"""Bytes queued towards one side of an upgrade tunnel before reading from the other side pauses."""
-PIPE_LOW_WATER = 256 * 1024
 _SKIP = frozenset({
     "connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "te",
     "trailer", "transfer-encoding", "upgrade", "host", "content-length",

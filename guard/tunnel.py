@@ -16,10 +16,7 @@ import aiohttp
 from multidict import CIMultiDictProxy
 
 from guard import rawanswer
-from guard.h1server import Request
-
-HIGH_WATER = rawanswer.PIPE_HIGH_WATER
-LOW_WATER = rawanswer.PIPE_LOW_WATER
+from guard.h1server import Request, pipe_bytes
 
 
 def is_upgrade(request: Request) -> bool:
@@ -45,24 +42,17 @@ class _Pipe:
         self.bytes = 0
 
     def feed_data(self, data: bytes) -> tuple[bool, bytes]:
-        if self.target.is_closing():
+        if pipe_bytes(self.target, data, self.source.pause_reading, self._resume):
+            self.bytes += len(data)
+        else:
             self.feed_eof()
-            return False, b""
-        self.target.write(data)
-        self.bytes += len(data)
-        if self.target.get_write_buffer_size() > HIGH_WATER:
-            self.source.pause_reading()
-            asyncio.get_running_loop().create_task(self._resume_when_drained())
         return False, b""
 
     def feed_eof(self) -> None:
         if not self.done.done():
             self.done.set_result(None)
 
-    async def _resume_when_drained(self) -> None:
-        # The target's protocol owns its flow-control callbacks, so poll the buffer instead.
-        while not self.target.is_closing() and self.target.get_write_buffer_size() > LOW_WATER:
-            await asyncio.sleep(0.005)
+    def _resume(self) -> None:
         if not self.source.is_closing():
             self.source.resume_reading()
 

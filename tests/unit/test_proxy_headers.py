@@ -6,11 +6,17 @@ import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from guard import rawanswer
-from guard.forward import connection_tokens, request_headers
+from guard.forward import connection_tokens, forwardable
 
 
 def inbound(*pairs: tuple[str, str]) -> CIMultiDictProxy[str]:
     return CIMultiDictProxy(CIMultiDict(pairs))
+
+
+def request_headers(headers: CIMultiDictProxy[str], *, peer: str, keep_authorization: bool,
+                    add: list[tuple[str, str]]) -> CIMultiDict[str]:
+    """What the pipeline sends upstream: the forwardable inbound headers, then guard's own."""
+    return CIMultiDict([*forwardable(headers, peer=peer, keep_authorization=keep_authorization), *add])
 
 
 @pytest.mark.parametrize(("pairs", "gone", "kept"), [
@@ -27,7 +33,7 @@ def inbound(*pairs: tuple[str, str]) -> CIMultiDictProxy[str]:
 def test_request_headers_drop_hop_by_hop_and_identity_headers(
         pairs: list[tuple[str, str]], gone: list[str], kept: list[str]) -> None:
     """End-to-end headers pass; hop-by-hop, Connection-named and identity-smuggling ones do not."""
-    out = request_headers(inbound(*pairs), peer="10.0.0.1", keep_authorization=True, add=())
+    out = request_headers(inbound(*pairs), peer="10.0.0.1", keep_authorization=True, add=[])
     assert not [g for g in gone if g in out]
     assert all(k in out for k in kept)
 
@@ -45,7 +51,7 @@ def test_guards_own_headers_survive_a_connection_header_naming_them() -> None:
 def test_x_forwarded_for_appends_the_peer() -> None:
     """An existing chain is kept and the connecting peer appended."""
     out = request_headers(inbound(("X-Forwarded-For", "1.2.3.4")), peer="10.0.0.1",
-                          keep_authorization=True, add=())
+                          keep_authorization=True, add=[])
     assert out.getall("X-Forwarded-For") == ["1.2.3.4, 10.0.0.1"]
 
 
