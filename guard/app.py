@@ -39,7 +39,7 @@ from guard.routing.breaker import EndpointHealth
 from guard.routing.dispatch import Routes
 from guard.routing.health import HealthChecker
 from guard.routing.router import Router
-from guard.runtime import Holder, Runtime
+from guard.runtime import Holder, Runtime, clusters_of
 from guard.settings import ClusterSettings, Settings
 from guard.upstream import Endpoint, FailoverReviews, Upstream, resolve_credential
 from guard.workers import SharedQuota
@@ -101,10 +101,14 @@ async def build_shared(settings: Settings, *, workers: int = 1) -> Shared:
         shared.fleet = build_fleet(redis, cluster=settings.cluster.name, apply=shared.apply_bundle)
         shared.store = shared.fleet.store
     else:
-        store: QuotaStore = EmbeddedStore() if workers == 1 else SharedQuota(EmbeddedStore(), workers)
-        shared = Shared(settings, store)
+        shared = Shared(settings, embedded_store(workers))
     await shared.start()
     return shared
+
+
+def embedded_store(workers: int) -> QuotaStore:
+    """The in-process store; with `--workers N` each worker enforces 1/N of every quota."""
+    return EmbeddedStore() if workers == 1 else SharedQuota(EmbeddedStore(), workers)
 
 
 async def build_runtime(settings: Settings, *, workers: int = 1, shared: Shared | None = None) -> Runtime:
@@ -146,17 +150,20 @@ async def build_runtime(settings: Settings, *, workers: int = 1, shared: Shared 
     return routes.default
 
 
+def _running(shared: Shared | None) -> list[Runtime]:
+    """Every cluster's Runtime of the generation serving now (none before the first)."""
+    holder = shared.holder if shared is not None else None
+    return clusters_of(holder.current) if holder is not None else []
+
+
 def _breakers(shared: Shared | None) -> dict[str, dict[str, EndpointHealth]]:
     """The running generation's breaker states, by cluster and endpoint URL."""
-    running = shared.holder.current if shared is not None and shared.holder is not None else None
-    return {rt.upstream.name: rt.upstream.states() for rt in clusters_of(running)} if running else {}
+    return {rt.upstream.name: rt.upstream.states() for rt in _running(shared)}
 
 
 def _gates(shared: Shared | None) -> dict[str, CapacityGate]:
     """The running generation's adaptive limits by cluster: what they learnt survives a reload."""
-    running = shared.holder.current if shared is not None and shared.holder is not None else None
-    return {rt.upstream.name: rt.capacity for rt in clusters_of(running)
-            if rt.capacity is not None} if running else {}
+    return {rt.upstream.name: rt.capacity for rt in _running(shared) if rt.capacity is not None}
 
 
 def _gate(cluster: ClusterSettings, running: CapacityGate | None, workers: int) -> CapacityGate | None:
@@ -179,23 +186,13 @@ def per_worker(settings: AdaptiveSettings, workers: int) -> AdaptiveSettings:
     return dataclasses.replace(settings, min=low, initial=initial, max=high)
 
 
-def clusters_of(runtime: Runtime) -> list[Runtime]:
-    """Every cluster's Runtime of the generation `runtime` belongs to."""
-    return list(runtime.routes.runtimes.values()) if runtime.routes is not None else [runtime]
-
-
-def in_flight(runtime: Runtime) -> int:
-    """Requests still upstream in every cluster of `runtime`'s generation."""
-    return sum(ep.in_flight for rt in clusters_of(runtime) for ep in rt.upstream.endpoints)
-
-
 def build_admission(settings: Settings, *, workers: int = 1, shared: Shared | None = None) -> Admission:
     """Admission for these settings over the shared store: the live signed bundle's policies when
     there is one, else the policy files. ConfigError lists every problem.
 
     With N workers on the embedded store each enforces 1/N of every quota (see guard.workers)."""
     if shared is None:
-        shared = Shared(settings, EmbeddedStore() if workers == 1 else SharedQuota(EmbeddedStore(), workers))
+        shared = Shared(settings, embedded_store(workers))
     if settings.policies is None and settings.admission is None and not shared.takes_bundles:
         return AdmitAll()
     admission = admission_settings(settings)

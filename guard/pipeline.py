@@ -29,7 +29,7 @@ from guard.identity import Identity
 from guard.listsize import ListSizer
 from guard.metrics import GuardMetrics, verb_label
 from guard.requestinfo import RequestInfo, classify
-from guard.runtime import Holder, Runtime
+from guard.runtime import Holder, Runtime, clusters_of
 
 log = logging.getLogger("guard.proxy")
 CLASSIFIED_KEPT = 1024
@@ -114,11 +114,9 @@ class Proxy:
 
     def _in_flight(self) -> list[tuple[str, int, int]]:
         """(cluster, requests upstream, long-running ones) for every cluster."""
-        rt = self.holder.current
-        clusters = rt.routes.runtimes.values() if rt.routes is not None else (rt,)
         running = list(self._long_running.values())
         return [(c.upstream.name, sum(ep.in_flight for ep in c.upstream.endpoints),
-                 running.count(c.upstream.name)) for c in clusters]
+                 running.count(c.upstream.name)) for c in clusters_of(self.holder.current)]
 
     async def _serve(self, rt: Runtime, request: Request, ex: _Exchange) -> None:
         caller = await self._identify(rt, request)

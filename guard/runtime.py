@@ -61,3 +61,13 @@ class Holder:
 
     def __init__(self, runtime: Runtime) -> None:
         self.current = runtime
+
+
+def clusters_of(runtime: Runtime) -> list[Runtime]:
+    """Every cluster's Runtime of the generation `runtime` belongs to."""
+    return list(runtime.routes.runtimes.values()) if runtime.routes is not None else [runtime]
+
+
+def in_flight(runtime: Runtime) -> int:
+    """Requests still upstream in every cluster of `runtime`'s generation."""
+    return sum(ep.in_flight for rt in clusters_of(runtime) for ep in rt.upstream.endpoints)

@@ -27,7 +27,7 @@ from guard.h1server import LeanServer
 from guard.metrics import GuardMetrics
 from guard.pipeline import Proxy
 from guard.routing.dispatch import remember_server_names
-from guard.runtime import Holder, Runtime
+from guard.runtime import Holder, Runtime, in_flight
 from guard.settings import Settings, TLSSettings
 from guard.workeradmin import Siblings
 from guard.workers import ORPHAN_CHECK, WorkerSpec, listen_socket, parent_gone
@@ -235,7 +235,7 @@ async def _retire(runtime: Runtime) -> None:
     """Close a replaced runtime once its requests are done (watches get at most the grace period)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + OLD_RUNTIME_GRACE
-    while loop.time() < deadline and wiring.in_flight(runtime):
+    while loop.time() < deadline and in_flight(runtime):
         await asyncio.sleep(1.0)
     await wiring.close_runtime(runtime)
 

@@ -8,8 +8,8 @@ from typing import Any
 
 from guard.admission.adaptive import AdaptiveSettings
 from guard.admission.buckets import EmbeddedStore
-from guard.app import Shared, build_runtime, close_runtime, clusters_of, per_worker
-from guard.runtime import Holder, Runtime
+from guard.app import Shared, build_runtime, close_runtime, per_worker
+from guard.runtime import Holder, Runtime, clusters_of
 from guard.settings import Settings, parse
 
 
