@@ -19,8 +19,8 @@ from bench.results import DecisionCost
 
 
 def _identity_and_info() -> tuple[Any, Any]:
-    from guard.identity import Identity
-    from guard.requestinfo import RequestInfo
+    from guard.kube.identity import Identity
+    from guard.kube.requestinfo import RequestInfo
 
     identity = Identity(user="bench-user", groups=("bench", "system:authenticated"))
     info = RequestInfo(
@@ -34,7 +34,7 @@ def _build_controller(policy_dir: Path) -> Any:
     """The controller as guard's app builds it: example policies + bench tenant, embedded store."""
     try:
         controller = importlib.import_module("guard.admission.controller")
-        buckets = importlib.import_module("guard.admission.buckets")
+        buckets = importlib.import_module("guard.admission.embedded")
         config = importlib.import_module("guard.admission.config")
     except ModuleNotFoundError as e:
         raise Skip(f"{e.name} is not built yet") from e

@@ -224,7 +224,7 @@ class RunningGuard:
 
 async def start_guard(path: Path) -> RunningGuard:
     from guard import settings
-    from guard.server import GuardServer
+    from guard.process.server import GuardServer
 
     server = GuardServer(settings.load(path), path=path)
     await server.start()

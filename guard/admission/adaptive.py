@@ -96,7 +96,7 @@ class AdaptiveSettings:
 
 
 class Fields(Protocol):
-    """guard.settings_fields.Fields' shape, as this module uses it."""
+    """guard.config.fields.Fields' shape, as this module uses it."""
 
     def error(self, at: str, message: str) -> None: ...
     def mapping(self, raw: object, at: str, known: Sequence[str], *,

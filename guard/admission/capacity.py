@@ -23,8 +23,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from guard.admission.adaptive import AdaptiveLimit, AdaptiveSettings, Outcome, outcome_of
-from guard.errors import GuardError, TooManyRequests
-from guard.requestinfo import RequestInfo
+from guard.kube.errors import GuardError, TooManyRequests
+from guard.kube.requestinfo import RequestInfo
 
 QUEUED_FLOWS = 64
 """At most queueLength x this many requests are held at once, whatever the number of flows."""

@@ -25,14 +25,14 @@ from guard.admission.config import AdmissionSettings
 from guard.admission.cost import ObjectCounts, request_cost
 from guard.admission.decision import Outcome, Ticket, Verdict
 from guard.admission.fairqueue import FairQueue
+from guard.admission.rules import CompiledRule, Match, PolicySet, compile_policies
 from guard.admission.stats import AdmissionStats
 from guard.admission.store import Limit, QuotaStore
-from guard.errors import ConfigError
-from guard.identity import Identity
+from guard.kube.errors import ConfigError
+from guard.kube.identity import Identity
+from guard.kube.requestinfo import RequestInfo
 from guard.policy.loading import load_policies
-from guard.policy.matching import CompiledRule, Match, PolicySet, compile_policies
 from guard.policy.model import Quarantine, TenantPolicy
-from guard.requestinfo import RequestInfo
 
 Headers = tuple[tuple[str, str], ...]
 MAX_RETRY_AFTER = 60

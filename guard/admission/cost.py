@@ -7,8 +7,8 @@ initial list, a watch resuming from a resourceVersion costs 1. Pure: no clock, n
 
 from __future__ import annotations
 
+from guard.kube.requestinfo import RequestInfo
 from guard.policy.model import ListCost
-from guard.requestinfo import RequestInfo
 
 _MAX_KEYS = 50_000
 

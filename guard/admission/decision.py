@@ -10,8 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from guard.identity import Identity
-from guard.requestinfo import RequestInfo
+from guard.kube.identity import Identity
+from guard.kube.requestinfo import RequestInfo
 
 Outcome = Literal["admitted", "exempt", "queued", "shadow", "rejected"]
 

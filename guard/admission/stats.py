@@ -1,7 +1,7 @@
 """Counters the admission step keeps for metrics and debugging: decisions per tenant, rule and
 outcome, queue waits per priority level as a histogram, and policy reloads.
 
-Plain in-process numbers, cheap to bump on the hot path; `guard.metrics` turns them into
+Plain in-process numbers, cheap to bump on the hot path; `guard.telemetry.metrics` turns them into
 Prometheus metrics at scrape time. Never holds a user name or a token (tenant and rule names only).
 """
 

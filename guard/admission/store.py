@@ -1,6 +1,6 @@
 """The seam between the admission logic and where bucket state lives.
 
-`QuotaStore` is implemented by the embedded in-process store (`guard.admission.buckets`) and
+`QuotaStore` is implemented by the embedded in-process store (`guard.admission.embedded`) and
 by the Redis-backed lease store (`guard.federation.leases`). One behaviour suite runs against
 both. The hot path (`take`) is synchronous and never awaits: a store that needs the network
 refills in the background.
@@ -9,9 +9,9 @@ refills in the background.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Protocol
 
-FailMode = Literal["local", "open", "closed"]
+from guard.policy.model import FailMode
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +22,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from guard.config.files import write_atomic
 from guard.federation import background
 from guard.federation.connection import FederationError, Gateway
 from guard.policy.loading import SUFFIXES, load_text
@@ -105,19 +104,6 @@ def load_public_key(path: str | Path) -> Ed25519PublicKey:
     return key
 
 
-def write_atomically(path: Path, data: bytes, *, mode: int = 0o644) -> None:
-    """Write to a temporary file beside `path`, then rename over it: never a half-written file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def keygen(private_path: Path, public_path: Path) -> None:
     """A new Ed25519 key pair as PEM files (the private one readable by its owner only)."""
     key = Ed25519PrivateKey.generate()
@@ -125,8 +111,8 @@ def keygen(private_path: Path, public_path: Path) -> None:
                                 serialization.NoEncryption())
     public = key.public_key().public_bytes(serialization.Encoding.PEM,
                                            serialization.PublicFormat.SubjectPublicKeyInfo)
-    write_atomically(private_path, private, mode=0o600)
-    write_atomically(public_path, public)
+    write_atomic(private_path, private, mode=0o600)
+    write_atomic(public_path, public)
 
 
 async def publish(gateway: Gateway, files: dict[str, str], key: Ed25519PrivateKey, *,
@@ -200,7 +186,7 @@ class BundleWatcher:
             return
         record = {"payload": payload.decode(), "signature": signature.hex()}
         self._dir.mkdir(parents=True, exist_ok=True)
-        write_atomically(self._dir / DISK_NAME, json.dumps(record).encode())
+        write_atomic(self._dir / DISK_NAME, json.dumps(record).encode())
 
     def load_disk(self) -> bool:
         """Apply the last good bundle kept on disk (verified again: the disk is not trusted more)."""

@@ -7,13 +7,12 @@ setting. This module only validates shapes; it never opens a connection or reads
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from guard.config.durations import parse_duration
+
 _SCHEMES = ("redis", "rediss", "unix")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, None: 1.0}
 
 
 @dataclass(frozen=True)
@@ -77,17 +76,10 @@ _COUNTS = {"poolSize": "pool_size", "expectedReplicas": "expected_replicas"}
 _KNOWN = {*_STRINGS, *_DURATIONS, *_COUNTS, "cluster", "sentinel"}
 
 
-def parse_duration(raw: object) -> float | None:
+def _positive_duration(raw: object) -> float | None:
     """Seconds from `0.05`, `50ms`, `2s` or `1m`; None when malformed or not positive."""
-    if isinstance(raw, bool):
-        return None
-    if isinstance(raw, int | float):
-        return float(raw) if raw > 0 else None
-    match = _DURATION.match(raw) if isinstance(raw, str) else None
-    if not match:
-        return None
-    value = float(match.group(1)) * _UNITS[match.group(2)]
-    return value if value > 0 else None
+    seconds = parse_duration(raw)
+    return seconds if seconds else None
 
 
 def parse_redis(raw: object, where: str) -> tuple[RedisSettings, list[str]]:
@@ -122,7 +114,7 @@ def _parse_numbers(raw: dict[object, object], where: str, values: dict[str, obje
                    problems: list[str]) -> None:
     for key, attr in _DURATIONS.items():
         if key in raw:
-            seconds = parse_duration(raw[key])
+            seconds = _positive_duration(raw[key])
             if seconds is None:
                 problems.append(f"{where}.{key}: must be a positive duration such as 50ms or 1s")
             else:

@@ -22,8 +22,8 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import parse_url
 from redis.asyncio.sentinel import Sentinel
 
-from guard.errors import GuardError
 from guard.federation.config import RedisSettings, SentinelSettings
+from guard.kube.errors import GuardError
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,6 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from guard.errors import ConfigError
 from guard.federation.bundles import Bundle, BundleWatcher, load_public_key
 from guard.federation.config import RedisSettings
 from guard.federation.connection import Gateway
@@ -24,6 +23,7 @@ from guard.federation.health import FleetHealth
 from guard.federation.leases import RedisQuotaStore
 from guard.federation.membership import membership_for
 from guard.federation.quarantine import QuarantineBoard
+from guard.kube.errors import ConfigError
 
 
 def replica_id() -> str:

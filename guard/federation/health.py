@@ -36,7 +36,7 @@ STATES: frozenset[str] = frozenset({"closed", "open", "half-open"})
 
 
 class SharedEndpoint(Protocol):
-    """What this module reads of an upstream endpoint (guard.upstream.Endpoint)."""
+    """What this module reads of an upstream endpoint (guard.upstream.endpoints.Endpoint)."""
 
     @property
     def url(self) -> str: ...

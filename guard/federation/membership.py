@@ -17,8 +17,8 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
+from guard.config.files import write_atomic
 from guard.federation import background
-from guard.federation.bundles import write_atomically
 from guard.federation.config import RedisSettings
 from guard.federation.connection import FederationError, Gateway
 
@@ -94,7 +94,7 @@ class Membership:
         self._saved = fleet
         try:
             Path(self._state_dir).mkdir(parents=True, exist_ok=True)
-            write_atomically(Path(self._state_dir) / STATE_FILE, json.dumps({"replicas": fleet}).encode())
+            write_atomic(Path(self._state_dir) / STATE_FILE, json.dumps({"replicas": fleet}).encode())
         except OSError as e:
             log.warning("cannot remember the live count in %s: %s", self._state_dir, e)
 

@@ -10,7 +10,7 @@ import difflib
 from collections.abc import Callable, Mapping
 from typing import Any, cast
 
-from guard.policy import model
+from guard.config import durations
 
 FieldPath = tuple[str | int, ...]
 Report = Callable[[FieldPath, str], None]
@@ -92,7 +92,7 @@ def choice(value: object, path: FieldPath, report: Report, options: tuple[str, .
 
 
 def rate(value: object, path: FieldPath, report: Report) -> float | None:
-    parsed = model.parse_rate(value) if isinstance(value, str) else None
+    parsed = durations.parse_rate(value) if isinstance(value, str) else None
     if parsed is None:
         report(path, f"{show(value)} is not a rate like 20/s, 3000/m")
     return parsed
@@ -103,7 +103,7 @@ def show(value: object) -> str:
 
 
 def duration(value: object, path: FieldPath, report: Report) -> float | None:
-    parsed = model.parse_duration(value)
+    parsed = durations.parse_duration(value)
     if parsed is None:
         report(path, f"{show(value)} is not a duration like 30s, 5m")
     return parsed

@@ -1,24 +1,23 @@
 """The tenant policy as values: who a tenant is, which requests each of its rules covers, and
 what each rule allows.
 
-Pure: frozen dataclasses and the parsers of the small textual forms policies use (rates like
-`50/s`, durations like `30s`). No YAML, no file I/O; reading and validating files is
+Pure: frozen dataclasses (rates and durations are parsed by `guard.config.durations`).
+No YAML, no file I/O; reading and validating files is
 `guard.policy.loading` and `guard.policy.schema`.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Literal
-
-from guard.admission.store import FailMode
 
 API_VERSION = "guard.io/v1alpha1"
 KIND = "TenantPolicy"
 
 SubjectKind = Literal["User", "Group", "ServiceAccount"]
 Scope = Literal["tenant", "user", "namespace"]
+FailMode = Literal["local", "open", "closed"]
+"""What a quota does while Redis is unreachable: a local share, admit all, or refuse all."""
 
 SUBJECT_KINDS: tuple[SubjectKind, ...] = ("User", "Group", "ServiceAccount")
 SCOPES: tuple[Scope, ...] = ("tenant", "user", "namespace")
@@ -37,35 +36,6 @@ RESOURCE_VERBS = (
 )
 # Non-resource requests carry the lower-cased HTTP method as their verb.
 HTTP_VERBS = ("get", "head", "options", "post", "put", "patch", "delete")
-
-_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(\d*(?:\.\d+)?)\s*(ms|s|m|h)\s*$")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_rate(text: str) -> float | None:
-    """`"50/s"`, `"3000/m"`, `"10/100ms"` -> tokens per second; None when not a positive rate."""
-    found = _RATE.match(text)
-    if not found:
-        return None
-    count, multiple, unit = found.groups()
-    period = float(multiple or 1) * _UNIT_SECONDS[unit]
-    if period <= 0 or float(count) <= 0:
-        return None
-    return float(count) / period
-
-
-def parse_duration(value: object) -> float | None:
-    """`"30s"`, `"5m"`, `"250ms"` or a number of seconds -> seconds; None when not a duration."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value) if value >= 0 else None
-    if not isinstance(value, str):
-        return None
-    found = _DURATION.match(value)
-    return float(found.group(1)) * _UNIT_SECONDS[found.group(2)] if found else None
-
 
 @dataclass(frozen=True)
 class Subject:

@@ -11,11 +11,11 @@ import re
 from collections.abc import Mapping
 from typing import Any, cast
 
-from guard.admission.store import FailMode
+from guard.config import durations
 from guard.policy import fields as check
 from guard.policy import model
 from guard.policy.fields import FieldPath, Report
-from guard.policy.model import ListCost, Quarantine, Quota, Rule, Selector, Subject, TenantPolicy
+from guard.policy.model import FailMode, ListCost, Quarantine, Quota, Rule, Selector, Subject, TenantPolicy
 
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 SELECTOR_KEYS = {
@@ -165,7 +165,7 @@ def quarantine(value: object, path: FieldPath, report: Report) -> Quarantine | N
     threshold = check.number(raw["threshold"], (*path, "threshold"), report, minimum=1, integer=True)
     spans = {}
     for key, default in (("window", 60.0), ("ttl", 300.0)):
-        spans[key] = model.parse_duration(raw.get(key, default))
+        spans[key] = durations.parse_duration(raw.get(key, default))
         if spans[key] is None:
             report((*path, key), f"{check.show(raw[key])} is not a duration like 30s, 5m")
     per_second = check.rate(raw["rate"], (*path, "rate"), report) if "rate" in raw else None

@@ -35,7 +35,7 @@ class HealthSettings:
 
 
 class Fields(Protocol):
-    """guard.settings_fields.Fields' shape (named here so this module stays free of settings I/O)."""
+    """guard.config.fields.Fields' shape (named here so this module stays free of settings I/O)."""
 
     def error(self, at: str, message: str) -> None: ...
     def mapping(self, raw: object, at: str, known: Sequence[str], *,

@@ -1,6 +1,6 @@
 """Routing on the wire: read a request's target, Host header and TLS server name, hand them to
 `guard.routing.router`, and return the routed cluster's runtime with the request retargeted past
-the `/clusters/{name}` prefix (`guard.h1server.Request.retarget`).
+the `/clusters/{name}` prefix (`guard.http.server.Request.retarget`).
 
 Python's ssl module shows a connection's server name (SNI) only to a callback during the
 handshake; `remember_server_names` installs one on the serving context that notes it per TLS
@@ -15,7 +15,7 @@ import weakref
 from collections.abc import Mapping
 from typing import Any, Generic, TypeVar
 
-from guard.h1server import Request
+from guard.http.server import Request
 from guard.routing.router import PREFIX, Router
 
 R = TypeVar("R")

@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from guard.errors import GuardError, Status, StatusDetails, status_body
+from guard.kube.errors import GuardError, Status, StatusDetails, status_body
 
 PREFIX = "/clusters/"
 NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from guard.certs import make_ca, make_client_cert, write_pair
+from guard.cli.certs import make_ca, make_client_cert, write_pair
 
 pytestmark = [pytest.mark.e2e,
               pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not on PATH")]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from guard.certs import make_ca, make_client_cert, make_server_cert, write_pair
+from guard.cli.certs import make_ca, make_client_cert, make_server_cert, write_pair
 from tests.conftest import SimServer, have_kubectl
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(not have_kubectl(), reason="kubectl is not on PATH")]

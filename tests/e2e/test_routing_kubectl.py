@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from guard.certs import make_ca, make_server_cert, write_pair
+from guard.cli.certs import make_ca, make_server_cert, write_pair
 from tests.conftest import SimServer, have_kubectl
 from tests.proxy_fakes import spawn_guard
 

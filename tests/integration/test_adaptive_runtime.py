@@ -1,4 +1,4 @@
-"""How guard.app builds the adaptive limit: one gate per cluster with `adaptive:` on, kept (with
+"""How guard.process.wiring builds the adaptive limit: one gate per cluster with `adaptive:` on, kept (with
 what it learnt) across settings reloads, dropped when turned off, its bounds split between
 `--workers N` processes like the quotas."""
 
@@ -7,9 +7,9 @@ from __future__ import annotations
 from typing import Any
 
 from guard.admission.adaptive import AdaptiveSettings
-from guard.admission.buckets import EmbeddedStore
-from guard.app import Shared, build_runtime, close_runtime, per_worker
-from guard.runtime import Holder, Runtime, clusters_of
+from guard.admission.embedded import EmbeddedStore
+from guard.process.wiring import Shared, build_runtime, close_runtime, per_worker
+from guard.proxy.runtime import Holder, Runtime, clusters_of
 from guard.settings import Settings, parse
 
 

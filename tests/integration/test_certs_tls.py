@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from guard.authn import identity_from_certificate
+from guard.identity.authn import identity_from_certificate
 
 
 def certs_init(*args: str) -> subprocess.CompletedProcess[str]:

@@ -12,7 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from guard.admission.buckets import EmbeddedStore
+from guard.admission.embedded import EmbeddedStore
 from guard.admission.store import Limit, QuotaStore
 from guard.federation.config import parse_redis
 from guard.federation.leases import build_store

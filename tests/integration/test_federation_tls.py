@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from guard.admission.store import Limit
-from guard.certs import make_ca, make_client_cert, make_server_cert, write_pair
+from guard.cli.certs import make_ca, make_client_cert, make_server_cert, write_pair
 from guard.federation.config import parse_redis
 from guard.federation.leases import build_store
 from tests.conftest import SimServer

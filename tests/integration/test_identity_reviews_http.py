@@ -12,10 +12,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from chaos.sim.oidc import Issuer
-from guard.authn import Authenticator, Credentials, HttpReviewClient, IdentitySettings, JwksSource
-from guard.errors import Forbidden, Unauthorized, UpstreamError
-from guard.identity import Identity
-from guard.impersonation import ImpersonationCheck
+from guard.identity.authn import Authenticator, Credentials, HttpReviewClient, IdentitySettings, JwksSource
+from guard.identity.impersonation import ImpersonationCheck
+from guard.kube.errors import Forbidden, Unauthorized, UpstreamError
+from guard.kube.identity import Identity
 
 GUARD_TOKEN = "guard-own-token"
 Server = Callable[[web.Application], Awaitable[TestServer]]

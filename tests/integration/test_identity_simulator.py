@@ -11,10 +11,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from guard.authn import Authenticator, Credentials, HttpReviewClient, IdentitySettings, JwksSource
-from guard.errors import Forbidden, Unauthorized
-from guard.identity import Identity
-from guard.impersonation import ImpersonationCheck
+from guard.identity.authn import Authenticator, Credentials, HttpReviewClient, IdentitySettings, JwksSource
+from guard.identity.impersonation import ImpersonationCheck
+from guard.kube.errors import Forbidden, Unauthorized
+from guard.kube.identity import Identity
 
 sim_app = pytest.importorskip("chaos.sim.app")
 sim_options = pytest.importorskip("chaos.sim.options")

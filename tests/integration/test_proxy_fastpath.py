@@ -1,5 +1,6 @@
-"""guard's lean upstream client (guard.h1): pooled connection reuse, stale-connection retry, byte-exact
-chunked and large bodies, watches chunk by chunk, and more concurrent watches than the old pool cap."""
+"""guard's lean upstream client (guard.http.client): pooled connection reuse, stale-connection
+retry, byte-exact chunked and large bodies, watches chunk by chunk, and more concurrent watches than
+the old pool cap."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from guard import h1
+from guard.http import client as h1
 from tests.proxy_fakes import RunningGuard, start_guard, write_settings
 
 TOKEN = {"Authorization": "Bearer alice-token"}

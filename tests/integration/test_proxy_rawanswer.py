@@ -1,4 +1,4 @@
-"""Small answers written as raw bytes to the client (guard.rawanswer): byte-exact body, hop-by-hop
+"""Small answers written as raw bytes to the client (guard.http.answers): byte-exact body, hop-by-hop
 headers dropped, keep-alive kept; HTTP/1.0 answered and closed; HEAD answered without a body."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """A watch whose client leaves while the watch is idle closes its upstream connection at once
-(guard.h1server cancels its handler), rather than when the api-server next sends an event."""
+(guard.http.server cancels its handler), rather than when the api-server next sends an event."""
 
 from __future__ import annotations
 

@@ -16,9 +16,9 @@ from guard.admission.adaptive import (
     outcome_of,
     parse_adaptive,
 )
-from guard.errors import ConfigError
+from guard.config.fields import Fields
+from guard.kube.errors import ConfigError
 from guard.settings import parse
-from guard.settings_fields import Fields
 
 
 class Clock:

@@ -10,9 +10,9 @@ import pytest
 
 from guard.admission.adaptive import AdaptiveSettings
 from guard.admission.capacity import AtCapacity, CapacityGate, failure_of, kind_of
-from guard.errors import BadRequest, ServiceUnavailable, UpstreamError
-from guard.rawanswer import status as status_answer
-from guard.requestinfo import classify
+from guard.http.answers import status as status_answer
+from guard.kube.errors import BadRequest, ServiceUnavailable, UpstreamError
+from guard.kube.requestinfo import classify
 
 GET = classify("GET", "/api/v1/namespaces/a/pods/x", {})
 LIST = classify("GET", "/api/v1/pods", {})

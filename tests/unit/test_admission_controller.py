@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from guard.admission.buckets import EmbeddedStore
 from guard.admission.config import AdmissionSettings, PriorityLevel, parse_admission
 from guard.admission.controller import AdmissionController
-from guard.identity import Identity
-from guard.requestinfo import classify
+from guard.admission.embedded import EmbeddedStore
+from guard.kube.identity import Identity
+from guard.kube.requestinfo import classify
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAD = "apiVersion: guard.io/v1alpha1\nkind: TenantPolicy\nmetadata: {name: %s}\nspec:\n"

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from guard.admission import gcra
-from guard.admission.buckets import EmbeddedStore
+from guard.admission.embedded import EmbeddedStore
 from guard.admission.store import Limit
 
 rates = st.floats(min_value=0.5, max_value=200.0)

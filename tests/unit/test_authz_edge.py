@@ -1,4 +1,4 @@
-"""Edge authorization (guard.authz): review attributes, the api-server's 403 shape, the allow/deny
+"""Edge authorization (guard.identity.authz): review attributes, the api-server's 403 shape, the allow/deny
 caches with their TTLs, singleflight, fail-open on transport errors, and the `authorize:` settings."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from guard import settings
-from guard.authz import (
+from guard.identity.authz import (
     SAR_PATH,
     AuthorizeSettings,
     EdgeAuthorizer,
@@ -20,9 +20,9 @@ from guard.authz import (
     counters,
     review_body,
 )
-from guard.errors import ConfigError, Forbidden, UpstreamError
-from guard.identity import Identity
-from guard.requestinfo import classify
+from guard.kube.errors import ConfigError, Forbidden, UpstreamError
+from guard.kube.identity import Identity
+from guard.kube.requestinfo import classify
 
 MALLORY = Identity("mallory", ("system:authenticated",), uid="4")
 ALICE = Identity("alice", ("team-a", "system:authenticated"), uid="2")

@@ -3,13 +3,13 @@ quarantine quota (or refused outright), and rejections are reported by user, nev
 
 from __future__ import annotations
 
-from guard.admission.buckets import EmbeddedStore
 from guard.admission.config import AdmissionSettings
 from guard.admission.controller import AdmissionController
-from guard.identity import Identity
+from guard.admission.embedded import EmbeddedStore
+from guard.kube.identity import Identity
+from guard.kube.requestinfo import classify
 from guard.policy.loading import load_text
 from guard.policy.model import Quarantine
-from guard.requestinfo import classify
 
 ALICE = Identity("alice", ("team-a",))
 GET = classify("GET", "/api/v1/namespaces/a/pods/p", {})

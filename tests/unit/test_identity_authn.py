@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from guard.authn import Authenticator, Credentials, IdentitySettings, parse_identity
-from guard.certs import make_ca, make_client_cert
-from guard.errors import Unauthorized, UpstreamError
-from guard.identity import ANONYMOUS
+from guard.cli.certs import make_ca, make_client_cert
+from guard.identity.authn import Authenticator, Credentials, IdentitySettings, parse_identity
+from guard.kube.errors import Unauthorized, UpstreamError
+from guard.kube.identity import ANONYMOUS
 
 
 class FakeClock:

@@ -8,15 +8,15 @@ from urllib.parse import unquote
 import pytest
 from multidict import CIMultiDict
 
-from guard.errors import BadRequest, Forbidden
-from guard.identity import Identity
-from guard.impersonation import (
+from guard.identity.impersonation import (
     ImpersonationCheck,
     escape_extra_key,
     impersonation_headers,
     must_strip,
     parse_request,
 )
+from guard.kube.errors import BadRequest, Forbidden
+from guard.kube.identity import Identity
 
 MALLORY = Identity("mallory", ("dev", "system:authenticated"))
 ADMIN = Identity("admin", ("system:masters", "system:authenticated"))

@@ -12,8 +12,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from chaos.sim.oidc import DISCOVERY_PATH, JWKS_PATH, Issuer, b64url
-from guard.authn import Authenticator, Credentials, IdentitySettings, JwksSource
-from guard.errors import Unauthorized
+from guard.identity.authn import Authenticator, Credentials, IdentitySettings, JwksSource
+from guard.kube.errors import Unauthorized
 
 NOW = 1_700_000_000.0
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from guard.certs import make_ca, make_client_cert, write_pair
-from guard.errors import ConfigError
-from guard.kubeconfig import ClusterCredential, in_cluster_credential, load_credential
+from guard.cli.certs import make_ca, make_client_cert, write_pair
+from guard.kube.errors import ConfigError
+from guard.upstream.kubeconfig import ClusterCredential, in_cluster_credential, load_credential
 
 
 @pytest.fixture(scope="module")

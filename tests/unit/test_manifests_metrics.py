@@ -5,7 +5,7 @@ the alerts that matter exist.
 Declared names are found by reading guard/'s sources: metric constructors and metric families with a
 literal name, and `add_counters(source, "prefix", ...)` families, whose names are `prefix_KEY_total`
 for a counter key (an `int` field or a string key) spelled somewhere in guard/, or `prefix_KEY` for
-the keys guard.metrics.LEVELS exports as gauges."""
+the keys guard.telemetry.metrics.LEVELS exports as gauges."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from guard.metrics import LEVELS
+from guard.telemetry.metrics import LEVELS
 from tests.unit.test_manifests_render import ROOT, find, render
 
 GUARD = ROOT / "guard"

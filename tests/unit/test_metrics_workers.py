@@ -1,4 +1,4 @@
-"""guard.metricsmerge and the admin app's worker views: one exposition with a `worker` label on every
+"""guard.telemetry.merge and the admin app's worker views: one exposition with a `worker` label on every
 sample and each family once; a single process unchanged; a sibling on a unix socket reached by index."""
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from guard import metricsmerge
-from guard.admin import AdminPages, build_admin_app, serve_siblings
-from guard.metrics import GuardMetrics
 from guard.settings import Settings
-from guard.workeradmin import Siblings
+from guard.telemetry import merge as metricsmerge
+from guard.telemetry.admin import AdminPages, build_admin_app, serve_siblings
+from guard.telemetry.metrics import GuardMetrics
+from guard.telemetry.siblings import Siblings
 
 
 def exposition(requests: int, *, gauge: float = 1.0) -> str:

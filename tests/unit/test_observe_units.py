@@ -9,16 +9,16 @@ from pathlib import Path
 import pytest
 from prometheus_client import generate_latest
 
-from guard.accesslog import AccessLog, AccessRecord, line
-from guard.admin import policies_view
-from guard.admission.buckets import EmbeddedStore
 from guard.admission.config import AdmissionSettings
 from guard.admission.controller import AdmissionController
 from guard.admission.decision import AdmitAll
-from guard.identity import Identity
-from guard.listsize import ListSizer, count_objects, remaining_items
-from guard.metrics import GuardMetrics
-from guard.requestinfo import classify
+from guard.admission.embedded import EmbeddedStore
+from guard.admission.listsize import ListSizer, count_objects, remaining_items
+from guard.kube.identity import Identity
+from guard.kube.requestinfo import classify
+from guard.telemetry.accesslog import AccessLog, AccessRecord, line
+from guard.telemetry.admin import policies_view
+from guard.telemetry.metrics import GuardMetrics
 
 ALICE = Identity("alice", ("team-a",))
 GET = classify("GET", "/api/v1/namespaces/a/pods/p", {})
@@ -194,7 +194,7 @@ def test_quiet_tenants_are_left_out_of_the_access_log(tmp_path: Path) -> None:
 def test_quiet_tenants_are_read_from_the_settings(tmp_path: Path, value: str, problem: str) -> None:
     """accessLog.quietTenants is a list of tenant names; anything else is an error naming the field."""
     from guard import settings
-    from guard.errors import ConfigError
+    from guard.kube.errors import ConfigError
 
     path = tmp_path / "guard.yaml"
     path.write_text("listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\nclusters:\n  - name: dev\n"

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from guard.admission.config import AdmissionSettings
-from guard.identity import Identity
+from guard.admission.rules import CATCH_ALL_TENANT, EXEMPT_TENANT, PolicySet, compile_policies, opaque_id
+from guard.kube.identity import Identity
+from guard.kube.requestinfo import classify
 from guard.policy.loading import load_text
-from guard.policy.matching import CATCH_ALL_TENANT, EXEMPT_TENANT, PolicySet, compile_policies, opaque_id
 from guard.policy.model import TenantPolicy
-from guard.requestinfo import classify
 
 TENANTS = {
     "ops": """

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from guard.admission.config import AdmissionSettings
+from guard.admission.rules import compile_policies
 from guard.policy.loading import load_policies, load_text
-from guard.policy.matching import compile_policies
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "policies"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from guard import rawanswer
-from guard.forward import connection_tokens, forwardable
+from guard.http import answers as rawanswer
+from guard.upstream.exchange import connection_tokens, forwardable
 
 
 def inbound(*pairs: tuple[str, str]) -> CIMultiDictProxy[str]:

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from guard.accesslog import AccessRecord, encode, line
-from guard.identity import Identity
-from guard.requestinfo import classify
+from guard.kube.identity import Identity
+from guard.kube.requestinfo import classify
+from guard.telemetry.accesslog import AccessRecord, encode, line
 
 
 @pytest.mark.parametrize("record", [

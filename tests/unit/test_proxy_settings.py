@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from guard import settings
-from guard.errors import ConfigError
+from guard.kube.errors import ConfigError
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "settings"
 ERROR_FILES = sorted(p.name for p in FIXTURES.glob("*.yaml"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from guard.requestinfo import RequestInfo, classify
+from guard.kube.requestinfo import RequestInfo, classify
 
 # method, path, query, expected (verb, group, version, namespace, resource, subresource, name)
 ROWS: list[tuple[str, str, dict[str, str], tuple[str, str, str, str, str, str, str]]] = [

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from guard import settings
-from guard.errors import ConfigError
+from guard.kube.errors import ConfigError
 from guard.routing.router import Route, Router, UnknownCluster, normal_host
 
 ROUTER = Router(["prod", "dev", "lab"], default="dev",

@@ -1,0 +1,105 @@
+"""How many objects a LIST returned, learnt cheaply from responses guard relays, to price LISTs.
+
+A small response (one the forwarder read whole) is counted by scanning its bytes for a marker each
+object carries once — never parsed as JSON; a streamed one is estimated from its byte count with the
+resource's average object size learnt from the small ones. `metadata.remainingItemCount` of a first
+page adds what the page left out. Counts that would underprice the full LIST (selector-filtered,
+later pages) are not recorded. Each resource is measured at most once per `interval`, so a LIST
+flood pays a dict lookup, not a scan. Pure: bytes in, numbers out; no I/O, clock injected; it must
+never keep a body beyond the call.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from guard.kube.requestinfo import RequestInfo
+
+HEAD = 1024
+"""Bytes at the start of a body where list metadata (kind, remainingItemCount) sits."""
+_MAX_KEYS = 10_000
+_SMOOTHING = 0.3  # weight of the newest size sample in the running average
+
+
+def count_objects(body: bytes) -> int:
+    """Objects in a JSON List or Table body: each object (or row) has one `resourceVersion`
+    (`cells`), and a List's own metadata has one more."""
+    if b'"Table"' in body[:HEAD]:
+        return body.count(b'"cells":')
+    return max(0, body.count(b'"resourceVersion":') - 1)
+
+
+def remaining_items(body: bytes) -> int | None:
+    """`metadata.remainingItemCount` when the body's head carries one."""
+    head = body[:HEAD]
+    at = head.find(b'"remainingItemCount":')
+    if at < 0:
+        return None
+    digits = head[at + 21:at + 40].lstrip(b" ")
+    end = 0
+    while end < len(digits) and 48 <= digits[end] <= 57:
+        end += 1
+    return int(digits[:end]) if end else None
+
+
+def _continues(body: bytes) -> bool:
+    """True when the page says more follows (a non-empty `continue` token)."""
+    head = body[:HEAD]
+    at = head.find(b'"continue":')
+    return at >= 0 and not head[at + 11:at + 16].lstrip(b" ").startswith(b'""')
+
+
+class ListSizer:
+    """Per-resource object counts and average object sizes, from observed LIST responses."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic, interval: float = 1.0) -> None:
+        self._clock = clock
+        self._interval = interval
+        self._last: dict[tuple[str, str, str, str], float] = {}
+        self._size: dict[tuple[str, str, str], float] = {}  # average bytes per object
+
+    def due(self, cluster: str, info: RequestInfo) -> bool:
+        """True when this resource has not been measured within `interval` (and marks it measured)."""
+        key = (cluster, info.api_group, info.resource, info.namespace)
+        now = self._clock()
+        last = self._last.get(key)
+        if last is not None and now - last < self._interval:
+            return False
+        if len(self._last) >= _MAX_KEYS:
+            self._last.clear()
+        self._last[key] = now
+        return True
+
+    def whole(self, cluster: str, info: RequestInfo, body: bytes, *, paged: bool) -> int | None:
+        """The count to record for a LIST answered with `body` (JSON, read whole), or None.
+
+        `paged`: the request carried a `continue` token (a later page: the offset is unknown)."""
+        count = count_objects(body)
+        table = b'"Table"' in body[:HEAD]
+        if count and not table:
+            self._learn(cluster, info, len(body) / count)
+        if paged or _filtered(info):
+            return None
+        remaining = remaining_items(body)
+        if remaining is not None:
+            return count + remaining
+        return None if _continues(body) else count
+
+    def streamed(self, cluster: str, info: RequestInfo, size: int) -> int | None:
+        """An estimate for a streamed JSON LIST of `size` bytes, or None when nothing fits."""
+        if info.limit or _filtered(info):
+            return None
+        average = self._size.get((cluster, info.api_group, info.resource))
+        return None if not average else round(size / average)
+
+    def _learn(self, cluster: str, info: RequestInfo, per_object: float) -> None:
+        key = (cluster, info.api_group, info.resource)
+        old = self._size.get(key)
+        if old is None and len(self._size) >= _MAX_KEYS:
+            self._size.clear()
+        self._size[key] = per_object if old is None else old + _SMOOTHING * (per_object - old)
+
+
+def _filtered(info: RequestInfo) -> bool:
+    return bool(info.label_selector or info.field_selector)

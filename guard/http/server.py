@@ -1,0 +1,432 @@
+"""The main listener's HTTP/1.1 server: guard's own asyncio protocol around aiohttp's C request parser.
+
+aiohttp's `web.Server` costs more per request than the rest of guard's request path: a task per
+connection plus one per request, a `BaseRequest`, a `StreamResponse` and its payload writer. This
+server keeps what a proxy needs and nothing else: one task per request, a small `Request`, answers
+written as bytes (`guard.http.answers` serialises them), and body streams with flow control both ways.
+
+What it does, per connection: parse requests with llhttp (aiohttp's `HttpRequestParser`: header and
+line limits, chunked bodies, pipelining), serve them one after another, keep the connection alive
+unless the client or the answer says otherwise, close connections idle longer than `idle_timeout`,
+cancel the handler when the client goes away (so an abandoned watch frees its upstream at once),
+refuse connections beyond `max_connections`, answer a request it cannot parse with a 400/431
+Status and close, and hand the socket over to a byte pipe after an upgrade (guard.http.tunnel).
+The handler must answer through the `Request` (`send`, `stream`, `pipe`); a handler that returns
+without answering gets a 500 Status, one that raises gets its connection aborted. This module must
+never log a header or a body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp.base_protocol import BaseProtocol
+from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
+from aiohttp.http_parser import HttpRequestParser
+from aiohttp.http_writer import HttpVersion10
+from aiohttp.streams import EMPTY_PAYLOAD, StreamReader
+from multidict import CIMultiDictProxy, MultiDictProxy
+from yarl import URL
+
+from guard.http import answers as rawanswer
+from guard.kube.errors import BadRequest, GuardError, HeaderTooLarge
+
+log = logging.getLogger("guard.process.server")
+READ_LIMIT = 64 * 1024
+"""Request body StreamReader low-water mark: above twice this, reading the client socket pauses."""
+DRAIN_ABOVE = 512 * 1024
+"""Bytes queued towards the client above which a writer waits for the client to read."""
+MAX_PIPELINED = 16
+"""Parsed requests waiting behind the one being served before reading the socket pauses."""
+SWEEP_EVERY = 1.0
+"""Seconds between two passes closing idle keep-alive connections."""
+PIPE_HIGH_WATER = 1024 * 1024
+"""Bytes queued towards one side of an upgrade tunnel before reading from the other side pauses."""
+PIPE_LOW_WATER = 256 * 1024
+
+Handler = Callable[["Request"], Awaitable[None]]
+
+
+class Request:
+    """One parsed client request, and the way to answer it."""
+
+    __slots__ = ("_conn", "_url", "answered", "content", "headers", "keep_alive", "method",
+                 "raw_path", "remote", "version")
+
+    def __init__(self, conn: Connection, message: Any, payload: StreamReader) -> None:
+        self._conn = conn
+        self.method: str = message.method
+        self.raw_path: str = message.path
+        """The request target exactly as the client sent it (path and query, still encoded)."""
+        self._url = message.url
+        self.headers: CIMultiDictProxy[str] = message.headers
+        self.version = message.version
+        self.keep_alive: bool = not message.should_close and message.version != HttpVersion10
+        self.content = payload
+        self.remote = conn.remote
+        self.answered = False
+        """True once the status line has been written: an error can then only abort."""
+
+    def retarget(self, target: str) -> None:
+        """Serve this request as one for `target` (still encoded): guard.routing strips the
+        `/clusters/{name}` prefix before anything reads the path."""
+        path, _, query = target.partition("?")
+        self.raw_path = target
+        self._url = URL.build(path=path, query_string=query, encoded=True)
+
+    @property
+    def path(self) -> str:
+        """The decoded path, as the api-server's request-info factory sees it."""
+        return str(self._url.path)
+
+    @property
+    def query(self) -> MultiDictProxy[str]:
+        return self._url.query  # type: ignore[no-any-return]
+
+    @property
+    def transport(self) -> asyncio.Transport | None:
+        return self._conn.transport
+
+    @property
+    def body_exists(self) -> bool:
+        return self.content is not EMPTY_PAYLOAD
+
+    @property
+    def content_length(self) -> int | None:
+        value = self.headers.get("Content-Length")
+        return int(value) if value is not None and value.isdigit() else None
+
+    async def read(self) -> bytes:
+        return await self.content.read()
+
+    def peer_certificate(self) -> bytes | None:
+        """The client certificate the TLS layer verified against the client CA, as DER."""
+        transport = self._conn.transport
+        ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+        return ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+
+    async def send(self, data: bytes) -> None:
+        """Write a whole answer (status line, headers, body) and wait while the client lags."""
+        self.answered = True
+        conn = self._conn
+        transport = conn.transport
+        if transport is None or transport.is_closing():
+            raise ConnectionResetError("the client went away")
+        transport.write(data)
+        if transport.get_write_buffer_size() > DRAIN_ABOVE:
+            await conn.drain()
+
+    async def stream(self, head: bytes, *, chunked: bool) -> Stream:
+        """Write the head of an answer whose body follows in pieces (`chunked` frames them)."""
+        await self.send(head)
+        return Stream(self._conn, chunked)
+
+    def write_now(self, data: bytes) -> bool:
+        """Write body bytes from a callback (no await). True when the client lags: the caller should
+        stop feeding until `on_writable`'s callback runs."""
+        transport = self._conn.transport
+        if transport is None or transport.is_closing():
+            return False  # the handler is being cancelled; what follows is dropped
+        transport.write(data)
+        return self._conn.writing_paused
+
+    def on_writable(self, callback: Callable[[], None] | None) -> None:
+        """Call `callback` each time the client has read its backlog (None: stop)."""
+        self._conn.on_writable = callback
+
+    def continue_(self) -> None:
+        """Tell a client waiting on `Expect: 100-continue` to send its body (once, HTTP/1.1 only)."""
+        if self.answered or self.version == HttpVersion10:
+            return
+        expect = self.headers.get("Expect")
+        transport = self._conn.transport
+        if expect is not None and expect.lower() == "100-continue" and transport is not None:
+            transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def pipe(self, target: asyncio.Transport, done: asyncio.Future[None]) -> Callable[[], int]:
+        """After a 101: every byte the client sends goes to `target` until either side closes.
+        Returns a function giving the bytes piped so far."""
+        self.keep_alive = False
+        return self._conn.become_pipe(target, done)
+
+
+class Stream:
+    """The body of a streamed answer: chunk framing when asked, flow control towards the client."""
+
+    __slots__ = ("_chunked", "_conn")
+
+    def __init__(self, conn: Connection, chunked: bool) -> None:
+        self._conn = conn
+        self._chunked = chunked
+
+    async def write(self, chunk: bytes) -> None:
+        transport = self._conn.transport
+        if transport is None or transport.is_closing():
+            raise ConnectionResetError("the client went away")
+        if self._chunked:
+            transport.writelines((b"%x\r\n" % len(chunk), chunk, b"\r\n"))
+        else:
+            transport.write(chunk)
+        if transport.get_write_buffer_size() > DRAIN_ABOVE:
+            await self._conn.drain()
+
+    async def end(self) -> None:
+        if self._chunked:
+            transport = self._conn.transport
+            if transport is None or transport.is_closing():
+                raise ConnectionResetError("the client went away")
+            transport.write(b"0\r\n\r\n")
+
+
+class Connection(BaseProtocol):
+    """One client connection: parse, serve requests in order, keep alive, pipe after an upgrade."""
+
+    def __init__(self, server: LeanServer) -> None:
+        super().__init__(server.loop)
+        self._server = server
+        self.remote = ""
+        self.idle_since: float | None = None
+        self._queue: deque[tuple[Any, StreamReader]] = deque()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._pipe_target: asyncio.Transport | None = None
+        self._pipe_done: asyncio.Future[None] | None = None
+        self._piped = 0
+        self._tail = b""
+        self.on_writable: Callable[[], None] | None = None
+
+    # -- asyncio callbacks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        server = self._server
+        server.connections.add(self)
+        if len(server.connections) > server.max_connections or server.closing:
+            self.transport = None
+            transport.abort()  # type: ignore[attr-defined]
+            return
+        transport.set_write_buffer_limits(high=DRAIN_ABOVE)  # type: ignore[attr-defined]
+        peer = transport.get_extra_info("peername")
+        self.remote = str(peer[0]) if isinstance(peer, tuple) else ""
+        self._parser = server.new_parser(self)
+        self.idle_since = self._loop.time()
+
+    def data_received(self, data: bytes) -> None:
+        target = self._pipe_target
+        if target is not None:
+            self._pipe(target, data)
+            return
+        parser = self._parser
+        if parser is None or self._closing:
+            return
+        try:
+            messages, upgraded, tail = parser.feed_data(data)
+        except HttpProcessingError as e:
+            self._refuse(e)
+            return
+        for message, payload in messages:
+            self._queue.append((message, payload))
+        if upgraded:
+            self._tail = tail
+            self._upgraded = True
+            self._parser = None  # what follows the upgrade request is not HTTP any more
+        if self._queue and self._task is None:
+            self._next()
+        if len(self._queue) > MAX_PIPELINED and self.transport is not None:
+            self._pause_reading_for_buffer()
+
+    def eof_received(self) -> bool:
+        parser = self._parser
+        if parser is not None and self._pipe_target is None:
+            with contextlib.suppress(HttpProcessingError):
+                parser.feed_eof()
+        if self._pipe_done is not None and not self._pipe_done.done():
+            self._pipe_done.set_result(None)
+        return False
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._server.connections.discard(self)
+        self._closing = True
+        self._upgraded = True  # no parser any more: flow control must not try to pause one
+        parser, self._parser = self._parser, None
+        if parser is not None:
+            with contextlib.suppress(Exception):
+                parser.feed_eof()
+        for _, payload in self._queue:
+            payload.feed_eof()
+        self._queue.clear()
+        if self._task is not None and not self._task.done():
+            self._task.cancel()  # the client left: its handler (an idle watch, say) stops now
+        if self._pipe_done is not None and not self._pipe_done.done():
+            self._pipe_done.set_result(None)
+        super().connection_lost(exc)
+
+    # -- serving
+
+    def _next(self) -> None:
+        message, payload = self._queue.popleft()
+        if self._buffer_paused and len(self._queue) <= MAX_PIPELINED:
+            self._resume_reading_for_buffer()
+        self.idle_since = None
+        request = Request(self, message, payload)
+        self._task = self._loop.create_task(self._serve(request))
+
+    async def _serve(self, request: Request) -> None:
+        try:
+            await self._server.handler(request)
+        except asyncio.CancelledError:
+            self._abort()
+            raise
+        except Exception:
+            # A handler raises only when nothing more can be said (the client left, or an answer broke
+            # after its head went out): the client must not take a truncated answer for a whole one.
+            self._abort()
+            return
+        finally:
+            self._task = None
+        if not request.answered:
+            log.error("no answer for %s %s; answering 500", request.method, request.path)
+            with contextlib.suppress(ConnectionResetError):
+                await request.send(rawanswer.status(GuardError("internal error in guard"), close=True))
+            request.keep_alive = False
+        self._after(request)
+
+    def _after(self, request: Request) -> None:
+        """Keep the connection for the next request, or close it."""
+        if self._pipe_target is not None:
+            return  # the pipe owns the socket now
+        whole = request.content is EMPTY_PAYLOAD or request.content.is_eof()
+        if not (request.keep_alive and whole) or self._server.closing:
+            self._close()
+            return
+        if self._queue:
+            self._next()
+        else:
+            self.idle_since = self._loop.time()
+
+    def _refuse(self, error: HttpProcessingError) -> None:
+        """A request llhttp cannot parse: a Status, then close (the byte stream is out of step)."""
+        self._closing = True
+        self._parser = None
+        if self._task is None and self.transport is not None:
+            refusal = HeaderTooLarge("a request line or header is too long") if isinstance(
+                error, LineTooLong) else BadRequest("the request is not valid HTTP/1.1")
+            self.transport.write(rawanswer.status(refusal, close=True))
+            self._close()
+        else:
+            self._abort()
+
+    def _close(self) -> None:
+        self._closing = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def _abort(self) -> None:
+        self._closing = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    def close_if_idle(self, now: float, timeout: float) -> None:
+        if self._task is None and self._pipe_target is None and self.idle_since is not None and (
+                now - self.idle_since >= timeout or self._server.closing):
+            self._close()
+
+    async def drain(self) -> None:
+        await self._drain_helper()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self.on_writable is not None:
+            self.on_writable()
+
+    # -- upgrade
+
+    def become_pipe(self, target: asyncio.Transport, done: asyncio.Future[None]) -> Callable[[], int]:
+        self._pipe_target, self._pipe_done = target, done
+        tail, self._tail = self._tail, b""
+        if tail:
+            self._pipe(target, tail)
+        return lambda: self._piped
+
+    def _pipe(self, target: asyncio.Transport, data: bytes) -> None:
+        if not pipe_bytes(target, data, self._pause_reading_for_buffer, self._resume_piping):
+            if self._pipe_done is not None and not self._pipe_done.done():
+                self._pipe_done.set_result(None)
+            return
+        self._piped += len(data)
+
+    def _resume_piping(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self._resume_reading_for_buffer()
+
+
+def pipe_bytes(target: asyncio.Transport, data: bytes, pause: Callable[[], None],
+               resume: Callable[[], None]) -> bool:
+    """One side of a tunnel: write `data` to `target`; above PIPE_HIGH_WATER queued there, `pause`
+    the source until `target` drains to PIPE_LOW_WATER, then `resume` it. False when `target` is
+    closing (the tunnel is over)."""
+    if target.is_closing():
+        return False
+    target.write(data)
+    if target.get_write_buffer_size() > PIPE_HIGH_WATER:
+        pause()
+        asyncio.get_running_loop().create_task(_resume_when_drained(target, resume))
+    return True
+
+
+async def _resume_when_drained(target: asyncio.Transport, resume: Callable[[], None]) -> None:
+    # The target's own protocol owns its flow-control callbacks, so poll its buffer instead.
+    while not target.is_closing() and target.get_write_buffer_size() > PIPE_LOW_WATER:
+        await asyncio.sleep(0.005)
+    resume()
+
+
+class LeanServer:
+    """The protocol factory for `loop.create_server`, and the connections it made."""
+
+    def __init__(self, handler: Handler, *, idle_timeout: float, max_connections: int,
+                 max_line: int) -> None:
+        self.handler = handler
+        self.idle_timeout = idle_timeout
+        self.max_connections = max_connections
+        self.max_line = max_line
+        self.connections: set[Connection] = set()
+        self.closing = False
+        self.loop = asyncio.get_running_loop()
+        self._sweeper = self.loop.create_task(self._sweep())
+
+    def __call__(self) -> Connection:
+        return Connection(self)
+
+    def new_parser(self, conn: Connection) -> HttpRequestParser:
+        return HttpRequestParser(conn, self.loop, READ_LIMIT, max_line_size=self.max_line,
+                                 max_field_size=self.max_line, max_headers=256, auto_decompress=False)
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_EVERY)
+            now = self.loop.time()
+            for conn in list(self.connections):
+                conn.close_if_idle(now, self.idle_timeout)
+
+    async def shutdown(self, timeout: float) -> None:
+        """Close idle connections now, let busy ones finish for `timeout` seconds, then abort them."""
+        self.closing = True
+        now = self.loop.time()
+        for conn in list(self.connections):
+            conn.close_if_idle(now, 0.0)
+        deadline = now + timeout
+        while self.connections and self.loop.time() < deadline:
+            await asyncio.sleep(0.05)
+            for conn in list(self.connections):
+                conn.close_if_idle(self.loop.time(), 0.0)
+        for conn in list(self.connections):
+            conn._abort()
+        self._sweeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._sweeper

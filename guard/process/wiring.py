@@ -1,0 +1,333 @@
+"""The only place guard's objects are built and wired together.
+
+`build_shared` makes what lives as long as the process (the quota store and, with `redis:`, the
+fleet: leases, quarantine, signed bundles); `build_runtime` turns validated Settings into one
+Runtime (upstream pools, authenticator, impersonation check, admission over the shared store,
+access log); `build_apps` makes the main and admin aiohttp applications around a Holder so SIGHUP
+can swap runtimes while bucket state stays. Nothing else constructs these objects, and this module
+must never hold request state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections import Counter
+from collections.abc import Callable
+
+import aiohttp
+from aiohttp import web
+
+from guard.admission.adaptive import AdaptiveSettings
+from guard.admission.capacity import CapacityGate
+from guard.admission.config import AdmissionSettings
+from guard.admission.controller import AdmissionController
+from guard.admission.decision import Admission, AdmitAll
+from guard.admission.embedded import EmbeddedStore
+from guard.admission.rules import compile_policies
+from guard.admission.store import QuotaStore
+from guard.federation.bundles import Bundle, bundle_policies
+from guard.federation.fleet import Fleet, build_fleet
+from guard.federation.quarantine import QuarantineBoard
+from guard.identity import authn, authz, impersonation
+from guard.policy.model import TenantPolicy
+from guard.process.workers import SharedQuota
+from guard.proxy.pipeline import Proxy
+from guard.proxy.runtime import Holder, Runtime, clusters_of
+from guard.routing.breaker import EndpointHealth
+from guard.routing.dispatch import Routes
+from guard.routing.router import Router
+from guard.settings import ClusterSettings, Settings
+from guard.telemetry import admin
+from guard.telemetry.accesslog import AccessLog
+from guard.telemetry.metrics import EndpointFigures, GuardMetrics
+from guard.upstream.endpoints import Endpoint, FailoverReviews, Upstream, resolve_credential
+from guard.upstream.probes import HealthChecker
+
+log = logging.getLogger("guard.process.wiring")
+REVIEW_TIMEOUT = 10.0
+"""Seconds guard waits for a TokenReview or SubjectAccessReview before answering 401/403 → retry."""
+
+
+class Shared:
+    """What one process keeps across SIGHUP reloads: the quota store (so buckets do not refill
+    on a reload) and, with Redis, the fleet. A pushed bundle's policies replace the files'."""
+
+    def __init__(self, settings: Settings, store: QuotaStore, fleet: Fleet | None = None) -> None:
+        self.settings = settings
+        self.store = store
+        self.fleet = fleet
+        self.bundle: list[TenantPolicy] | None = None
+        """The live signed bundle's policies, once one was applied."""
+        self.holder: Holder | None = None
+
+    @property
+    def board(self) -> QuarantineBoard | None:
+        return self.fleet.board if self.fleet is not None else None
+
+    @property
+    def takes_bundles(self) -> bool:
+        return self.fleet is not None and self.fleet.bundles is not None
+
+    def apply_bundle(self, bundle: Bundle) -> None:
+        """BundleWatcher's callback: swap the running controller's policies, or raise to refuse."""
+        policies, problems = bundle_policies(bundle)
+        problems = problems or self._swap(policies)
+        if problems:
+            raise ValueError("; ".join(problems[:3]))
+        self.bundle = policies
+
+    def _swap(self, policies: list[TenantPolicy]) -> list[str]:
+        admission = self.holder.current.admission if self.holder is not None else None
+        if isinstance(admission, AdmissionController):
+            return admission.apply(policies)
+        # Before the first runtime exists: only check; it will be built from these policies.
+        return compile_policies(policies, admission_settings(self.settings))[1]
+
+    async def start(self) -> None:
+        await (self.fleet.start() if self.fleet is not None else self.store.start())
+
+    async def close(self) -> None:
+        await (self.fleet.close() if self.fleet is not None else self.store.close())
+
+
+async def build_shared(settings: Settings, *, workers: int = 1) -> Shared:
+    """The process-wide store, started. `redis:` set: a fleet replica (`host-pid`) whose buckets
+    are global, so `--workers N` are simply N replicas; else the embedded store, split 1/N
+    between workers. Redis being down does not fail this (see guard.federation.fleet)."""
+    redis = settings.redis
+    if redis is not None:
+        shared = Shared(settings, EmbeddedStore())
+        shared.fleet = build_fleet(redis, cluster=settings.cluster.name, apply=shared.apply_bundle)
+        shared.store = shared.fleet.store
+    else:
+        shared = Shared(settings, embedded_store(workers))
+    await shared.start()
+    return shared
+
+
+def embedded_store(workers: int) -> QuotaStore:
+    """The in-process store; with `--workers N` each worker enforces 1/N of every quota."""
+    return EmbeddedStore() if workers == 1 else SharedQuota(EmbeddedStore(), workers)
+
+
+async def build_runtime(settings: Settings, *, workers: int = 1, shared: Shared | None = None) -> Runtime:
+    """Build one generation of everything that depends on settings. Needs a running loop.
+
+    One Runtime per cluster — its own upstream, reviews, identity cache, impersonation check and
+    authorizer — sharing admission and the access log; the default cluster's is returned, and its
+    `routes` reach the others. Breaker states of unchanged endpoints carry over from the running
+    generation. `workers` is how many processes share the listen port (`guard serve --workers N`);
+    `shared` the process's store (a fresh embedded one when not given)."""
+    credentials = {c.name: resolve_credential(c) for c in settings.clusters}
+    admission = build_admission(settings, workers=workers, shared=shared)
+    identity = settings.identity
+    access_log = AccessLog(settings.access_log.path, enabled=settings.access_log.enabled,
+                           quiet_tenants=frozenset(settings.access_log.quiet_tenants))
+    timeouts = (
+        aiohttp.ClientTimeout(total=None, sock_connect=5.0, sock_read=settings.limits.request_timeout),
+        aiohttp.ClientTimeout(total=None, sock_connect=5.0, sock_read=None),
+    )
+    router = Router([c.name for c in settings.clusters], default=settings.cluster.name,
+                    hosts={h: c.name for c in settings.clusters for h in c.hosts})
+    routes: Routes[Runtime] = Routes(router, {})
+    previous = _breakers(shared)
+    gates = _gates(shared)
+    for cluster in settings.clusters:
+        upstream = Upstream(cluster.name, credentials[cluster.name], health=cluster.health,
+                            previous=previous.get(cluster.name))
+        reviews = FailoverReviews(upstream, timeout=REVIEW_TIMEOUT)
+        routes.runtimes[cluster.name] = Runtime(
+            settings=settings, upstream=upstream, authenticator=authn.Authenticator(identity, reviews),
+            impersonation=impersonation.ImpersonationCheck(reviews), admission=admission,
+            impersonation_headers=impersonation.impersonation_headers,
+            authorizer=authz.build_authorizer(cluster.authorize, reviews), access_log=access_log,
+            timeouts=timeouts, routes=routes, capacity=_gate(cluster, gates.get(cluster.name), workers))
+        checker = HealthChecker(upstream)
+        checker.start()
+        upstream.on_close.append(checker.stop)
+    return routes.default
+
+
+def _running(shared: Shared | None) -> list[Runtime]:
+    """Every cluster's Runtime of the generation serving now (none before the first)."""
+    holder = shared.holder if shared is not None else None
+    return clusters_of(holder.current) if holder is not None else []
+
+
+def _breakers(shared: Shared | None) -> dict[str, dict[str, EndpointHealth]]:
+    """The running generation's breaker states, by cluster and endpoint URL."""
+    return {rt.upstream.name: rt.upstream.states() for rt in _running(shared)}
+
+
+def _gates(shared: Shared | None) -> dict[str, CapacityGate]:
+    """The running generation's adaptive limits by cluster: what they learnt survives a reload."""
+    return {rt.upstream.name: rt.capacity for rt in _running(shared) if rt.capacity is not None}
+
+
+def _gate(cluster: ClusterSettings, running: CapacityGate | None, workers: int) -> CapacityGate | None:
+    """The cluster's adaptive limit, its bounds split between `workers` processes like the quotas;
+    the running one reconfigured, so what it learnt stays; None when `adaptive` is off."""
+    if not cluster.adaptive.enabled:
+        return None
+    settings = per_worker(cluster.adaptive, workers)
+    if running is None:
+        return CapacityGate(cluster.name, settings)
+    running.configure(settings)
+    return running
+
+
+def per_worker(settings: AdaptiveSettings, workers: int) -> AdaptiveSettings:
+    """min, initial and max of one of `workers` processes: a share, rounded up, at least 1."""
+    if workers <= 1:
+        return settings
+    low, initial, high = (max(1, -(-n // workers)) for n in (settings.min, settings.initial, settings.max))
+    return dataclasses.replace(settings, min=low, initial=initial, max=high)
+
+
+def build_admission(settings: Settings, *, workers: int = 1, shared: Shared | None = None) -> Admission:
+    """Admission for these settings over the shared store: the live signed bundle's policies when
+    there is one, else the policy files. ConfigError lists every problem.
+
+    With N workers on the embedded store each enforces 1/N of every quota (see guard.process.workers)."""
+    if shared is None:
+        shared = Shared(settings, embedded_store(workers))
+    if settings.policies is None and settings.admission is None and not shared.takes_bundles:
+        return AdmitAll()
+    admission = admission_settings(settings)
+    if shared.bundle is not None:
+        return AdmissionController.from_policies(shared.bundle, admission, shared.store,
+                                                 isolation=shared.board)
+    paths = [settings.policies] if settings.policies is not None else []
+    return AdmissionController.from_paths(paths, admission, shared.store, isolation=shared.board)
+
+
+def admission_settings(settings: Settings) -> AdmissionSettings:
+    return settings.admission or AdmissionSettings()
+
+
+async def close_runtime(runtime: Runtime) -> None:
+    for rt in clusters_of(runtime):
+        await rt.upstream.close()
+    runtime.access_log.close()
+
+
+def build_apps(holder: Holder, metrics: GuardMetrics, pages: admin.AdminPages, *,
+               shared: Shared | None = None) -> tuple[web.Application, Proxy]:
+    """The admin application and the proxy (the main listener's one handler, see guard.http.server)."""
+    proxy = Proxy(holder, metrics)
+    if shared is not None:
+        shared.holder = holder  # pushed bundles go to whichever runtime is current
+        _fleet_counters(shared, metrics)
+        _share_health(shared, holder, metrics)
+    metrics.add_counters(_authn_stats(holder), "guard_identity", "Identity step counters")
+    metrics.add_counters(_authz_counters(holder), "guard_authz", "Edge authorization counters")
+    _admission_pages(holder, pages)
+    _adaptive_pages(holder, pages, metrics)
+    _routing_pages(holder, pages, metrics)
+    admin_app = admin.build_admin_app(metrics, pages, lambda: holder.current.settings,
+                                      lambda: _ready(holder))
+    return admin_app, proxy
+
+
+def _fleet_counters(shared: Shared, metrics: GuardMetrics) -> None:
+    fleet = shared.fleet
+    if fleet is None:
+        return
+    metrics.add_counters(fleet.store.counters, "guard_federation", "Redis lease store counters")
+    metrics.add_counters(fleet.board.counters, "guard_quarantine", "Runaway quarantine counters")
+    if fleet.bundles is not None:
+        metrics.add_counters(fleet.counters, "guard_bundles", "Signed policy bundle counters")
+
+
+def _share_health(shared: Shared, holder: Holder, metrics: GuardMetrics) -> None:
+    """With Redis: publish and fold the running generation's endpoints (guard.federation.health)."""
+    health = shared.fleet.health if shared.fleet is not None else None
+    if health is None:
+        return
+    health.watch(lambda: [(rt.upstream.name, rt.upstream.endpoints) for rt in clusters_of(holder.current)])
+    metrics.add_counters(health.counters, "guard_federation_health", "Shared cluster health exchanges")
+
+
+def _admission_pages(holder: Holder, pages: admin.AdminPages) -> None:
+    """/debug/guard/buckets, /queues and /policies: the admission controller's dumps, when it has them."""
+    def page(method: str) -> Callable[[], object]:
+        return lambda: getattr(holder.current.admission, method, list)()
+    pages.add("buckets", page("snapshot_buckets"))
+    pages.add("queues", page("snapshot_queues"))
+    pages.add("policies", lambda: admin.policies_view(holder.current.admission))
+
+
+def _adaptive_pages(holder: Holder, pages: admin.AdminPages, metrics: GuardMetrics) -> None:
+    """/debug/guard/adaptive and the guard_upstream_concurrency_* metrics: every cluster's limit."""
+    def gates() -> list[CapacityGate]:
+        return [rt.capacity for rt in clusters_of(holder.current) if rt.capacity is not None]
+
+    def page() -> object:
+        return [rt.capacity.snapshot() if rt.capacity is not None else {"cluster": rt.upstream.name,
+                                                                         "enabled": False}
+                for rt in clusters_of(holder.current)]
+    pages.add("adaptive", page)
+    metrics.watch_capacity(gates)
+
+
+def _routing_pages(holder: Holder, pages: admin.AdminPages, metrics: GuardMetrics) -> None:
+    """/debug/guard/upstreams and the guard_upstream_endpoint_* metrics: every cluster's endpoints."""
+    def upstreams() -> object:
+        current = holder.current
+        routes = current.routes
+        return {"default": routes.router.default.cluster if routes is not None else current.upstream.name,
+                "clusters": [dict(rt.upstream.snapshot(), hosts=list(_cluster_settings(rt).hosts),
+                                  health=dataclasses.asdict(_cluster_settings(rt).health))
+                             for rt in clusters_of(current)]}
+
+    def figures() -> list[EndpointFigures]:
+        return [_figures(rt.upstream.name, ep)
+                for rt in clusters_of(holder.current) for ep in rt.upstream.endpoints]
+    pages.add("upstreams", upstreams)
+    metrics.watch_endpoints(figures)
+
+
+def _figures(cluster: str, ep: Endpoint) -> EndpointFigures:
+    health, fleet = ep.health, ep.health.fleet
+    return EndpointFigures(cluster, ep.url, health.up, health.weight(ep.clock()), ep.in_flight,
+                           health.failures, health.opens, fleet.replicas if fleet else 0,
+                           fleet.open if fleet else 0, fleet.in_flight if fleet else 0, health.fleet_opens)
+
+
+def _cluster_settings(runtime: Runtime) -> ClusterSettings:
+    return next(c for c in runtime.settings.clusters if c.name == runtime.upstream.name)
+
+
+def _authn_stats(holder: Holder) -> Callable[[], dict[str, int]]:
+    """Identity counters summed over every cluster's authenticator and impersonation check."""
+    def read() -> dict[str, int]:
+        counters: Counter[str] = Counter()
+        for rt in clusters_of(holder.current):
+            stats = getattr(rt.authenticator, "stats", None)
+            counters.update(dict(vars(stats)) if stats is not None else {})
+            sent = getattr(rt.impersonation, "reviews_sent", None)
+            if sent is not None:
+                counters["subject_access_reviews"] += sent
+        return dict(counters)
+    return read
+
+
+def _authz_counters(holder: Holder) -> Callable[[], dict[str, int]]:
+    def read() -> dict[str, int]:
+        counters: Counter[str] = Counter()
+        for rt in clusters_of(holder.current):
+            counters.update(authz.counters(rt.authorizer))
+        return dict(counters)
+    return read
+
+
+async def _ready(holder: Holder) -> bool:
+    """Ready while any endpoint of any cluster answers: one cluster being down must not take guard
+    out of service for the others."""
+    for rt in clusters_of(holder.current):
+        upstream = rt.upstream
+        sessions = [(ep.session, ep.url) for ep in upstream.endpoints]
+        if await admin.any_endpoint_ready(sessions, dict(upstream.credential.auth_headers())):
+            return True
+    return False

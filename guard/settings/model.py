@@ -1,0 +1,135 @@
+"""guard.yaml as values: what `guard serve` runs with. Each section's owner defines its own value
+(identity, admission, redis, a cluster's health, authorize and adaptive sections); this module
+composes them. Frozen dataclasses, every field documented; no parsing (`guard.settings.loading`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from guard.admission.adaptive import AdaptiveSettings
+from guard.admission.config import AdmissionSettings
+from guard.federation.config import RedisSettings
+from guard.identity.authn import IdentitySettings
+from guard.identity.authz import AuthorizeSettings
+from guard.routing.config import HealthSettings
+
+Forwarding = Literal["passthrough", "impersonate"]
+
+
+@dataclass(frozen=True)
+class Address:
+    """A listen address. host "" would mean every interface; guard always names one."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class TLSSettings:
+    cert: Path
+    """Serving certificate chain (PEM)."""
+    key: Path
+    """Its private key (PEM)."""
+    client_ca: Path | None = None
+    """CA that signs client certificates (CN = user, O = groups); None: no certificate users."""
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    """One upstream cluster and guard's own credential to it."""
+
+    name: str
+    servers: tuple[str, ...] = ()
+    """api-server endpoint URLs; empty only when kubeconfig or inCluster supplies the server."""
+    token: str | None = field(default=None, repr=False)
+    """guard's bearer token (never logged; redacted in /debug/guard/config)."""
+    token_file: Path | None = None
+    """File holding guard's bearer token; re-read on every reload so rotation works."""
+    kubeconfig: Path | None = None
+    """Kubeconfig holding guard's credential (and the server when `server` is absent)."""
+    context: str | None = None
+    """Context of `kubeconfig` to use; None: its current-context."""
+    in_cluster: bool = False
+    """Use the pod's service account (token, CA, KUBERNETES_SERVICE_HOST)."""
+    ca_file: Path | None = None
+    """CA bundle that verifies the api-server; None: the system store."""
+    cert_file: Path | None = None
+    """Client certificate guard presents to the api-server."""
+    key_file: Path | None = None
+    """Its private key."""
+    insecure_skip_tls_verify: bool = False
+    """Do not verify the api-server's certificate (tests only)."""
+    authorize: AuthorizeSettings = field(default_factory=AuthorizeSettings)
+    """Edge authorization by cached SubjectAccessReviews (guard.identity.authz); off by default."""
+    hosts: tuple[str, ...] = ()
+    """Host names (Host header, else TLS server name) whose requests go to this cluster."""
+    default: bool = False
+    """Requests no prefix or host routes go here; without any `default: true`, the first cluster."""
+    health: HealthSettings = field(default_factory=HealthSettings)
+    """Circuit breaking, active checks and slow start of its endpoints (guard.routing)."""
+    adaptive: AdaptiveSettings = field(default_factory=AdaptiveSettings)
+    """The adaptive concurrency limit of its ordinary requests (guard.admission.adaptive); off
+    unless the section is present."""
+
+
+@dataclass(frozen=True)
+class LimitSettings:
+    max_header_bytes: int = 16384
+    """Largest request line or header field, bytes; bigger requests get 400 before any work."""
+    max_body_bytes: int = 3 * 1024 * 1024
+    """Largest request body, bytes; the api-server's own limit is 3 MiB."""
+    max_connections: int = 10000
+    """Client connections served at once; more are closed right after accept."""
+    idle_timeout: float = 90.0
+    """Seconds a keep-alive client connection may sit idle."""
+    request_timeout: float = 60.0
+    """Seconds an ordinary request may take upstream (watches, logs and exec are exempt)."""
+    drain_timeout: float = 15.0
+    """Seconds SIGTERM waits for ordinary requests to finish before closing them."""
+
+
+@dataclass(frozen=True)
+class AccessLogSettings:
+    enabled: bool = True
+    """Write one JSON line per request."""
+    path: Path | None = None
+    """File to append to; None: standard output."""
+    quiet_tenants: tuple[str, ...] = ()
+    """Tenants whose requests are not logged (`quietTenants`), e.g. a chatty system tenant."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything `guard serve` runs with."""
+
+    source: str
+    """The file these settings came from (for messages)."""
+    listen: Address
+    admin: Address | None
+    clusters: tuple[ClusterSettings, ...]
+    tls: TLSSettings | None = None
+    forwarding: Forwarding = "passthrough"
+    """passthrough: forward the caller's token; impersonate: guard's credential + Impersonate-*."""
+    identity: IdentitySettings = field(default_factory=IdentitySettings)
+    """Bearer-token and certificate identity (guard.identity.authn)."""
+    limits: LimitSettings = LimitSettings()
+    access_log: AccessLogSettings = AccessLogSettings()
+    policies: Path | None = None
+    """Directory of TenantPolicy files; None: no policies (admit everything)."""
+    admission: AdmissionSettings | None = None
+    """Priority levels, exempt rules and the catch-all (guard.admission.config); None: absent."""
+    redis: RedisSettings | None = None
+    """The shared Redis of a fleet (guard.federation.config); None: the embedded store."""
+
+    @property
+    def cluster(self) -> ClusterSettings:
+        """The default cluster: the one marked `default: true`, else the first."""
+        return next((c for c in self.clusters if c.default), self.clusters[0])
+
+

@@ -1,0 +1,194 @@
+"""The admin listener: `/metrics`, `/healthz`, `/readyz` (an api-server answers), `/debug/guard/config`
+(secrets redacted), `policies` (tenants and rules with their opaque ids) and whatever other areas
+register under `/debug/guard/` through `AdminPages` (`buckets`, `queues`). Under `--workers N`, worker
+0's app also holds the `Siblings` (`serve_siblings`): its /metrics answers for every worker, and
+`/debug/guard/<page>?worker=i` shows worker i's page.
+
+It serves operators, never API clients, and must never show a token, a key or a password.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from guard.admission.controller import AdmissionController
+from guard.admission.rules import CompiledRule
+from guard.settings import Settings
+from guard.telemetry.metrics import GuardMetrics
+from guard.telemetry.siblings import Siblings
+
+DebugSource = Callable[[], Any | Awaitable[Any]]
+READY_TIMEOUT = aiohttp.ClientTimeout(total=2.0)
+SECRET_KEY = re.compile(r"token|password|secret|(^|_)key$", re.IGNORECASE)
+SIBLINGS = web.AppKey("siblings", Siblings)
+
+
+class AdminPages:
+    """Registry of debug pages: `add("buckets", fn)` serves `fn()` as JSON at /debug/guard/buckets."""
+
+    def __init__(self) -> None:
+        self.pages: dict[str, DebugSource] = {}
+
+    def add(self, name: str, source: DebugSource) -> None:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", name):
+            raise ValueError(f"debug page name {name!r} must be lower-case letters, digits and dashes")
+        self.pages[name] = source
+
+
+def build_admin_app(metrics: GuardMetrics, pages: AdminPages, settings: Callable[[], Settings],
+                    ready: Callable[[], Awaitable[bool]]) -> web.Application:
+    app = web.Application()
+
+    async def metrics_page(request: web.Request) -> web.Response:
+        body = generate_latest(metrics.registry)
+        siblings = request.app.get(SIBLINGS)
+        if siblings is not None:
+            body = await siblings.exposition(body)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def readyz(request: web.Request) -> web.Response:
+        ok = await ready()
+        return web.Response(text="ok" if ok else "no api-server endpoint answers", status=200 if ok else 503)
+
+    async def debug(request: web.Request) -> web.Response:
+        worker = request.query.get("worker")
+        siblings = request.app.get(SIBLINGS)
+        if worker is not None and worker != str(siblings.index if siblings else 0):
+            return await _sibling_page(siblings, worker, request.path)
+        name = request.match_info["name"]
+        if name == "config":
+            return _json(config_view(settings()))
+        source = pages.pages.get(name)
+        if source is None:
+            return _json({"error": f"no debug page {name!r}", "pages": ["config", *sorted(pages.pages)]}, 404)
+        value = source()
+        if isinstance(value, Awaitable):
+            value = await value
+        return _json(value)
+
+    app.router.add_get("/metrics", metrics_page)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/livez", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/debug/guard/{name}", debug)
+    return app
+
+
+def serve_siblings(app: web.Application, siblings: Siblings) -> None:
+    """Make `app` answer for every worker: merged /metrics, `?worker=i` on debug pages."""
+    app[SIBLINGS] = siblings
+
+    async def sessions(_app: web.Application) -> AsyncIterator[None]:
+        await siblings.open()
+        yield
+        await siblings.close()
+
+    app.cleanup_ctx.append(sessions)
+
+
+async def _sibling_page(siblings: Siblings | None, worker: str, path: str) -> web.Response:
+    """Worker `worker`'s answer at `path`, relayed as it came."""
+    index = int(worker) if worker.isdigit() else -1
+    if siblings is None or index not in siblings.sockets:
+        known = [0] if siblings is None else sorted([siblings.index, *siblings.sockets])
+        return _json({"error": f"no worker {worker!r}", "workers": known}, 404)
+    answer = await siblings.get(index, path)
+    if answer is None:
+        return _json({"error": f"worker {index} did not answer"}, 502)
+    status, body = answer
+    return web.Response(body=body, status=status, content_type="application/json")
+
+
+async def any_endpoint_ready(sessions: list[tuple[aiohttp.ClientSession, str]],
+                             headers: dict[str, str]) -> bool:
+    """True when one api-server endpoint answers its /readyz (any HTTP answer below 500 counts:
+    an api-server that refuses guard's credential is still reachable)."""
+    for session, url in sessions:
+        try:
+            async with session.get(url + "/readyz", headers=headers, timeout=READY_TIMEOUT) as r:
+                if r.status < 500:
+                    return True
+        except (aiohttp.ClientError, TimeoutError):
+            continue
+    return False
+
+
+def config_view(settings: Settings) -> Any:
+    """The settings as JSON, with every secret replaced by "<redacted>"."""
+    return _redact(_plain(settings))
+
+
+def policies_view(admission: object) -> Any:
+    """The policy set in force: every tenant with its rules, limits and the opaque ids that
+    responses carry (`X-Guard-Tenant-Id`, `X-Guard-Rule-Id`), so an operator can map one to the other."""
+    if not isinstance(admission, AdmissionController):
+        return {"admission": "off", "tenants": []}
+    policies = admission.policies
+    tenants = [{"name": t.name, "id": t.rules[0].tenant_id if t.rules else "",
+                "rules": [_rule_view(r) for r in t.rules]} for t in policies.tenants]
+    return {"admission": "on", "shadow": admission.settings.shadow, "tenants": tenants,
+            "catchAll": _rule_view(policies.catch_all)}
+
+
+def _rule_view(rule: CompiledRule) -> dict[str, Any]:
+    quota = rule.quota
+    return {
+        "name": rule.name, "id": rule.rule_id, "tenant": rule.tenant, "priorityLevel": rule.level,
+        "exempt": rule.exempt, "shadow": rule.shadow,
+        "quota": None if quota is None else {"rate": quota.rate, "burst": quota.burst, "scope": quota.scope},
+        "maxInflight": rule.max_inflight, "maxWatches": rule.max_watches,
+        "listCost": _plain(rule.list_cost),
+    }
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, Path):
+        return str(value)
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return repr(value)
+
+
+def _redact(value: Any, key: str = "") -> Any:
+    if isinstance(value, dict):
+        return {k: _redact(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact(v, key) for v in value]
+    if isinstance(value, str) and SECRET_KEY.search(key) and not key.endswith("file"):
+        return "<redacted>"
+    if isinstance(value, str) and "://" in value:
+        return _redact_url(value)
+    return value
+
+
+def _redact_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None and parts.username is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"<redacted>@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _json(value: Any, status: int = 200) -> web.Response:
+    return web.Response(text=json.dumps(value, indent=2, default=str), status=status,
+                        content_type="application/json")
