@@ -38,8 +38,7 @@ class AtCapacity(TooManyRequests):
     """The cluster's adaptive limit is reached and the request could not wait for a slot."""
 
     def __init__(self, retry_after: int, headers: Sequence[tuple[str, str]] = ()) -> None:
-        super().__init__(MESSAGE, retry_after=retry_after)
-        self.headers = headers
+        super().__init__(MESSAGE, retry_after=retry_after, headers=headers)
 
 
 def kind_of(info: RequestInfo) -> str:

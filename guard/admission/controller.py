@@ -297,9 +297,8 @@ class AdmissionController:
         return {name: level.seats_in_use for name, level in self._levels.items()}
 
     def snapshot_buckets(self) -> list[dict[str, object]]:
-        """The store's buckets (the embedded store lists them; other stores may list none)."""
-        snapshot = getattr(self.store, "snapshot", None)
-        return list(snapshot()) if callable(snapshot) else []
+        """What the store holds of each bucket."""
+        return self.store.snapshot()
 
     def snapshot_queues(self) -> list[dict[str, object]]:
         """Every priority level's seats and busy queues, then the held caps."""

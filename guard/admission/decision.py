@@ -52,15 +52,38 @@ class Ticket:
 
 
 class Admission(Protocol):
+    """The admit step as the pipeline and the debug pages see it."""
+
     async def admit(self, identity: Identity, info: RequestInfo, cluster: str) -> Ticket:
         """Decide; may wait in a fair queue up to the priority level's max wait."""
         ...
 
+    def observe_list(self, cluster: str, info: RequestInfo, count: int) -> None:
+        """A LIST of `info`'s collection returned `count` objects: price the next ones by it."""
+        ...
+
+    def snapshot_buckets(self) -> list[dict[str, object]]:
+        """/debug/guard/buckets."""
+        ...
+
+    def snapshot_queues(self) -> list[dict[str, object]]:
+        """/debug/guard/queues."""
+        ...
+
 
 class AdmitAll:
-    """Admission with no policies: everything is admitted."""
+    """Admission with no policies: everything is admitted, nothing is kept."""
 
     _ticket = Ticket(Verdict(outcome="admitted"))
 
     async def admit(self, identity: Identity, info: RequestInfo, cluster: str) -> Ticket:
         return self._ticket
+
+    def observe_list(self, cluster: str, info: RequestInfo, count: int) -> None:
+        return None
+
+    def snapshot_buckets(self) -> list[dict[str, object]]:
+        return []
+
+    def snapshot_queues(self) -> list[dict[str, object]]:
+        return []

@@ -50,6 +50,10 @@ class QuotaStore(Protocol):
         """The bucket's state without debiting (for headers and debug dumps)."""
         ...
 
+    def snapshot(self) -> list[dict[str, object]]:
+        """What this replica holds of each bucket, for /debug/guard/buckets."""
+        ...
+
     async def start(self) -> None:
         """Start background work (refills, heartbeats). Idempotent."""
         ...

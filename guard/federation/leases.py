@@ -91,6 +91,13 @@ class RedisQuotaStore:
     def live(self) -> int:
         return self.membership.count.fleet
 
+    def snapshot(self) -> list[dict[str, object]]:
+        """Each key's local lease: spendable tokens, when they lapse, the demand and the fallback."""
+        now = self._clock()
+        return [{"key": key, "tokens": round(s.tokens, 3), "expiresIn": round(max(0.0, s.expires - now), 3),
+                 "demand": round(s.demand, 3), "fallback": s.fallback is not None}
+                for key, s in self._keys.items()]
+
     def take(self, key: str, limit: Limit, cost: float = 1.0) -> Take:
         now = self._clock()
         state = self._state(key, limit, now)

@@ -19,17 +19,11 @@ from http import HTTPStatus
 from aiohttp.helpers import rfc822_formatted_time
 from multidict import CIMultiDictProxy
 
+from guard.http.headers import HOP_BY_HOP, encode
 from guard.kube.errors import GuardError
 
-_SKIP = frozenset({
-    "connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "te",
-    "trailer", "transfer-encoding", "upgrade", "host", "content-length",
-})
+_SKIP = HOP_BY_HOP | {"content-length"}
 _PHRASES = {s.value: s.phrase for s in HTTPStatus}
-
-
-class HeaderInjection(GuardError):
-    """A header guard was about to send contains a line break."""
 
 
 def no_body(status: int) -> bool:
@@ -53,14 +47,6 @@ def _lines(status: int, reason: str | None, headers: CIMultiDictProxy[str] | Non
     return lines
 
 
-def _encode(lines: list[str]) -> bytes:
-    text = "\r\n".join(lines) + "\r\n\r\n"
-    breaks = len(lines) + 1
-    if text.count("\n") != breaks or text.count("\r") != breaks:
-        raise HeaderInjection("a response header contains a line break")
-    return text.encode("utf-8", "surrogateescape")
-
-
 def whole(status: int, reason: str | None, headers: CIMultiDictProxy[str] | None,
           add: Iterable[tuple[str, str]], body: bytes, *, drop: frozenset[str] = frozenset(),
           head_only: bool = False, close: bool = False) -> bytes:
@@ -70,7 +56,7 @@ def whole(status: int, reason: str | None, headers: CIMultiDictProxy[str] | None
         lines.append(f"Content-Length: {len(body)}")
     if close:
         lines.append("Connection: close")
-    data = _encode(lines)
+    data = encode(lines)
     return data if head_only or no_body(status) else data + body
 
 
@@ -85,7 +71,7 @@ def head(status: int, reason: str | None, headers: CIMultiDictProxy[str],
         lines.append("Transfer-Encoding: chunked")
     if close:
         lines.append("Connection: close")
-    return _encode(lines)
+    return encode(lines)
 
 
 def status(error: GuardError, *, close: bool = False, head_only: bool = False) -> bytes:
@@ -94,7 +80,7 @@ def status(error: GuardError, *, close: bool = False, head_only: bool = False) -
     add = [("Content-Type", "application/json")]
     if error.retry_after is not None:
         add.append(("Retry-After", str(error.retry_after)))
-    add.extend(getattr(error, "headers", ()))
+    add.extend(error.headers)
     body = json.dumps(error.status()).encode()
     return whole(error.code, None, None, add, body, close=close, head_only=False) if not head_only \
         else whole(error.code, None, None, [*add, ("Content-Length", str(len(body)))], b"", head_only=True,

@@ -1,11 +1,12 @@
-"""A lean HTTP/1.1 client for guard's ordinary requests to one api-server endpoint.
+"""guard's HTTP/1.1 client for every request to one api-server endpoint.
 
 A pool of persistent raw asyncio connections (uvloop when installed): the request head and a small
 body leave in one `transport.write`, the answer is parsed by aiohttp's C `HttpResponseParser` into
 a `StreamReader` whose flow control pauses the upstream socket when the client reads slowly, so a
 watch holds no buffer beyond a chunk or two and no task of its own. A pooled connection that the
-server closed before answering is retried on another one for idempotent requests. Upgrades stay on
-aiohttp's client (see guard.http.tunnel). This module must never log, or put into an error, a header.
+server closed before answering is retried on another one for idempotent requests. After a 101 the
+connection leaves HTTP and becomes one side of a byte tunnel (`Response.pipe`, guard.http.tunnel).
+This module must never log, or put into an error, a header.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from aiohttp.base_protocol import BaseProtocol
 from aiohttp.http_parser import HttpResponseParser
 from aiohttp.streams import StreamReader
 from multidict import CIMultiDictProxy
+
+from guard.http.pipes import pipe_bytes
 
 READ_LIMIT = 512 * 1024
 """StreamReader low-water mark: above twice this, guard stops reading the upstream socket."""
@@ -88,6 +91,16 @@ class Response:
         if self._conn is not None:
             self._conn.hold(False)
 
+    @property
+    def transport(self) -> asyncio.Transport | None:
+        return self._conn.transport if self._conn is not None else None
+
+    def pipe(self, target: asyncio.Transport, done: asyncio.Future[None]) -> Callable[[], int]:
+        """After a 101: every byte the api-server sends goes to `target` until either side closes
+        (`done`). Returns a function giving the bytes piped so far."""
+        assert self._conn is not None and self.status == 101
+        return self._conn.become_pipe(target, done)
+
     def release(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
@@ -118,6 +131,12 @@ class _Connection(BaseProtocol):
         self._last_read = 0.0
         self._passing: _Passing | None = None
         self._held = False
+        self._upgraded = False
+        """A 101 arrived: what follows is not HTTP and goes to `_pipe` (kept in `_tail` till then)."""
+        self._tail = b""
+        self._pipe: Callable[[bytes], None] | None = None
+        self._pipe_done: asyncio.Future[None] | None = None
+        self._piped = 0
 
     def begin(self, method: str, read_timeout: float | None) -> asyncio.Future[Response]:
         loop = self._loop
@@ -143,13 +162,19 @@ class _Connection(BaseProtocol):
         if self._passing is not None:
             self._pass(self._passing, data)
             return
+        if self._upgraded:
+            if self._pipe is not None:
+                self._pipe(data)
+            else:
+                self._tail += data  # the tunnel is being set up
+            return
         parser = self._parser
         if parser is None:
             if data:  # bytes nobody asked for: the connection is out of step
                 self._abort()
             return
         try:
-            messages, _, _ = parser.feed_data(data)
+            messages, upgraded, tail = parser.feed_data(data)
         except Exception as e:  # llhttp's errors: the answer is not HTTP we can relay
             self._fail(BadResponse(f"invalid HTTP from the api-server: {type(e).__name__}"))
             self._abort()
@@ -163,6 +188,28 @@ class _Connection(BaseProtocol):
                 return
             self._payload = payload
             waiter.set_result(Response(self, message, payload))
+        if upgraded:
+            self._upgraded, self._tail, self._parser = True, tail, None
+
+    def become_pipe(self, target: asyncio.Transport, done: asyncio.Future[None]) -> Callable[[], int]:
+        def forward(data: bytes) -> None:
+            if pipe_bytes(target, data, self._pause_transport, self._resume_transport):
+                self._piped += len(data)
+            elif not done.done():
+                done.set_result(None)
+        self._pipe, self._pipe_done = forward, done
+        tail, self._tail = self._tail, b""
+        if tail:
+            forward(tail)
+        return lambda: self._piped
+
+    def _pause_transport(self) -> None:
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def _resume_transport(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
 
     def pass_through(self, payload: StreamReader, length: int,
                      sink: Callable[[bytes], bool]) -> asyncio.Future[int] | None:
@@ -212,6 +259,8 @@ class _Connection(BaseProtocol):
             except Exception as e:
                 self._fail(aiohttp.ClientPayloadError(f"response body is not complete: {type(e).__name__}"))
         self._fail(ConnectionBroken("the api-server closed the connection", received=self.received))
+        if self._pipe_done is not None and not self._pipe_done.done():
+            self._pipe_done.set_result(None)
         self.pool.forget(self)
         super().connection_lost(exc)
 
@@ -265,7 +314,7 @@ class _Connection(BaseProtocol):
         self._waiter = None
         self._passing = None
         if keep and not self.closed and self.transport is not None and not self._reading_paused \
-                and not self._held:
+                and not self._held and not self._upgraded:
             self._spare = parser if self._spare_ok else None
             self.pool.give_back(self)
             return

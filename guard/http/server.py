@@ -33,7 +33,8 @@ from aiohttp.streams import EMPTY_PAYLOAD, StreamReader
 from multidict import CIMultiDictProxy, MultiDictProxy
 from yarl import URL
 
-from guard.http import answers as rawanswer
+from guard.http import answers
+from guard.http.pipes import pipe_bytes
 from guard.kube.errors import BadRequest, GuardError, HeaderTooLarge
 
 log = logging.getLogger("guard.process.server")
@@ -45,9 +46,6 @@ MAX_PIPELINED = 16
 """Parsed requests waiting behind the one being served before reading the socket pauses."""
 SWEEP_EVERY = 1.0
 """Seconds between two passes closing idle keep-alive connections."""
-PIPE_HIGH_WATER = 1024 * 1024
-"""Bytes queued towards one side of an upgrade tunnel before reading from the other side pauses."""
-PIPE_LOW_WATER = 256 * 1024
 
 Handler = Callable[["Request"], Awaitable[None]]
 
@@ -292,7 +290,7 @@ class Connection(BaseProtocol):
         if not request.answered:
             log.error("no answer for %s %s; answering 500", request.method, request.path)
             with contextlib.suppress(ConnectionResetError):
-                await request.send(rawanswer.status(GuardError("internal error in guard"), close=True))
+                await request.send(answers.status(GuardError("internal error in guard"), close=True))
             request.keep_alive = False
         self._after(request)
 
@@ -316,7 +314,7 @@ class Connection(BaseProtocol):
         if self._task is None and self.transport is not None:
             refusal = HeaderTooLarge("a request line or header is too long") if isinstance(
                 error, LineTooLong) else BadRequest("the request is not valid HTTP/1.1")
-            self.transport.write(rawanswer.status(refusal, close=True))
+            self.transport.write(answers.status(refusal, close=True))
             self._close()
         else:
             self._abort()
@@ -363,27 +361,6 @@ class Connection(BaseProtocol):
     def _resume_piping(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self._resume_reading_for_buffer()
-
-
-def pipe_bytes(target: asyncio.Transport, data: bytes, pause: Callable[[], None],
-               resume: Callable[[], None]) -> bool:
-    """One side of a tunnel: write `data` to `target`; above PIPE_HIGH_WATER queued there, `pause`
-    the source until `target` drains to PIPE_LOW_WATER, then `resume` it. False when `target` is
-    closing (the tunnel is over)."""
-    if target.is_closing():
-        return False
-    target.write(data)
-    if target.get_write_buffer_size() > PIPE_HIGH_WATER:
-        pause()
-        asyncio.get_running_loop().create_task(_resume_when_drained(target, resume))
-    return True
-
-
-async def _resume_when_drained(target: asyncio.Transport, resume: Callable[[], None]) -> None:
-    # The target's own protocol owns its flow-control callbacks, so poll its buffer instead.
-    while not target.is_closing() and target.get_write_buffer_size() > PIPE_LOW_WATER:
-        await asyncio.sleep(0.005)
-    resume()
 
 
 class LeanServer:

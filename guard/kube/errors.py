@@ -6,6 +6,7 @@ boundary (`raise ... from e`). Nothing here may put a token or a certificate int
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, TypedDict
 
 
@@ -53,10 +54,13 @@ class GuardError(Exception):
     code = 500
     reason = "InternalError"
 
-    def __init__(self, message: str, *, retry_after: int | None = None) -> None:
+    def __init__(self, message: str, *, retry_after: int | None = None,
+                 headers: Sequence[tuple[str, str]] = ()) -> None:
         super().__init__(message)
         self.message = message
         self.retry_after = retry_after
+        self.headers = tuple(headers)
+        """Extra headers of the answer (a rejection's RateLimit and tenant/rule ids)."""
 
     def status(self) -> Status:
         return status_body(self.code, self.reason, self.message, retry_after=self.retry_after)

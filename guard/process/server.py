@@ -25,7 +25,7 @@ from guard.kube.errors import ConfigError
 from guard.process import wiring
 from guard.process.workers import ORPHAN_CHECK, WorkerSpec, listen_socket, parent_gone
 from guard.proxy.pipeline import Proxy
-from guard.proxy.runtime import Holder, Runtime, in_flight
+from guard.proxy.runtime import Runtime, Serving, in_flight
 from guard.routing.dispatch import remember_server_names
 from guard.settings import Settings, TLSSettings
 from guard.telemetry.admin import AdminPages, serve_siblings
@@ -62,7 +62,7 @@ class GuardServer:
         self.overrides = dict(overrides or {})
         self.metrics = GuardMetrics()
         self.pages = AdminPages()
-        self.holder: Holder | None = None
+        self.serving: Serving | None = None
         self.shared: wiring.Shared | None = None
         """The quota store (and Redis fleet) of this process; kept across reloads."""
         self.proxy: Proxy | None = None
@@ -75,9 +75,9 @@ class GuardServer:
 
     async def start(self) -> None:
         self.shared = await wiring.build_shared(self.settings, workers=self._workers)
-        self.holder = Holder(await wiring.build_runtime(self.settings, workers=self._workers,
+        self.serving = Serving(await wiring.build_runtime(self.settings, workers=self._workers,
                                                         shared=self.shared))
-        admin, self.proxy = wiring.build_apps(self.holder, self.metrics, self.pages, shared=self.shared)
+        admin, self.proxy = wiring.build_apps(self.serving, self.metrics, self.pages, shared=self.shared)
         s = self.settings
         self._tls = serving_context(s.tls) if s.tls else None
         self.addresses["main"] = await self._listen_main(self.proxy)
@@ -139,7 +139,7 @@ class GuardServer:
 
     async def reload(self) -> bool:
         """Re-read the settings file; swap atomically, or keep the running settings when it is bad."""
-        if self.path is None or self.holder is None:
+        if self.path is None or self.serving is None:
             return False
         try:
             fresh = settings_module.load(self.path, overrides=self.overrides)
@@ -150,7 +150,7 @@ class GuardServer:
                 log.error("reload rejected, keeping the running settings: %s", problem)
             self.metrics.reloads.labels("rejected").inc()
             return False
-        old, self.holder.current, self.settings = self.holder.current, runtime, fresh
+        old, self.serving.runtime, self.settings = self.serving.runtime, runtime, fresh
         if fresh.tls is not None and self._tls is not None:
             self._tls.load_cert_chain(str(fresh.tls.cert), str(fresh.tls.key))  # new handshakes only
         asyncio.get_running_loop().create_task(_retire(old))
@@ -178,8 +178,8 @@ class GuardServer:
         for runner in self._runners:
             await runner.cleanup()
         self._runners.clear()
-        if self.holder is not None:
-            await wiring.close_runtime(self.holder.current)
+        if self.serving is not None:
+            await wiring.close_runtime(self.serving.runtime)
         if self.shared is not None:
             await self.shared.close()
             self.shared = None

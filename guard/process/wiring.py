@@ -3,7 +3,7 @@
 `build_shared` makes what lives as long as the process (the quota store and, with `redis:`, the
 fleet: leases, quarantine, signed bundles); `build_runtime` turns validated Settings into one
 Runtime (upstream pools, authenticator, impersonation check, admission over the shared store,
-access log); `build_apps` makes the main and admin aiohttp applications around a Holder so SIGHUP
+access log); `build_apps` makes the main and admin aiohttp applications around a Serving so SIGHUP
 can swap runtimes while bucket state stays. Nothing else constructs these objects, and this module
 must never hold request state.
 """
@@ -15,7 +15,6 @@ import logging
 from collections import Counter
 from collections.abc import Callable
 
-import aiohttp
 from aiohttp import web
 
 from guard.admission.adaptive import AdaptiveSettings
@@ -25,15 +24,15 @@ from guard.admission.controller import AdmissionController
 from guard.admission.decision import Admission, AdmitAll
 from guard.admission.embedded import EmbeddedStore
 from guard.admission.rules import compile_policies
+from guard.admission.shares import WorkerShare
 from guard.admission.store import QuotaStore
 from guard.federation.bundles import Bundle, bundle_policies
 from guard.federation.fleet import Fleet, build_fleet
 from guard.federation.quarantine import QuarantineBoard
 from guard.identity import authn, authz, impersonation
 from guard.policy.model import TenantPolicy
-from guard.process.workers import SharedQuota
 from guard.proxy.pipeline import Proxy
-from guard.proxy.runtime import Holder, Runtime, clusters_of
+from guard.proxy.runtime import Runtime, Serving, clusters_of
 from guard.routing.breaker import EndpointHealth
 from guard.routing.dispatch import Routes
 from guard.routing.router import Router
@@ -41,10 +40,12 @@ from guard.settings import ClusterSettings, Settings
 from guard.telemetry import admin
 from guard.telemetry.accesslog import AccessLog
 from guard.telemetry.metrics import EndpointFigures, GuardMetrics
-from guard.upstream.endpoints import Endpoint, FailoverReviews, Upstream, resolve_credential
+from guard.upstream.credentials import resolve_credential
+from guard.upstream.endpoints import Endpoint, Upstream
 from guard.upstream.probes import HealthChecker
+from guard.upstream.reviews import FailoverReviews
 
-log = logging.getLogger("guard.process.wiring")
+log = logging.getLogger(__name__)
 REVIEW_TIMEOUT = 10.0
 """Seconds guard waits for a TokenReview or SubjectAccessReview before answering 401/403 → retry."""
 
@@ -59,7 +60,7 @@ class Shared:
         self.fleet = fleet
         self.bundle: list[TenantPolicy] | None = None
         """The live signed bundle's policies, once one was applied."""
-        self.holder: Holder | None = None
+        self.serving: Serving | None = None
 
     @property
     def board(self) -> QuarantineBoard | None:
@@ -78,7 +79,7 @@ class Shared:
         self.bundle = policies
 
     def _swap(self, policies: list[TenantPolicy]) -> list[str]:
-        admission = self.holder.current.admission if self.holder is not None else None
+        admission = self.serving.runtime.admission if self.serving is not None else None
         if isinstance(admission, AdmissionController):
             return admission.apply(policies)
         # Before the first runtime exists: only check; it will be built from these policies.
@@ -108,7 +109,7 @@ async def build_shared(settings: Settings, *, workers: int = 1) -> Shared:
 
 def embedded_store(workers: int) -> QuotaStore:
     """The in-process store; with `--workers N` each worker enforces 1/N of every quota."""
-    return EmbeddedStore() if workers == 1 else SharedQuota(EmbeddedStore(), workers)
+    return EmbeddedStore() if workers == 1 else WorkerShare(EmbeddedStore(), workers)
 
 
 async def build_runtime(settings: Settings, *, workers: int = 1, shared: Shared | None = None) -> Runtime:
@@ -124,10 +125,6 @@ async def build_runtime(settings: Settings, *, workers: int = 1, shared: Shared 
     identity = settings.identity
     access_log = AccessLog(settings.access_log.path, enabled=settings.access_log.enabled,
                            quiet_tenants=frozenset(settings.access_log.quiet_tenants))
-    timeouts = (
-        aiohttp.ClientTimeout(total=None, sock_connect=5.0, sock_read=settings.limits.request_timeout),
-        aiohttp.ClientTimeout(total=None, sock_connect=5.0, sock_read=None),
-    )
     router = Router([c.name for c in settings.clusters], default=settings.cluster.name,
                     hosts={h: c.name for c in settings.clusters for h in c.hosts})
     routes: Routes[Runtime] = Routes(router, {})
@@ -142,7 +139,7 @@ async def build_runtime(settings: Settings, *, workers: int = 1, shared: Shared 
             impersonation=impersonation.ImpersonationCheck(reviews), admission=admission,
             impersonation_headers=impersonation.impersonation_headers,
             authorizer=authz.build_authorizer(cluster.authorize, reviews), access_log=access_log,
-            timeouts=timeouts, routes=routes, capacity=_gate(cluster, gates.get(cluster.name), workers))
+            routes=routes, capacity=_gate(cluster, gates.get(cluster.name), workers))
         checker = HealthChecker(upstream)
         checker.start()
         upstream.on_close.append(checker.stop)
@@ -151,8 +148,8 @@ async def build_runtime(settings: Settings, *, workers: int = 1, shared: Shared 
 
 def _running(shared: Shared | None) -> list[Runtime]:
     """Every cluster's Runtime of the generation serving now (none before the first)."""
-    holder = shared.holder if shared is not None else None
-    return clusters_of(holder.current) if holder is not None else []
+    serving = shared.serving if shared is not None else None
+    return clusters_of(serving.runtime) if serving is not None else []
 
 
 def _breakers(shared: Shared | None) -> dict[str, dict[str, EndpointHealth]]:
@@ -212,21 +209,21 @@ async def close_runtime(runtime: Runtime) -> None:
     runtime.access_log.close()
 
 
-def build_apps(holder: Holder, metrics: GuardMetrics, pages: admin.AdminPages, *,
+def build_apps(serving: Serving, metrics: GuardMetrics, pages: admin.AdminPages, *,
                shared: Shared | None = None) -> tuple[web.Application, Proxy]:
     """The admin application and the proxy (the main listener's one handler, see guard.http.server)."""
-    proxy = Proxy(holder, metrics)
+    proxy = Proxy(serving, metrics)
     if shared is not None:
-        shared.holder = holder  # pushed bundles go to whichever runtime is current
+        shared.serving = serving  # pushed bundles go to whichever runtime is current
         _fleet_counters(shared, metrics)
-        _share_health(shared, holder, metrics)
-    metrics.add_counters(_authn_stats(holder), "guard_identity", "Identity step counters")
-    metrics.add_counters(_authz_counters(holder), "guard_authz", "Edge authorization counters")
-    _admission_pages(holder, pages)
-    _adaptive_pages(holder, pages, metrics)
-    _routing_pages(holder, pages, metrics)
-    admin_app = admin.build_admin_app(metrics, pages, lambda: holder.current.settings,
-                                      lambda: _ready(holder))
+        _share_health(shared, serving, metrics)
+    metrics.add_counters(_authn_stats(serving), "guard_identity", "Identity step counters")
+    metrics.add_counters(_authz_counters(serving), "guard_authz", "Edge authorization counters")
+    _admission_pages(serving, pages)
+    _adaptive_pages(serving, pages, metrics)
+    _routing_pages(serving, pages, metrics)
+    admin_app = admin.build_admin_app(metrics, pages, lambda: serving.runtime.settings,
+                                      lambda: _ready(serving))
     return admin_app, proxy
 
 
@@ -240,41 +237,39 @@ def _fleet_counters(shared: Shared, metrics: GuardMetrics) -> None:
         metrics.add_counters(fleet.counters, "guard_bundles", "Signed policy bundle counters")
 
 
-def _share_health(shared: Shared, holder: Holder, metrics: GuardMetrics) -> None:
+def _share_health(shared: Shared, serving: Serving, metrics: GuardMetrics) -> None:
     """With Redis: publish and fold the running generation's endpoints (guard.federation.health)."""
     health = shared.fleet.health if shared.fleet is not None else None
     if health is None:
         return
-    health.watch(lambda: [(rt.upstream.name, rt.upstream.endpoints) for rt in clusters_of(holder.current)])
+    health.watch(lambda: [(rt.upstream.name, rt.upstream.endpoints) for rt in clusters_of(serving.runtime)])
     metrics.add_counters(health.counters, "guard_federation_health", "Shared cluster health exchanges")
 
 
-def _admission_pages(holder: Holder, pages: admin.AdminPages) -> None:
-    """/debug/guard/buckets, /queues and /policies: the admission controller's dumps, when it has them."""
-    def page(method: str) -> Callable[[], object]:
-        return lambda: getattr(holder.current.admission, method, list)()
-    pages.add("buckets", page("snapshot_buckets"))
-    pages.add("queues", page("snapshot_queues"))
-    pages.add("policies", lambda: admin.policies_view(holder.current.admission))
+def _admission_pages(serving: Serving, pages: admin.AdminPages) -> None:
+    """/debug/guard/buckets, /queues and /policies: the admission controller's dumps."""
+    pages.add("buckets", lambda: serving.runtime.admission.snapshot_buckets())
+    pages.add("queues", lambda: serving.runtime.admission.snapshot_queues())
+    pages.add("policies", lambda: admin.policies_view(serving.runtime.admission))
 
 
-def _adaptive_pages(holder: Holder, pages: admin.AdminPages, metrics: GuardMetrics) -> None:
+def _adaptive_pages(serving: Serving, pages: admin.AdminPages, metrics: GuardMetrics) -> None:
     """/debug/guard/adaptive and the guard_upstream_concurrency_* metrics: every cluster's limit."""
     def gates() -> list[CapacityGate]:
-        return [rt.capacity for rt in clusters_of(holder.current) if rt.capacity is not None]
+        return [rt.capacity for rt in clusters_of(serving.runtime) if rt.capacity is not None]
 
     def page() -> object:
         return [rt.capacity.snapshot() if rt.capacity is not None else {"cluster": rt.upstream.name,
                                                                          "enabled": False}
-                for rt in clusters_of(holder.current)]
+                for rt in clusters_of(serving.runtime)]
     pages.add("adaptive", page)
     metrics.watch_capacity(gates)
 
 
-def _routing_pages(holder: Holder, pages: admin.AdminPages, metrics: GuardMetrics) -> None:
+def _routing_pages(serving: Serving, pages: admin.AdminPages, metrics: GuardMetrics) -> None:
     """/debug/guard/upstreams and the guard_upstream_endpoint_* metrics: every cluster's endpoints."""
     def upstreams() -> object:
-        current = holder.current
+        current = serving.runtime
         routes = current.routes
         return {"default": routes.router.default.cluster if routes is not None else current.upstream.name,
                 "clusters": [dict(rt.upstream.snapshot(), hosts=list(_cluster_settings(rt).hosts),
@@ -283,7 +278,7 @@ def _routing_pages(holder: Holder, pages: admin.AdminPages, metrics: GuardMetric
 
     def figures() -> list[EndpointFigures]:
         return [_figures(rt.upstream.name, ep)
-                for rt in clusters_of(holder.current) for ep in rt.upstream.endpoints]
+                for rt in clusters_of(serving.runtime) for ep in rt.upstream.endpoints]
     pages.add("upstreams", upstreams)
     metrics.watch_endpoints(figures)
 
@@ -299,33 +294,30 @@ def _cluster_settings(runtime: Runtime) -> ClusterSettings:
     return next(c for c in runtime.settings.clusters if c.name == runtime.upstream.name)
 
 
-def _authn_stats(holder: Holder) -> Callable[[], dict[str, int]]:
+def _authn_stats(serving: Serving) -> Callable[[], dict[str, int]]:
     """Identity counters summed over every cluster's authenticator and impersonation check."""
     def read() -> dict[str, int]:
         counters: Counter[str] = Counter()
-        for rt in clusters_of(holder.current):
-            stats = getattr(rt.authenticator, "stats", None)
-            counters.update(dict(vars(stats)) if stats is not None else {})
-            sent = getattr(rt.impersonation, "reviews_sent", None)
-            if sent is not None:
-                counters["subject_access_reviews"] += sent
+        for rt in clusters_of(serving.runtime):
+            counters.update(dict(vars(rt.authenticator.stats)))
+            counters["subject_access_reviews"] += rt.impersonation.reviews_sent
         return dict(counters)
     return read
 
 
-def _authz_counters(holder: Holder) -> Callable[[], dict[str, int]]:
+def _authz_counters(serving: Serving) -> Callable[[], dict[str, int]]:
     def read() -> dict[str, int]:
         counters: Counter[str] = Counter()
-        for rt in clusters_of(holder.current):
-            counters.update(authz.counters(rt.authorizer))
+        for rt in clusters_of(serving.runtime):
+            counters.update(authz.counters(rt.authorizer.stats if rt.authorizer is not None else None))
         return dict(counters)
     return read
 
 
-async def _ready(holder: Holder) -> bool:
+async def _ready(serving: Serving) -> bool:
     """Ready while any endpoint of any cluster answers: one cluster being down must not take guard
     out of service for the others."""
-    for rt in clusters_of(holder.current):
+    for rt in clusters_of(serving.runtime):
         upstream = rt.upstream
         sessions = [(ep.session, ep.url) for ep in upstream.endpoints]
         if await admin.any_endpoint_ready(sessions, dict(upstream.credential.auth_headers())):

@@ -9,10 +9,8 @@ and debug pages (`guard.telemetry.siblings`). The parent prints the `guard servi
 listens, passes SIGTERM/SIGINT/SIGHUP on to them, and exits when all have stopped; if one dies on
 its own, the parent stops the others and exits non-zero (a supervisor restarts the whole unit).
 
-Admission state lives in each process. On the embedded store every worker enforces `rate/N` and
-`burst/N` of each quota (`SharedQuota`), so the sum over workers never exceeds the policy: a client
-whose connections all land on one worker gets less than its quota, never more. With Redis the
-buckets are global and need no split. This module must never serve a request in the parent.
+Admission state lives in each process (on the embedded store each enforces a share of every quota:
+guard.admission.shares). This module must never serve a request in the parent.
 """
 
 from __future__ import annotations
@@ -27,8 +25,6 @@ import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
-
-from guard.admission.store import Limit, QuotaStore, Take
 
 log = logging.getLogger("guard.process.workers")
 ORPHAN_CHECK = 1.0
@@ -173,37 +169,3 @@ def _signal_all(children: dict[int, int], signum: int) -> None:
 def parent_gone(spec: WorkerSpec) -> bool:
     """True once the parent has exited (the worker was re-parented): time to stop."""
     return os.getppid() != spec.parent
-
-
-class SharedQuota:
-    """A QuotaStore giving each of N workers `rate/N` and `burst/N` of every bucket."""
-
-    def __init__(self, inner: QuotaStore, workers: int) -> None:
-        self.inner = inner
-        self.workers = workers
-        self._parts: dict[Limit, Limit] = {}
-
-    def part(self, limit: Limit) -> Limit:
-        share = self._parts.get(limit)
-        if share is None:
-            # A burst under one token would reject everything, so one token is the floor.
-            share = self._parts[limit] = Limit(limit.rate / self.workers,
-                                               max(limit.burst / self.workers, 1.0), limit.fail_mode)
-        return share
-
-    def take(self, key: str, limit: Limit, cost: float = 1.0) -> Take:
-        share = self.part(limit)
-        return self.inner.take(key, share, min(cost, share.burst))
-
-    def peek(self, key: str, limit: Limit) -> Take:
-        return self.inner.peek(key, self.part(limit))
-
-    def snapshot(self) -> list[dict[str, object]]:
-        snapshot = getattr(self.inner, "snapshot", None)
-        return list(snapshot()) if snapshot is not None else []
-
-    async def start(self) -> None:
-        await self.inner.start()
-
-    async def close(self) -> None:
-        await self.inner.close()

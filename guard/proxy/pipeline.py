@@ -1,9 +1,11 @@
-"""The request path: identify → classify → admit → forward, as one handler of guard.http.server.
+"""The request path: route → identify → classify → authorize → admit → capacity → forward, as the
+one handler of guard.http.server.
 
-Each step is a call through a seam (Authenticator, ImpersonationCheck, classify, Admission,
-Upstream) built by `guard.process.wiring`. Every error a client sees is a Kubernetes Status; unexpected
-exceptions become a 500 Status and a log line, never a traceback on the wire. It must never log or
-forward a credential it was not meant to.
+Each step is a call through a seam (Authenticating, Impersonating, classify, Authorizing, Admission,
+CapacityGate, the upstream exchange) built by `guard.process.wiring`. Every refusal is a GuardError
+raised by the step that refuses and turned into a Kubernetes Status in one place (`Proxy._refuse`);
+unexpected exceptions become a 500 Status and a log line, never a traceback on the wire. It must
+never log or forward a credential it was not meant to.
 """
 
 from __future__ import annotations
@@ -13,36 +15,32 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import aiohttp
-from multidict import CIMultiDict
 
 from guard.admission.capacity import AtCapacity, CapacityGate
 from guard.admission.decision import Ticket, Verdict
 from guard.admission.listsize import ListSizer
-from guard.http import answers as rawanswer
-from guard.http import client as h1
-from guard.http import tunnel
+from guard.http import answers, client, headers, tunnel
+from guard.http.relay import relay
 from guard.http.server import Request
 from guard.identity.authn import Credentials
 from guard.kube.errors import GuardError, TooManyRequests, Unauthorized
 from guard.kube.identity import Identity
 from guard.kube.requestinfo import RequestInfo, classify
-from guard.proxy.runtime import Holder, Runtime, clusters_of
+from guard.proxy.runtime import Runtime, Serving, clusters_of
 from guard.telemetry.accesslog import AccessRecord
 from guard.telemetry.metrics import GuardMetrics, verb_label
-from guard.upstream import exchange as forward
+from guard.upstream.exchange import Outbound, exchange, request_body
 
-log = logging.getLogger("guard.proxy")
+log = logging.getLogger(__name__)
 CLASSIFIED_KEPT = 1024
 """Request targets whose classification is remembered (forgotten all at once when full)."""
-Answer = aiohttp.ClientResponse | h1.Response
-"""An upstream answer: guard's lean client's for ordinary requests, aiohttp's for upgrades."""
+REJECTED = "Too many requests, please try again later."
 
 
 @dataclass
-class _Exchange:
+class _Record:
     """What one request has learnt so far, for metrics and the access log."""
 
     started: float
@@ -62,18 +60,17 @@ class _Exchange:
 class Proxy:
     """The catch-all handler of the main listener."""
 
-    def __init__(self, holder: Holder, metrics: GuardMetrics) -> None:
-        self.holder = holder
+    def __init__(self, serving: Serving, metrics: GuardMetrics) -> None:
+        self.serving = serving
         self.metrics = metrics
         self.draining = False
-        self._long_running: dict[Answer, str] = {}
+        self._long_running: dict[client.Response, str] = {}
         """Watches and tunnels being served, and their cluster."""
-        self._children = _Children()
         self.inflight: dict[str, int] = {}
         """Admitted requests being served per tenant (bounded by the policies' tenants)."""
         self._sizer = ListSizer()
         self._classified: dict[tuple[str, str], RequestInfo] = {}
-        metrics.watch_admission(lambda: (holder.current.upstream.name, holder.current.admission),
+        metrics.watch_admission(lambda: (serving.runtime.upstream.name, serving.runtime.admission),
                                 lambda: self.inflight)
         metrics.watch_requests(self._in_flight)
 
@@ -85,61 +82,61 @@ class Proxy:
 
     async def handle(self, request: Request) -> None:
         """Serve one request; every outcome is an answer on `request` or an aborted connection."""
-        rt = self.holder.current
-        ex = _Exchange(started=time.perf_counter())
+        rt = self.serving.runtime
+        record = _Record(started=time.perf_counter())
         try:
             try:
                 if rt.routes is not None:  # route: which cluster, and the target past /clusters/{name}
                     rt, request = rt.routes.route(request)
-                ex.cluster = rt.upstream.name
-                await self._serve(rt, request, ex)
+                record.cluster = rt.upstream.name
+                await self._serve(rt, request, record)
             except GuardError as e:
                 if e.code in (502, 503):
-                    self._children.of(self.metrics.upstream_errors, rt.upstream.name, type(e).__name__).inc()
-                await self._refuse(request, ex, e)
+                    self.metrics.count_upstream_error(rt.upstream.name, type(e).__name__)
+                await self._refuse(request, record, e)
             except (ConnectionResetError, aiohttp.ClientConnectionResetError, asyncio.CancelledError):
-                ex.status = 499  # the client (or upstream mid-body) went away; nothing left to answer
+                record.status = 499  # the client (or upstream mid-body) went away; nothing left to answer
                 raise
             except Exception:
                 log.exception("unexpected error serving %s %s", request.method, request.path)
-                await self._refuse(request, ex, GuardError("internal error in guard"))
+                await self._refuse(request, record, GuardError("internal error in guard"))
         finally:
-            self._record(rt, request, ex)
+            self._record(rt, request, record)
 
-    async def _refuse(self, request: Request, ex: _Exchange, error: GuardError) -> None:
-        """Answer `error` as a Status, noted in `ex` so metrics and the access log say what the
-        client got (a 429 is logged as 429, not as the 500 `ex` starts with)."""
+    async def _refuse(self, request: Request, record: _Record, error: GuardError) -> None:
+        """Answer `error` as a Status, noted in `record` so metrics and the access log say what the
+        client got (a 429 is logged as 429, not as the 500 `record` starts with)."""
         if request.answered:  # the head is gone: a truncated answer must not look whole
             raise ConnectionResetError(f"cannot answer {error.code} after the answer started")
-        ex.status, ex.retry_after = error.code, error.retry_after or 0
-        await request.send(rawanswer.status(error, close=not request.keep_alive,
-                                            head_only=request.method == "HEAD"))
+        record.status, record.retry_after = error.code, error.retry_after or 0
+        await request.send(answers.status(error, close=not request.keep_alive,
+                                          head_only=request.method == "HEAD"))
 
     def _in_flight(self) -> list[tuple[str, int, int]]:
         """(cluster, requests upstream, long-running ones) for every cluster."""
         running = list(self._long_running.values())
         return [(c.upstream.name, sum(ep.in_flight for ep in c.upstream.endpoints),
-                 running.count(c.upstream.name)) for c in clusters_of(self.holder.current)]
+                 running.count(c.upstream.name)) for c in clusters_of(self.serving.runtime)]
 
-    async def _serve(self, rt: Runtime, request: Request, ex: _Exchange) -> None:
+    async def _serve(self, rt: Runtime, request: Request, record: _Record) -> None:
         caller = await self._identify(rt, request)
         effective = caller
-        if any(k.lower().startswith("impersonate-") for k in request.headers):
+        if headers.asks_impersonation(request.headers):
             effective = await rt.impersonation.resolve(caller, request.headers)
-        ex.identity = effective
-        ex.info = info = self._classify(request)
+        record.identity = effective
+        record.info = info = self._classify(request)
         if rt.authorizer is not None:  # before admission: a denied request costs no quota
             await rt.authorizer.check(effective, info)
         ticket = await rt.admission.admit(effective, info, rt.upstream.name)
         verdict = ticket.verdict
-        ex.decision, ex.tenant, ex.rule = verdict.outcome, verdict.tenant, verdict.rule
+        record.decision, record.tenant, record.rule = verdict.outcome, verdict.tenant, verdict.rule
         tenant = verdict.tenant if verdict.outcome != "rejected" else ""
         if tenant:
             self.inflight[tenant] = self.inflight.get(tenant, 0) + 1
         try:
-            gate = await self._enter(rt, ex, verdict) if rt.capacity is not None else None
+            gate = await self._enter(rt, record, verdict) if rt.capacity is not None else None
             try:
-                await self._admitted(rt, request, ex, ticket, caller)
+                await self._forward(rt, request, record, ticket, caller)
             finally:
                 if gate is not None:
                     gate.leave()
@@ -149,28 +146,28 @@ class Proxy:
                 self.inflight[tenant] -= 1
 
     @staticmethod
-    async def _enter(rt: Runtime, ex: _Exchange, verdict: Verdict) -> CapacityGate | None:
+    async def _enter(rt: Runtime, record: _Record, verdict: Verdict) -> CapacityGate | None:
         """Take a slot of the cluster's adaptive limit (waiting fairly, or AtCapacity: 429) for an
         admitted ordinary request; exempt rules and long-running requests pass untouched."""
-        gate, info = rt.capacity, ex.info
+        gate, info = rt.capacity, record.info
         if (gate is None or info is None or info.is_long_running or not verdict.admitted
                 or verdict.outcome == "exempt"):
             return None
-        flow = verdict.tenant or (ex.identity.user if ex.identity is not None else "")
+        flow = verdict.tenant or (record.identity.user if record.identity is not None else "")
         try:
             if await gate.enter(flow, verdict.tenant, info, verdict.headers) == "held":
-                ex.decision = "queued"
+                record.decision = "queued"
         except AtCapacity:
-            ex.decision = "overload"
+            record.decision = "overload"
             raise
-        ex.gate = gate
+        record.gate = gate
         return gate
 
     @staticmethod
-    def _report(ex: _Exchange, sent: float, status: int = 0, error: GuardError | None = None) -> None:
+    def _report(record: _Record, sent: float, status: int = 0, error: GuardError | None = None) -> None:
         """Tell the adaptive limit how the exchange went: its answer's status, or the failure."""
-        if ex.gate is not None and ex.info is not None:
-            ex.gate.report(time.perf_counter() - sent, ex.info, status=status, error=error)
+        if record.gate is not None and record.info is not None:
+            record.gate.report(time.perf_counter() - sent, record.info, status=status, error=error)
 
     def _classify(self, request: Request) -> RequestInfo:
         """classify(), remembered per (method, request target): controllers and kubectl repeat the
@@ -191,63 +188,57 @@ class Proxy:
             bearer_token=token or None, peer_certificate_der=request.peer_certificate(),
             remote_addr=request.remote))
 
-    async def _admitted(self, rt: Runtime, request: Request, ex: _Exchange, ticket: Ticket,
-                        caller: Identity) -> None:
+    async def _forward(self, rt: Runtime, request: Request, record: _Record, ticket: Ticket,
+                       caller: Identity) -> None:
+        """Send an admitted request upstream and relay the answer; a rejected one gets its 429."""
         verdict = ticket.verdict
         if not verdict.admitted:
-            raise Rejected(verdict.reason or "Too many requests, please try again later.",
-                           retry_after=max(1, verdict.retry_after), headers=verdict.headers)
-        assert ex.identity is not None and ex.info is not None
-        headers = self._headers(rt, request, ex.identity, caller)
-        timeout = rt.timeouts[1] if ex.info.is_long_running else rt.timeouts[0]
-        upgrade = tunnel.is_upgrade(request)
-        upstream_response: Answer
-        sent = time.perf_counter()
+            raise TooManyRequests(verdict.reason or REJECTED, retry_after=max(1, verdict.retry_after),
+                                  headers=verdict.headers)
+        out = await self._outbound(rt, request, record, caller)
+        sent, reported = time.perf_counter(), False
         try:
-            if upgrade:  # upgrades stay on aiohttp's client, whose connection guard.http.tunnel splices
-                headers.extend(tunnel.upgrade_headers(request.headers))
-                endpoint, upstream_response = await forward.send(
-                    rt.upstream, request, forward.Outbound(CIMultiDict(headers), timeout), None)
-            else:
-                body, chunked = await forward.lean_body(request, rt.settings.limits.max_body_bytes)
-                sent = time.perf_counter()
-                endpoint, upstream_response = await forward.send_lean(
-                    rt.upstream, request, headers, body, chunked=chunked, read_timeout=timeout.sock_read)
+            async with exchange(rt.upstream, out) as answer:
+                self._report(record, sent, answer.status)
+                reported = True
+                self._observe_latency(rt, record)
+                await self._respond(request, record, answer, verdict.headers)
         except GuardError as e:
-            self._report(ex, sent, error=e)
+            if not reported:
+                self._report(record, sent, error=e)
             raise
-        self._report(ex, sent, upstream_response.status)
-        self._observe_latency(rt, ex)
-        try:
-            await self._respond(request, ex, upstream_response, verdict.headers, upgrade)
-        finally:
-            forward.release(endpoint)
-            upstream_response.release()
 
-    async def _respond(self, request: Request, ex: _Exchange, upstream: Answer,
-                       add: Sequence[tuple[str, str]], upgrade: bool) -> None:
-        long_running = ex.info is not None and ex.info.is_long_running
+    async def _outbound(self, rt: Runtime, request: Request, record: _Record, caller: Identity) -> Outbound:
+        assert record.identity is not None and record.info is not None
+        sent = self._headers(rt, request, record.identity, caller)
+        if headers.asks_upgrade(request.headers):  # exec, attach, port-forward: a tunnel after a 101
+            sent.extend(tunnel.upgrade_request_headers(request.headers))
+        body, chunked = await request_body(request, rt.settings.limits.max_body_bytes)
+        timeout = None if record.info.is_long_running else rt.settings.limits.request_timeout
+        return Outbound(request.method, request.raw_path, sent, body, chunked=chunked, read_timeout=timeout)
+
+    async def _respond(self, request: Request, record: _Record, upstream: client.Response,
+                       add: Sequence[tuple[str, str]]) -> None:
+        long_running = record.info is not None and record.info.is_long_running
         if long_running:
-            self._long_running[upstream] = ex.cluster
+            self._long_running[upstream] = record.cluster
         body: bytes | None = None
         try:
-            if upgrade and isinstance(upstream, aiohttp.ClientResponse) and upstream.status == 101:
-                ex.status, ex.sent = await tunnel.splice(request, upstream, list(add))
+            if upstream.status == 101 and headers.asks_upgrade(request.headers):
+                record.status, record.sent = await tunnel.splice(request, upstream, add)
             else:
-                ex.status, ex.sent, body = await forward.relay(request, upstream, add,
+                record.status, record.sent, body = await relay(request, upstream, add,
                                                                draining=lambda: self.draining)
         finally:
             self._long_running.pop(upstream, None)
-        if ex.info is not None and ex.info.verb == "list" and ex.status == 200:
-            self._observe_list(request, ex.info, upstream, body, ex.sent, ex.cluster)
+        if record.info is not None and record.info.verb == "list" and record.status == 200:
+            self._observe_list(request, record.info, upstream, body, record.sent, record.cluster)
 
-    def _observe_list(self, request: Request, info: RequestInfo, upstream: Answer,
+    def _observe_list(self, request: Request, info: RequestInfo, upstream: client.Response,
                       body: bytes | None, sent: int, cluster: str) -> None:
         """Tell admission how many objects this LIST returned, to price the next ones (see
         guard.admission.listsize: a byte scan of small bodies, an estimate for streamed ones)."""
-        rt = self.holder.current
-        observe = getattr(rt.admission, "observe_list", None)
-        if observe is None or "json" not in upstream.content_type or not self._sizer.due(cluster, info):
+        if "json" not in upstream.content_type or not self._sizer.due(cluster, info):
             return
         paged = "continue" in request.query
         if body is not None:
@@ -257,57 +248,35 @@ class Proxy:
         else:
             count = self._sizer.streamed(cluster, info, sent)
         if count is not None:
-            observe(cluster, info, count)
+            self.serving.runtime.admission.observe_list(cluster, info, count)
 
     def _headers(self, rt: Runtime, request: Request, effective: Identity,
                  caller: Identity) -> list[tuple[str, str]]:
         """What goes upstream: the client's end-to-end headers, then guard's own."""
         peer = request.remote
         if rt.settings.forwarding == "impersonate":
-            headers = forward.forwardable(request.headers, peer=peer, keep_authorization=False)
-            headers.extend(rt.upstream.credential.auth_headers())
-            headers.extend(rt.impersonation_headers(effective))
-            return headers
+            sent = headers.forwardable(request.headers, peer=peer, keep_authorization=False)
+            sent.extend(rt.upstream.credential.auth_headers())
+            sent.extend(rt.impersonation_headers(effective))
+            return sent
         if "Authorization" not in request.headers and not effective.is_anonymous:
             raise Unauthorized("client certificate users need `forwarding: impersonate` in guard's settings")
-        headers = forward.forwardable(request.headers, peer=peer, keep_authorization=True)
+        sent = headers.forwardable(request.headers, peer=peer, keep_authorization=True)
         if effective is not caller:
-            headers.extend(rt.impersonation_headers(effective))
-        return headers
+            sent.extend(rt.impersonation_headers(effective))
+        return sent
 
-    def _observe_latency(self, rt: Runtime, ex: _Exchange) -> None:
-        if ex.info is not None and not ex.info.is_long_running:
-            self.metrics.requests.observe(rt.upstream.name, verb_label(ex.info.verb),
-                                          time.perf_counter() - ex.started)
+    def _observe_latency(self, rt: Runtime, record: _Record) -> None:
+        if record.info is not None and not record.info.is_long_running:
+            self.metrics.requests.observe(rt.upstream.name, verb_label(record.info.verb),
+                                          time.perf_counter() - record.started)
 
-    def _record(self, rt: Runtime, request: Request, ex: _Exchange) -> None:
-        verb = verb_label(ex.info.verb) if ex.info else "other"
+    def _record(self, rt: Runtime, request: Request, record: _Record) -> None:
+        verb = verb_label(record.info.verb) if record.info else "other"
         cluster = rt.upstream.name
-        self.metrics.requests.count(cluster, verb, ex.status, ex.sent)
+        self.metrics.requests.count(cluster, verb, record.status, record.sent)
         rt.access_log.write(AccessRecord(
-            identity=ex.identity, info=ex.info, method=request.method, status=ex.status, bytes=ex.sent,
-            latency=time.perf_counter() - ex.started, cluster=cluster, remote=request.remote,
-            decision=ex.decision, tenant=ex.tenant, rule=ex.rule, retry_after=ex.retry_after))
-
-
-class _Children:
-    """Labelled metric children, looked up once: prometheus_client's `labels()` validates, locks
-    and hashes on every call. Label values are bounded (see guard.telemetry.metrics), so this stays small."""
-
-    def __init__(self) -> None:
-        self._seen: dict[tuple[object, tuple[str, ...]], Any] = {}
-
-    def of(self, metric: Any, *values: str) -> Any:
-        key = (metric, values)
-        child = self._seen.get(key)
-        if child is None:
-            child = self._seen[key] = metric.labels(*values)
-        return child
-
-
-class Rejected(TooManyRequests):
-    """A rejection by admission, carrying the verdict's headers to the client."""
-
-    def __init__(self, message: str, *, retry_after: int, headers: Sequence[tuple[str, str]]) -> None:
-        super().__init__(message, retry_after=retry_after)
-        self.headers = headers
+            identity=record.identity, info=record.info, method=request.method, status=record.status,
+            bytes=record.sent, latency=time.perf_counter() - record.started, cluster=cluster,
+            remote=request.remote, decision=record.decision, tenant=record.tenant, rule=record.rule,
+            retry_after=record.retry_after))

@@ -1,19 +1,20 @@
 """What one generation of settings builds for the request path (a `Runtime` per cluster), and the
-`Holder` requests read it from. SIGHUP builds a new generation and swaps it in at once; a request
-reads `Holder.current` once, so it never mixes two generations. Built by `guard.process.wiring` only.
+`Serving` requests read it from. SIGHUP builds a new generation and swaps it in at once; a request
+reads `Serving.runtime` once, so it never mixes two generations. Built by `guard.process.wiring` only.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
-import aiohttp
+from multidict import CIMultiDictProxy
 
 from guard.admission.capacity import CapacityGate
 from guard.admission.decision import Admission
-from guard.identity.authn import Credentials
+from guard.identity.authn import AuthnStats, Credentials
+from guard.identity.authz import AuthzStats
 from guard.kube.identity import Identity
 from guard.kube.requestinfo import RequestInfo
 from guard.routing.dispatch import Routes
@@ -23,14 +24,26 @@ from guard.upstream.endpoints import Upstream
 
 
 class Authenticating(Protocol):
+    """The identify step (guard.identity.authn)."""
+
+    stats: AuthnStats
+
     async def authenticate(self, creds: Credentials) -> Identity: ...
 
 
 class Impersonating(Protocol):
-    async def resolve(self, caller: Identity, headers: object) -> Identity: ...
+    """Inbound `Impersonate-*` checked by SubjectAccessReviews (guard.identity.impersonation)."""
+
+    reviews_sent: int
+
+    async def resolve(self, caller: Identity, headers: CIMultiDictProxy[str]) -> Identity: ...
 
 
 class Authorizing(Protocol):
+    """Edge authorization (guard.identity.authz)."""
+
+    stats: AuthzStats
+
     async def check(self, identity: Identity, info: RequestInfo) -> None: ...
 
 
@@ -45,9 +58,6 @@ class Runtime:
     admission: Admission
     impersonation_headers: Callable[[Identity], Sequence[tuple[str, str]]]
     access_log: AccessLog
-    timeouts: tuple[aiohttp.ClientTimeout, aiohttp.ClientTimeout] = field(repr=False, default=(
-        aiohttp.ClientTimeout(), aiohttp.ClientTimeout()))
-    """(ordinary, long-running) upstream timeouts."""
     authorizer: Authorizing | None = None
     """Edge authorization (guard.identity.authz); None when the cluster's `authorize` is off."""
     routes: Routes[Runtime] | None = None
@@ -56,11 +66,11 @@ class Runtime:
     """The cluster's adaptive concurrency limit (guard.admission.capacity); None: `adaptive` is off."""
 
 
-class Holder:
-    """The current Runtime. Requests read `current` once, so a reload never mixes generations."""
+class Serving:
+    """The Runtime in service. Requests read `runtime` once, so a reload never mixes generations."""
 
     def __init__(self, runtime: Runtime) -> None:
-        self.current = runtime
+        self.runtime = runtime
 
 
 def clusters_of(runtime: Runtime) -> list[Runtime]:

@@ -14,7 +14,7 @@ from bisect import bisect_left
 from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from itertools import accumulate
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -58,6 +58,7 @@ class GuardMetrics:
         self.upstream_errors = Counter("guard_upstream_errors_total",
                                        "Requests answered 502/503 as the api-server failed, by error kind.",
                                        ["cluster", "kind"], registry=r)
+        self._upstream_error_children: dict[tuple[str, str], Any] = {}
         self.reloads = Counter("guard_settings_reloads_total", "SIGHUP reloads, by result.", ["result"],
                                registry=r)
         self.admission = AdmissionCollector()
@@ -66,6 +67,15 @@ class GuardMetrics:
         r.register(self.endpoints)
         self.capacity = CapacityCollector()
         r.register(self.capacity)
+
+    def count_upstream_error(self, cluster: str, kind: str) -> None:
+        """One request answered 502/503 because the api-server failed (`kind`: the error's class).
+        Children are looked up once: prometheus_client's `labels()` validates, locks and hashes on
+        every call. Both labels are bounded (clusters of the settings, guard's error classes)."""
+        child = self._upstream_error_children.get((cluster, kind))
+        if child is None:
+            child = self._upstream_error_children[cluster, kind] = self.upstream_errors.labels(cluster, kind)
+        child.inc()
 
     def add_counters(self, source: Callable[[], dict[str, int]], prefix: str, help_text: str) -> None:
         """Export a plain counter object (e.g. the authenticator's stats) without coupling it here."""

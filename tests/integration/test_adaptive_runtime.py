@@ -9,7 +9,7 @@ from typing import Any
 from guard.admission.adaptive import AdaptiveSettings
 from guard.admission.embedded import EmbeddedStore
 from guard.process.wiring import Shared, build_runtime, close_runtime, per_worker
-from guard.proxy.runtime import Holder, Runtime, clusters_of
+from guard.proxy.runtime import Runtime, Serving, clusters_of
 from guard.settings import Settings, parse
 
 
@@ -30,7 +30,7 @@ async def test_each_cluster_gets_its_gate_and_a_reload_keeps_what_it_learnt() ->
     first = settings({"max": 300})
     shared = Shared(first, EmbeddedStore())
     running = await build_runtime(first, shared=shared)
-    shared.holder = Holder(running)
+    shared.serving = Serving(running)
     gate = gates(running)["a"]
     assert gate is not None and gates(running)["b"] is None
     for _ in range(20):  # past its probe
@@ -39,7 +39,7 @@ async def test_each_cluster_gets_its_gate_and_a_reload_keeps_what_it_learnt() ->
     reloaded = await build_runtime(settings({"max": 50, "min": 2}, {}), shared=shared)
     assert gates(reloaded)["a"] is gate and gate.settings.max == 50 and gate.limit == min(learnt, 50)
     assert gates(reloaded)["b"] is not None
-    shared.holder = Holder(reloaded)
+    shared.serving = Serving(reloaded)
     off = await build_runtime(settings({"enabled": False}), shared=shared)
     assert gates(off) == {"a": None, "b": None}
     for rt in (running, reloaded, off):

@@ -191,7 +191,7 @@ async def test_exempt_requests_and_watches_are_never_held(
                     await r.read()
                     return r.status
 
-            holder = asyncio.ensure_future(slow())
+            serving = asyncio.ensure_future(slow())
             for _ in range(500):  # bounded polling until alice's LIST holds the slot
                 async with session.get(guard.admin + "/debug/guard/adaptive") as r:
                     if (await r.json())[0]["inFlight"] == 1:
@@ -206,7 +206,7 @@ async def test_exempt_requests_and_watches_are_never_held(
             async with get("bob", "/api/v1/namespaces/team-b/configmaps?watch=true&timeoutSeconds=1") as r:
                 await r.read()
                 watched = r.status
-            assert await holder == 200
+            assert await serving == 200
             async with session.get(guard.admin + "/debug/guard/adaptive") as r:
                 page = (await r.json())[0]
     finally:

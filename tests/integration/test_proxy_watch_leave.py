@@ -67,7 +67,7 @@ async def test_idle_watches_whose_clients_leave_close_their_upstream_connections
             writer.write(request)
             await asyncio.wait_for(reader.readuntil(b"ADDED"), 5)
             clients.append(writer)
-        endpoint = guard.server.holder.current.upstream.endpoints[0]
+        endpoint = guard.server.serving.runtime.upstream.endpoints[0]
         assert (_Api.open, endpoint.in_flight) == (WATCHES + 1, WATCHES)  # + the TokenReview's
         for writer in clients:
             writer.close()

@@ -194,7 +194,7 @@ async def test_a_reload_keeps_the_breaker_state_of_unchanged_endpoints(
             assert (await state.endpoint())["state"] == "open"
             assert await running.server.reload()
             assert (await state.endpoint())["state"] == "open"
-            assert running.server.holder.current.upstream.endpoints[1].health.opens == 1
+            assert running.server.serving.runtime.upstream.endpoints[1].health.opens == 1
     finally:
         await running.server.stop()
         await proxy.stop()

@@ -177,7 +177,7 @@ async def test_a_denial_is_cached_for_the_deny_ttl_then_a_new_grant_applies() ->
     clock.now += 1.5
     await authorizer.check(MALLORY, pods)
     assert len(reviews.bodies) == 2
-    assert counters(authorizer) == {"subject_access_reviews": 2, "cache_hits": 1000, "allowed": 1,
+    assert counters(authorizer.stats) == {"subject_access_reviews": 2, "cache_hits": 1000, "allowed": 1,
                                     "denied": 1001, "exempt": 0, "errors": 0}
 
 

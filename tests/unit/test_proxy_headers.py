@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from guard.http import answers as rawanswer
-from guard.upstream.exchange import connection_tokens, forwardable
+from guard.http import answers, headers
+from guard.http.headers import connection_tokens, forwardable
 
 
 def inbound(*pairs: tuple[str, str]) -> CIMultiDictProxy[str]:
@@ -59,7 +59,7 @@ def test_response_headers_drop_hop_by_hop_and_add_the_verdicts() -> None:
     """Upstream framing headers go; the admission verdict's headers are added."""
     upstream = inbound(("Transfer-Encoding", "chunked"), ("Content-Type", "application/json"),
                        ("Connection", "X-Internal"), ("X-Internal", "1"))
-    head = rawanswer.head(200, "OK", upstream, [("RateLimit", '"r";r=1;t=1')],
+    head = answers.head(200, "OK", upstream, [("RateLimit", '"r";r=1;t=1')],
                           drop=connection_tokens(upstream), length=None, chunked=True, close=False)
     names = [line.split(":")[0] for line in head.decode().split("\r\n")[1:] if line]
     assert names == ["Content-Type", "RateLimit", "Date", "Transfer-Encoding"]
@@ -67,5 +67,5 @@ def test_response_headers_drop_hop_by_hop_and_add_the_verdicts() -> None:
 
 def test_a_header_with_a_line_break_is_never_sent() -> None:
     """guard's own additions are the only headers that could carry one: the answer is refused."""
-    with pytest.raises(rawanswer.HeaderInjection):
-        rawanswer.whole(200, "OK", None, [("X-Tenant", "a\r\nSet-Cookie: x")], b"{}")
+    with pytest.raises(headers.HeaderInjection):
+        answers.whole(200, "OK", None, [("X-Tenant", "a\r\nSet-Cookie: x")], b"{}")
