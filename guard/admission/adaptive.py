@@ -33,7 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-Outcome = Literal["ok", "client-error", "throttled", "unavailable", "error", "failed", "timeout"]
+Result = Literal["ok", "client-error", "throttled", "unavailable", "error", "failed", "timeout"]
 """ok: a 1xx-3xx answer (the only ones whose latency is learnt); client-error: a 4xx but 429 (often
 answered without the work: not a latency sample); throttled: the api-server's 429; unavailable: its
 503 or 504; error: another 5xx (a webhook or etcd error, not load); failed: no connection or a
@@ -204,7 +204,7 @@ class AdaptiveLimit:
             window.peak = wanted
         self._maybe_close()
 
-    def observe(self, seconds: float, outcome: Outcome, kind: str) -> None:
+    def observe(self, seconds: float, outcome: Result, kind: str) -> None:
         """One ordinary exchange ended (at its response head, or failing) after `seconds`."""
         window = self._window
         window.samples += 1
@@ -318,7 +318,7 @@ def _median(values: list[float]) -> float:
     return ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
 
 
-def outcome_of(status: int) -> Outcome:
+def result_of(status: int) -> Result:
     """The outcome of an exchange the api-server answered with `status`."""
     if status == 429:
         return "throttled"

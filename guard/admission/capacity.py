@@ -22,7 +22,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
-from guard.admission.adaptive import AdaptiveLimit, AdaptiveSettings, Outcome, outcome_of
+from guard.admission.adaptive import AdaptiveLimit, AdaptiveSettings, Result, result_of
 from guard.kube.errors import GuardError, TooManyRequests
 from guard.kube.requestinfo import RequestInfo
 
@@ -51,7 +51,7 @@ def kind_of(info: RequestInfo) -> str:
     return f"{info.verb} {info.api_group}/{info.resource}/{info.subresource} {scope}"
 
 
-def failure_of(error: GuardError) -> Outcome | None:
+def failure_of(error: GuardError) -> Result | None:
     """What a forwarding error says of the cluster: a timeout, a failed or broken connection (502,
     503), or nothing (the request's own fault: too large, a bad header)."""
     if isinstance(error.__cause__, TimeoutError):
@@ -181,11 +181,11 @@ class CapacityGate:
                error: GuardError | None = None) -> None:
         """How one exchange that held a slot went, `seconds` after it was sent: the api-server's
         answer `status`, or the `error` guard answers instead."""
-        outcome = outcome_of(status) if error is None else failure_of(error)
+        outcome = result_of(status) if error is None else failure_of(error)
         if outcome is not None:
             self.observe(seconds, outcome, info)
 
-    def observe(self, seconds: float, outcome: Outcome, info: RequestInfo) -> None:
+    def observe(self, seconds: float, outcome: Result, info: RequestInfo) -> None:
         self.limiter.observe(seconds, outcome, kind_of(info))
         self._dispatch()
 

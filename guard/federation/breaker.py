@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-State = Literal["closed", "open", "half_open"]
+State = Literal["closed", "open", "half-open"]
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ class Breaker:
         if self.state == "closed":
             return True
         if self.state == "open" and self._clock() >= self._probe_at:
-            self._set("half_open")
+            self._set("half-open")
             return True
         return False
 
@@ -65,7 +65,7 @@ class Breaker:
     def failure(self) -> None:
         self._consecutive += 1
         self._record(ok=False)
-        if self.state == "half_open" or self._should_open():
+        if self.state == "half-open" or self._should_open():
             self._open()
 
     def trip(self) -> None:

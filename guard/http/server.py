@@ -37,7 +37,7 @@ from guard.http import answers
 from guard.http.pipes import pipe_bytes
 from guard.kube.errors import BadRequest, GuardError, HeaderTooLarge
 
-log = logging.getLogger("guard.process.server")
+log = logging.getLogger(__name__)
 READ_LIMIT = 64 * 1024
 """Request body StreamReader low-water mark: above twice this, reading the client socket pauses."""
 DRAIN_ABOVE = 512 * 1024

@@ -26,7 +26,7 @@ from guard.kube.errors import Forbidden, GuardError, Status
 from guard.kube.identity import Identity
 from guard.kube.requestinfo import RequestInfo
 
-log = logging.getLogger("guard.identity.authz")
+log = logging.getLogger(__name__)
 
 SAR_PATH = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
 MODES = ("off", "subjectAccessReview")

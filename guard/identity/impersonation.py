@@ -4,7 +4,8 @@ Mirrors the api-server's impersonation filter: one review (verb `impersonate`) p
 service account, group, uid and extra value, and the same resulting user (system:authenticated added,
 service-account groups defaulted) and the same 403 message. Answers are cached per (caller, target).
 It also writes the headers guard itself sends in impersonate mode. It must never trust an inbound
-`Impersonate-*` or `X-Remote-*` header without a review: the proxy strips them all after `resolve`.
+`Impersonate-*` or `X-Remote-*` header without a review: the proxy strips them all after `resolve`
+(guard.http.headers.forwardable).
 """
 
 from __future__ import annotations
@@ -30,17 +31,6 @@ from guard.kube.identity import (
 
 SAR_PATH = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
 EXTRA_PREFIX = "impersonate-extra-"
-INBOUND_HEADER_PREFIXES_TO_STRIP: tuple[str, ...] = ("impersonate-", "x-remote-")
-"""Lower-case prefixes of the headers the proxy removes from every inbound request after identity:
-`Impersonate-*` (guard re-adds checked ones itself) and the api-server's requestheader defaults
-`X-Remote-*`. `guard.upstream.exchange` strips by these; there is no second list."""
-
-
-def must_strip(name: str) -> bool:
-    """True for every inbound header that could smuggle an identity (`Impersonate-*`, `X-Remote-*`)."""
-    return name.lower().startswith(INBOUND_HEADER_PREFIXES_TO_STRIP)
-
-
 @dataclass(frozen=True)
 class Target:
     """One thing the caller asks to impersonate, as the SubjectAccessReview's resource attributes."""
@@ -68,7 +58,7 @@ class Target:
 
 
 @dataclass(frozen=True)
-class Request:
+class Asked:
     """What the inbound `Impersonate-*` headers ask for."""
 
     user: str
@@ -103,7 +93,7 @@ def _service_account(user: str) -> tuple[str, str] | None:
     return Identity(user).service_account if user.startswith(SERVICE_ACCOUNT_PREFIX) else None
 
 
-def parse_request(headers: Any, *, max_groups: int = 64) -> Request | None:
+def parse_asked(headers: Any, *, max_groups: int = 64) -> Asked | None:
     """The impersonation asked for by `headers` (a Mapping or a multidict), or None when none is."""
     users, groups, uids = [], [], []
     extra: dict[str, list[str]] = {}
@@ -124,7 +114,7 @@ def parse_request(headers: Any, *, max_groups: int = 64) -> Request | None:
                          "and at most one Impersonate-Uid")
     if len(groups) > max_groups:
         raise BadRequest(f"too many Impersonate-Group headers (at most {max_groups})")
-    return Request(users[0], tuple(groups), uids[0] if uids else None,
+    return Asked(users[0], tuple(groups), uids[0] if uids else None,
                    MappingProxyType({k: tuple(v) for k, v in extra.items()}))
 
 
@@ -155,7 +145,7 @@ class ImpersonationCheck:
 
     async def resolve(self, caller: Identity, headers: Any) -> Identity:
         """`caller` itself, or the impersonated Identity; BadRequest/Forbidden when not allowed."""
-        request = parse_request(headers, max_groups=self._max_groups)
+        request = parse_asked(headers, max_groups=self._max_groups)
         if request is None:
             return caller
         targets = request.targets()

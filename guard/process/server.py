@@ -32,7 +32,7 @@ from guard.telemetry.admin import AdminPages, serve_siblings
 from guard.telemetry.metrics import GuardMetrics
 from guard.telemetry.siblings import Siblings
 
-log = logging.getLogger("guard.process.server")
+log = logging.getLogger(__name__)
 OLD_RUNTIME_GRACE = 300.0
 """Seconds a replaced runtime's connection pools stay open for the requests still using them."""
 
@@ -63,7 +63,7 @@ class GuardServer:
         self.metrics = GuardMetrics()
         self.pages = AdminPages()
         self.serving: Serving | None = None
-        self.shared: wiring.Shared | None = None
+        self.shared: wiring.ProcessState | None = None
         """The quota store (and Redis fleet) of this process; kept across reloads."""
         self.proxy: Proxy | None = None
         self._runners: list[web.BaseRunner] = []
@@ -74,7 +74,7 @@ class GuardServer:
         self.addresses: dict[str, str] = {}
 
     async def start(self) -> None:
-        self.shared = await wiring.build_shared(self.settings, workers=self._workers)
+        self.shared = await wiring.build_process_state(self.settings, workers=self._workers)
         self.serving = Serving(await wiring.build_runtime(self.settings, workers=self._workers,
                                                         shared=self.shared))
         admin, self.proxy = wiring.build_apps(self.serving, self.metrics, self.pages, shared=self.shared)

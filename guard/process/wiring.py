@@ -1,6 +1,6 @@
 """The only place guard's objects are built and wired together.
 
-`build_shared` makes what lives as long as the process (the quota store and, with `redis:`, the
+`build_process_state` makes what lives as long as the process (the quota store and, with `redis:`, the
 fleet: leases, quarantine, signed bundles); `build_runtime` turns validated Settings into one
 Runtime (upstream pools, authenticator, impersonation check, admission over the shared store,
 access log); `build_apps` makes the main and admin aiohttp applications around a Serving so SIGHUP
@@ -50,7 +50,7 @@ REVIEW_TIMEOUT = 10.0
 """Seconds guard waits for a TokenReview or SubjectAccessReview before answering 401/403 → retry."""
 
 
-class Shared:
+class ProcessState:
     """What one process keeps across SIGHUP reloads: the quota store (so buckets do not refill
     on a reload) and, with Redis, the fleet. A pushed bundle's policies replace the files'."""
 
@@ -92,17 +92,17 @@ class Shared:
         await (self.fleet.close() if self.fleet is not None else self.store.close())
 
 
-async def build_shared(settings: Settings, *, workers: int = 1) -> Shared:
+async def build_process_state(settings: Settings, *, workers: int = 1) -> ProcessState:
     """The process-wide store, started. `redis:` set: a fleet replica (`host-pid`) whose buckets
     are global, so `--workers N` are simply N replicas; else the embedded store, split 1/N
     between workers. Redis being down does not fail this (see guard.federation.fleet)."""
     redis = settings.redis
     if redis is not None:
-        shared = Shared(settings, EmbeddedStore())
+        shared = ProcessState(settings, EmbeddedStore())
         shared.fleet = build_fleet(redis, cluster=settings.cluster.name, apply=shared.apply_bundle)
         shared.store = shared.fleet.store
     else:
-        shared = Shared(settings, embedded_store(workers))
+        shared = ProcessState(settings, embedded_store(workers))
     await shared.start()
     return shared
 
@@ -112,7 +112,8 @@ def embedded_store(workers: int) -> QuotaStore:
     return EmbeddedStore() if workers == 1 else WorkerShare(EmbeddedStore(), workers)
 
 
-async def build_runtime(settings: Settings, *, workers: int = 1, shared: Shared | None = None) -> Runtime:
+async def build_runtime(settings: Settings, *, workers: int = 1,
+                        shared: ProcessState | None = None) -> Runtime:
     """Build one generation of everything that depends on settings. Needs a running loop.
 
     One Runtime per cluster — its own upstream, reviews, identity cache, impersonation check and
@@ -146,18 +147,18 @@ async def build_runtime(settings: Settings, *, workers: int = 1, shared: Shared 
     return routes.default
 
 
-def _running(shared: Shared | None) -> list[Runtime]:
+def _running(shared: ProcessState | None) -> list[Runtime]:
     """Every cluster's Runtime of the generation serving now (none before the first)."""
     serving = shared.serving if shared is not None else None
     return clusters_of(serving.runtime) if serving is not None else []
 
 
-def _breakers(shared: Shared | None) -> dict[str, dict[str, EndpointHealth]]:
+def _breakers(shared: ProcessState | None) -> dict[str, dict[str, EndpointHealth]]:
     """The running generation's breaker states, by cluster and endpoint URL."""
     return {rt.upstream.name: rt.upstream.states() for rt in _running(shared)}
 
 
-def _gates(shared: Shared | None) -> dict[str, CapacityGate]:
+def _gates(shared: ProcessState | None) -> dict[str, CapacityGate]:
     """The running generation's adaptive limits by cluster: what they learnt survives a reload."""
     return {rt.upstream.name: rt.capacity for rt in _running(shared) if rt.capacity is not None}
 
@@ -182,13 +183,13 @@ def per_worker(settings: AdaptiveSettings, workers: int) -> AdaptiveSettings:
     return dataclasses.replace(settings, min=low, initial=initial, max=high)
 
 
-def build_admission(settings: Settings, *, workers: int = 1, shared: Shared | None = None) -> Admission:
+def build_admission(settings: Settings, *, workers: int = 1, shared: ProcessState | None = None) -> Admission:
     """Admission for these settings over the shared store: the live signed bundle's policies when
     there is one, else the policy files. ConfigError lists every problem.
 
     With N workers on the embedded store each enforces 1/N of every quota (see guard.process.workers)."""
     if shared is None:
-        shared = Shared(settings, embedded_store(workers))
+        shared = ProcessState(settings, embedded_store(workers))
     if settings.policies is None and settings.admission is None and not shared.takes_bundles:
         return AdmitAll()
     admission = admission_settings(settings)
@@ -210,7 +211,7 @@ async def close_runtime(runtime: Runtime) -> None:
 
 
 def build_apps(serving: Serving, metrics: GuardMetrics, pages: admin.AdminPages, *,
-               shared: Shared | None = None) -> tuple[web.Application, Proxy]:
+               shared: ProcessState | None = None) -> tuple[web.Application, Proxy]:
     """The admin application and the proxy (the main listener's one handler, see guard.http.server)."""
     proxy = Proxy(serving, metrics)
     if shared is not None:
@@ -227,7 +228,7 @@ def build_apps(serving: Serving, metrics: GuardMetrics, pages: admin.AdminPages,
     return admin_app, proxy
 
 
-def _fleet_counters(shared: Shared, metrics: GuardMetrics) -> None:
+def _fleet_counters(shared: ProcessState, metrics: GuardMetrics) -> None:
     fleet = shared.fleet
     if fleet is None:
         return
@@ -237,13 +238,13 @@ def _fleet_counters(shared: Shared, metrics: GuardMetrics) -> None:
         metrics.add_counters(fleet.counters, "guard_bundles", "Signed policy bundle counters")
 
 
-def _share_health(shared: Shared, serving: Serving, metrics: GuardMetrics) -> None:
+def _share_health(shared: ProcessState, serving: Serving, metrics: GuardMetrics) -> None:
     """With Redis: publish and fold the running generation's endpoints (guard.federation.health)."""
     health = shared.fleet.health if shared.fleet is not None else None
     if health is None:
         return
     health.watch(lambda: [(rt.upstream.name, rt.upstream.endpoints) for rt in clusters_of(serving.runtime)])
-    metrics.add_counters(health.counters, "guard_federation_health", "Shared cluster health exchanges")
+    metrics.add_counters(health.counters, "guard_federation_health", "ProcessState cluster health exchanges")
 
 
 def _admission_pages(serving: Serving, pages: admin.AdminPages) -> None:

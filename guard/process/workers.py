@@ -26,7 +26,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 
-log = logging.getLogger("guard.process.workers")
+log = logging.getLogger(__name__)
 ORPHAN_CHECK = 1.0
 """Seconds between a worker's checks that its parent is still alive."""
 

@@ -18,7 +18,7 @@ from prometheus_client.core import Metric
 
 from guard.telemetry import merge as metricsmerge
 
-log = logging.getLogger("guard.telemetry.siblings")
+log = logging.getLogger(__name__)
 SCRAPE_TIMEOUT = aiohttp.ClientTimeout(total=2.0)
 """Longest worker 0 waits for a sibling's answer; a scraper's own timeout is usually 10 s."""
 

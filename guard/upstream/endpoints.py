@@ -28,7 +28,7 @@ from guard.routing.breaker import EndpointHealth
 from guard.routing.config import HealthSettings
 from guard.upstream.credentials import Credential
 
-log = logging.getLogger("guard.upstream.endpoints")
+log = logging.getLogger(__name__)
 CONNECT_TIMEOUT = 5.0
 """Seconds to open a TCP (+TLS) connection to an api-server before trying the next endpoint."""
 KEEPALIVE = 30.0

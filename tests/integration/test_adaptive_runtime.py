@@ -8,7 +8,7 @@ from typing import Any
 
 from guard.admission.adaptive import AdaptiveSettings
 from guard.admission.embedded import EmbeddedStore
-from guard.process.wiring import Shared, build_runtime, close_runtime, per_worker
+from guard.process.wiring import ProcessState, build_runtime, close_runtime, per_worker
 from guard.proxy.runtime import Runtime, Serving, clusters_of
 from guard.settings import Settings, parse
 
@@ -28,7 +28,7 @@ def gates(runtime: Runtime) -> dict[str, Any]:
 
 async def test_each_cluster_gets_its_gate_and_a_reload_keeps_what_it_learnt() -> None:
     first = settings({"max": 300})
-    shared = Shared(first, EmbeddedStore())
+    shared = ProcessState(first, EmbeddedStore())
     running = await build_runtime(first, shared=shared)
     shared.serving = Serving(running)
     gate = gates(running)["a"]

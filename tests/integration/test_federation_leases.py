@@ -21,6 +21,7 @@ from guard.federation.connection import Gateway
 from guard.federation.leases import RedisQuotaStore
 from guard.federation.membership import Membership
 from tests.conftest import SimServer
+from tests.doubles import FakeClock
 from tests.proxy_fakes import GuardProcess
 from tests.redis_servers import RedisServer, redis_server  # noqa: F401
 
@@ -39,30 +40,22 @@ spec:
 """
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
-async def store(redis_server: RedisServer) -> AsyncIterator[tuple[RedisQuotaStore, Clock]]:  # noqa: F811
+async def store(redis_server: RedisServer) -> AsyncIterator[tuple[RedisQuotaStore, FakeClock]]:  # noqa: F811
     """One replica's store over real Redis, on a fake clock; the test calls `refill_once` itself."""
     settings, problems = parse_redis(redis_server.url, "redis")
     assert problems == []
     gateway = Gateway(settings)
     membership = Membership(gateway, replica_id="r1", cluster="c", interval=1.0)
     assert await membership.beat()
-    clock = Clock()
+    clock = FakeClock(100.0)
     built = RedisQuotaStore(gateway, membership, tick=settings.tick, lease_ttl=settings.lease_ttl,
                             clock=clock)
     yield built, clock
     await gateway.close()
 
 
-async def burst_of_traffic(store: RedisQuotaStore, clock: Clock, seconds: float,
+async def burst_of_traffic(store: RedisQuotaStore, clock: FakeClock, seconds: float,
                            per_10ms: int) -> Counter[bool]:
     """`per_10ms` takes every 10 ms of fake time, a refill every 40 ms (the default tick)."""
     answers: Counter[bool] = Counter()
@@ -74,7 +67,8 @@ async def burst_of_traffic(store: RedisQuotaStore, clock: Clock, seconds: float,
     return answers
 
 
-async def test_huge_quota_is_never_rejected_across_cold_starts(store: tuple[RedisQuotaStore, Clock]) -> None:
+async def test_huge_quota_is_never_rejected_across_cold_starts(
+        store: tuple[RedisQuotaStore, FakeClock]) -> None:
     """6,600 takes/s (the bench's rate) for 1 s, three times with 1 s idle in between (the key is
     forgotten and starts cold each time): all 19,800 admitted, and Redis granted at least as many
     tokens as were spent. Before the fix each cold start lost about 200 takes 250 ms in, when the
@@ -91,7 +85,7 @@ async def test_huge_quota_is_never_rejected_across_cold_starts(store: tuple[Redi
     assert answers == Counter({True: 3 * 6600})
 
 
-async def test_unspent_starter_that_lapses_is_not_owed(store: tuple[RedisQuotaStore, Clock]) -> None:
+async def test_unspent_starter_that_lapses_is_not_owed(store: tuple[RedisQuotaStore, FakeClock]) -> None:
     """A starter allowance that lapses unspent leaves no debt behind: only the token spent on
     credit is owed."""
     quota_store, clock = store

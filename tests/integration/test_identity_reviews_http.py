@@ -16,6 +16,7 @@ from guard.identity.authn import Authenticator, Credentials, HttpReviewClient, I
 from guard.identity.impersonation import ImpersonationCheck
 from guard.kube.errors import Forbidden, Unauthorized, UpstreamError
 from guard.kube.identity import Identity
+from tests.doubles import FakeClock
 
 GUARD_TOKEN = "guard-own-token"
 Server = Callable[[web.Application], Awaitable[TestServer]]
@@ -63,14 +64,6 @@ class FakeApiServer:
         return web.json_response({**body, "status": {"allowed": body["spec"]["user"] == "admin"}}, status=201)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def api() -> FakeApiServer:
     return FakeApiServer()
@@ -103,7 +96,7 @@ async def test_a_thousand_calls_with_one_token_send_one_review(api: FakeApiServe
 async def test_a_bad_token_is_reviewed_once_per_failure_ttl(api: FakeApiServer,
                                                             reviews: HttpReviewClient) -> None:
     """A bad token sent 1,000 times over 31 (fake) seconds with a 10 s failure TTL: 4 reviews."""
-    clock = Clock()
+    clock = FakeClock(0.0)
     authn = Authenticator(IdentitySettings(failure_ttl=10.0), reviews, clock=clock)
     for _ in range(1000):
         with pytest.raises(Unauthorized):

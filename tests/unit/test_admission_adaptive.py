@@ -12,25 +12,18 @@ import pytest
 from guard.admission.adaptive import (
     AdaptiveLimit,
     AdaptiveSettings,
-    Outcome,
-    outcome_of,
+    Result,
     parse_adaptive,
+    result_of,
 )
 from guard.config.fields import Fields
 from guard.kube.errors import ConfigError
 from guard.settings import parse
+from tests.doubles import FakeClock
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def limiter(**settings: object) -> tuple[AdaptiveLimit, Clock]:
-    clock = Clock()
+def limiter(**settings: object) -> tuple[AdaptiveLimit, FakeClock]:
+    clock = FakeClock(0.0)
     values: dict[str, object] = {"enabled": True, "min": 5, "max": 500, "initial": 20, **settings}
     return AdaptiveLimit(AdaptiveSettings(**values), clock=clock), clock  # type: ignore[arg-type]
 
@@ -40,8 +33,8 @@ def model(capacity: int, base: float = 0.02) -> Callable[[int], float]:
     return lambda in_flight: base * (1 + in_flight / capacity) ** 2
 
 
-def window(lim: AdaptiveLimit, clock: Clock, demand: int, latency: Callable[[int], float], *,
-           samples: int = 50, outcome: Outcome = "ok", kind: str = "get pods") -> int:
+def window(lim: AdaptiveLimit, clock: FakeClock, demand: int, latency: Callable[[int], float], *,
+           samples: int = 50, outcome: Result = "ok", kind: str = "get pods") -> int:
     """One window of `demand` requests wanting slots: in flight is min(limit, demand), each of
     `samples` exchanges answers after latency(in flight) (spread +-10 % deterministically)."""
     in_flight = min(lim.limit, demand)
@@ -54,7 +47,7 @@ def window(lim: AdaptiveLimit, clock: Clock, demand: int, latency: Callable[[int
     return lim.limit
 
 
-def run(lim: AdaptiveLimit, clock: Clock, windows: int, demand: int,
+def run(lim: AdaptiveLimit, clock: FakeClock, windows: int, demand: int,
         latency: Callable[[int], float], **kw: object) -> list[int]:
     return [window(lim, clock, demand, latency, **kw) for _ in range(windows)]  # type: ignore[arg-type]
 
@@ -104,7 +97,7 @@ def test_the_limit_converges_near_the_knee_or_the_demand(capacity: int, initial:
     assert 0.75 * target <= min(later) and max(later) <= 1.25 * target
 
 
-def learnt(**settings: object) -> tuple[AdaptiveLimit, Clock]:
+def learnt(**settings: object) -> tuple[AdaptiveLimit, FakeClock]:
     """A limiter past its first probe (20 GETs of 10 ms)."""
     lim, clock = limiter(**settings)
     for _ in range(20):
@@ -133,17 +126,17 @@ def test_an_overload_signal_cuts_once_per_window_however_many_arrive() -> None:
 ])
 def test_which_answers_are_overload_signals(status: int, outcome: str, cuts: bool) -> None:
     """429, 503 and 504 cut the limit; a webhook's 500, a 404 or a conflict does not."""
-    assert outcome_of(status) == outcome
+    assert result_of(status) == outcome
     lim, clock = learnt(initial=100)
     for _ in range(10):
-        lim.observe(0.01, outcome_of(status), "get pods")
+        lim.observe(0.01, result_of(status), "get pods")
     clock.now += 1.0
     lim.demand(0)
     assert (lim.limit < 100) is cuts
 
 
 @pytest.mark.parametrize("outcome", ["failed", "timeout"])
-def test_failed_connections_and_timeouts_cut(outcome: Outcome) -> None:
+def test_failed_connections_and_timeouts_cut(outcome: Result) -> None:
     lim, clock = learnt(initial=100)
     lim.observe(5.0, outcome, "list pods")
     clock.now += 1.0

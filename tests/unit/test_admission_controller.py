@@ -13,6 +13,7 @@ from guard.admission.controller import AdmissionController
 from guard.admission.embedded import EmbeddedStore
 from guard.kube.identity import Identity
 from guard.kube.requestinfo import classify
+from tests.doubles import FakeClock
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAD = "apiVersion: guard.io/v1alpha1\nkind: TenantPolicy\nmetadata: {name: %s}\nspec:\n"
@@ -22,23 +23,15 @@ LIST = classify("GET", "/api/v1/namespaces/a/pods", {"limit": "500"})
 WATCH = classify("GET", "/api/v1/namespaces/a/pods", {"watch": "true", "resourceVersion": "42"})
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def _write(directory: Path, name: str, rules: str) -> None:
     body = HEAD % name + "  subjects: [{kind: Group, name: team-a}]\n  rules:\n" + rules
     (directory / f"{name}.yaml").write_text(body)
 
 
 def _controller(tmp_path: Path, rules: str, *, settings: AdmissionSettings | None = None,
-                clock: Clock | None = None) -> AdmissionController:
+                clock: FakeClock | None = None) -> AdmissionController:
     _write(tmp_path, "team-a", rules)
-    clock = clock or Clock()
+    clock = clock or FakeClock()
     return AdmissionController.from_paths([tmp_path], settings or AdmissionSettings(),
                                           EmbeddedStore(clock=clock), clock=clock)
 
@@ -80,7 +73,7 @@ async def test_sustained_rejection_lengthens_retry_after_up_to_a_cap(tmp_path: P
 
 async def test_the_refill_follows_the_injected_clock(tmp_path: Path) -> None:
     """After waiting Retry-After on the clock, the request is admitted."""
-    clock = Clock()
+    clock = FakeClock()
     controller = _controller(tmp_path, "    - {name: reads, quota: {rate: 2/s, burst: 1}}\n", clock=clock)
     assert await _outcomes(controller, 2) == ["admitted", "rejected"]
     clock.now += 0.5

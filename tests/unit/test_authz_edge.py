@@ -23,18 +23,11 @@ from guard.identity.authz import (
 from guard.kube.errors import ConfigError, Forbidden, UpstreamError
 from guard.kube.identity import Identity
 from guard.kube.requestinfo import classify
+from tests.doubles import FakeClock
 
 MALLORY = Identity("mallory", ("system:authenticated",), uid="4")
 ALICE = Identity("alice", ("team-a", "system:authenticated"), uid="2")
 ON = AuthorizeSettings("subjectAccessReview")
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class FakeReviews:
@@ -163,7 +156,7 @@ async def test_the_reviews_reason_is_appended_as_the_api_server_does() -> None:
 
 async def test_a_denial_is_cached_for_the_deny_ttl_then_a_new_grant_applies() -> None:
     """1,000 forbidden calls cost one review; after denyTTL a granted role takes effect."""
-    reviews, clock = FakeReviews(), Clock()
+    reviews, clock = FakeReviews(), FakeClock()
     authorizer = EdgeAuthorizer(reviews, AuthorizeSettings("subjectAccessReview", deny_ttl=30.0), clock=clock)
     pods = info("GET", "/api/v1/namespaces/default/pods")
     for _ in range(1000):
@@ -183,7 +176,7 @@ async def test_a_denial_is_cached_for_the_deny_ttl_then_a_new_grant_applies() ->
 
 async def test_an_allow_is_cached_for_the_longer_allow_ttl() -> None:
     """Allowed answers live allowTTL, independently of the deny TTL."""
-    reviews, clock = FakeReviews({("alice", "get", "pods")}), Clock()
+    reviews, clock = FakeReviews({("alice", "get", "pods")}), FakeClock()
     ttls = AuthorizeSettings("subjectAccessReview", allow_ttl=300.0, deny_ttl=5.0)
     authorizer = EdgeAuthorizer(reviews, ttls, clock=clock)
     pod = info("GET", "/api/v1/namespaces/team-a/pods/p")

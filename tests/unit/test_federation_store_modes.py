@@ -9,14 +9,7 @@ from guard.federation.config import RedisSettings
 from guard.federation.connection import Gateway, RedisUnavailable
 from guard.federation.leases import RedisQuotaStore
 from guard.federation.membership import Membership
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.doubles import FakeClock
 
 
 class ScriptedGateway(Gateway):
@@ -43,13 +36,13 @@ class ScriptedGateway(Gateway):
         return None
 
 
-async def make_store(gateway: ScriptedGateway, clock: Clock) -> RedisQuotaStore:
+async def make_store(gateway: ScriptedGateway, clock: FakeClock) -> RedisQuotaStore:
     membership = Membership(gateway, replica_id="r1", cluster="c", interval=1.0)
     await membership.beat()
     return RedisQuotaStore(gateway, membership, tick=0.04, lease_ttl=0.25, clock=clock)
 
 
-async def run_for(store: RedisQuotaStore, clock: Clock, key: str, limit: Limit, seconds: float,
+async def run_for(store: RedisQuotaStore, clock: FakeClock, key: str, limit: Limit, seconds: float,
                   per_tick: int) -> int:
     """Offer `per_tick` takes every 10 ms, refilling every 40 ms; the number admitted."""
     admitted = 0
@@ -63,7 +56,7 @@ async def run_for(store: RedisQuotaStore, clock: Clock, key: str, limit: Limit, 
 
 async def test_warm_key_is_served_from_leases_in_batches() -> None:
     """Many takes cost few Redis calls: at least 10 admitted per lease call."""
-    clock, gateway = Clock(), ScriptedGateway(live=1)
+    clock, gateway = FakeClock(100.0), ScriptedGateway(live=1)
     store = await make_store(gateway, clock)
     admitted = await run_for(store, clock, "t:r", Limit(rate=1000, burst=1000), 2.0, 5)
     assert admitted >= 900
@@ -72,7 +65,7 @@ async def test_warm_key_is_served_from_leases_in_batches() -> None:
 
 async def test_local_fail_mode_admits_a_share_of_the_rate_with_n_frozen() -> None:
     """Redis down: after the leases lapse, admission is rate / N (N = 4 known before the outage)."""
-    clock, gateway = Clock(), ScriptedGateway(live=4)
+    clock, gateway = FakeClock(100.0), ScriptedGateway(live=4)
     store = await make_store(gateway, clock)
     limit = Limit(rate=100, burst=20)
     await run_for(store, clock, "t:r", limit, 1.0, 5)
@@ -85,7 +78,7 @@ async def test_local_fail_mode_admits_a_share_of_the_rate_with_n_frozen() -> Non
 
 async def test_open_and_closed_fail_modes() -> None:
     """Redis down: `open` admits everything, `closed` admits nothing once leases are spent."""
-    clock, gateway = Clock(), ScriptedGateway()
+    clock, gateway = FakeClock(100.0), ScriptedGateway()
     store = await make_store(gateway, clock)
     opened, closed = Limit(10, 10, "open"), Limit(10, 10, "closed")
     await run_for(store, clock, "a:r", opened, 0.5, 1)
@@ -99,7 +92,7 @@ async def test_open_and_closed_fail_modes() -> None:
 
 async def test_recovery_resumes_leasing_and_logs_transitions() -> None:
     """When Redis answers a probe again the breaker closes and leases flow; both changes are counted."""
-    clock, gateway = Clock(), ScriptedGateway()
+    clock, gateway = FakeClock(100.0), ScriptedGateway()
     store = await make_store(gateway, clock)
     limit = Limit(rate=100, burst=20)
     gateway.down = True
@@ -109,4 +102,4 @@ async def test_recovery_resumes_leasing_and_logs_transitions() -> None:
     before = gateway.leases
     await run_for(store, clock, "t:r", limit, 3.0, 2)
     assert not store.degraded and gateway.leases > before
-    assert store.stats.transitions >= 3  # closed->open, open->half_open, half_open->closed
+    assert store.stats.transitions >= 3  # closed->open, open->half-open, half-open->closed

@@ -14,14 +14,7 @@ from guard.federation.config import parse_redis
 from guard.federation.lease_state import KeyState
 from guard.federation.leases import bucket_tag
 from guard.federation.membership import STATE_FILE, remembered
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.doubles import FakeClock
 
 
 @pytest.mark.parametrize(
@@ -72,7 +65,7 @@ def test_sentinel_settings_parse() -> None:
 
 def test_breaker_opens_after_three_failures_and_probes_later() -> None:
     """Three consecutive failures open it; a probe is let through only when due; success closes."""
-    clock = Clock()
+    clock = FakeClock()
     changes: list[tuple[str, str]] = []
     breaker = Breaker(clock, config=BreakerConfig(probe_interval=1.0), jitter=lambda: 0.0,
                       on_change=lambda a, b: changes.append((a, b)))
@@ -81,16 +74,16 @@ def test_breaker_opens_after_three_failures_and_probes_later() -> None:
         breaker.failure()
     assert breaker.state == "open" and not breaker.allow()
     clock.now += 1.0
-    assert breaker.allow() and breaker.state == "half_open"
+    assert breaker.allow() and breaker.state == "half-open"
     assert not breaker.allow()  # one probe at a time
     breaker.success()
     assert breaker.state == "closed"
-    assert changes == [("closed", "open"), ("open", "half_open"), ("half_open", "closed")]
+    assert changes == [("closed", "open"), ("open", "half-open"), ("half-open", "closed")]
 
 
 def test_breaker_opens_on_error_ratio() -> None:
     """More than half of the calls within the window failing opens it, without 3 in a row."""
-    clock = Clock()
+    clock = FakeClock()
     breaker = Breaker(clock, config=BreakerConfig(failures=10, min_calls=4))
     for ok in (True, False, True, False, False):
         breaker.success() if ok else breaker.failure()
@@ -99,7 +92,7 @@ def test_breaker_opens_on_error_ratio() -> None:
 
 def test_failed_probe_reopens() -> None:
     """A failing probe sends the breaker back to open."""
-    clock = Clock()
+    clock = FakeClock()
     breaker = Breaker(clock, jitter=lambda: 0.0)
     for _ in range(3):
         breaker.failure()

@@ -11,14 +11,7 @@ from guard.cli.certs import make_ca, make_client_cert
 from guard.identity.authn import Authenticator, Credentials, IdentitySettings, parse_identity
 from guard.kube.errors import Unauthorized, UpstreamError
 from guard.kube.identity import ANONYMOUS
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.doubles import FakeClock
 
 
 class FakeReviews:

@@ -8,15 +8,16 @@ from urllib.parse import unquote
 import pytest
 from multidict import CIMultiDict
 
+from guard.http.headers import is_identity_header
 from guard.identity.impersonation import (
     ImpersonationCheck,
     escape_extra_key,
     impersonation_headers,
-    must_strip,
-    parse_request,
+    parse_asked,
 )
 from guard.kube.errors import BadRequest, Forbidden
 from guard.kube.identity import Identity
+from tests.doubles import FakeClock
 
 MALLORY = Identity("mallory", ("dev", "system:authenticated"))
 ADMIN = Identity("admin", ("system:masters", "system:authenticated"))
@@ -36,13 +37,6 @@ class FakeSar:
         assert attrs["verb"] == "impersonate"
         allowed = spec["user"] == "admin" or (attrs["resource"], attrs["name"]) == ("groups", "viewers")
         return {"status": {"allowed": allowed}}
-
-
-class Clock:
-    now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def headers(*pairs: tuple[str, str]) -> CIMultiDict[str]:
@@ -114,7 +108,7 @@ async def test_allowed_impersonation_yields_the_api_servers_user(pairs: list[tup
 async def test_one_review_per_attribute_then_cached() -> None:
     """User, each group, uid and each extra value are reviewed once; repeats come from the cache."""
     sar = FakeSar()
-    clock = Clock()
+    clock = FakeClock(0.0)
     check = ImpersonationCheck(sar, ttl=60.0, clock=clock)
     pairs = headers(("Impersonate-User", "bob"), ("Impersonate-Group", "a"), ("Impersonate-Group", "b"),
                     ("Impersonate-Uid", "u"), ("Impersonate-Extra-Example.com%2Fscopes", "x"))
@@ -134,7 +128,7 @@ async def test_one_review_per_attribute_then_cached() -> None:
 async def test_denials_are_cached_for_the_deny_ttl() -> None:
     """A caller retrying a forbidden impersonation is reviewed once per deny TTL."""
     sar = FakeSar()
-    clock = Clock()
+    clock = FakeClock(0.0)
     check = ImpersonationCheck(sar, deny_ttl=5.0, clock=clock)
     for _ in range(20):
         with pytest.raises(Forbidden):
@@ -162,7 +156,7 @@ async def test_malformed_requests_are_bad_requests(pairs: list[tuple[str, str]])
 
 def test_plain_mapping_headers_are_read_case_insensitively() -> None:
     """A dict with lower-case names is understood like a multidict."""
-    request = parse_request({"impersonate-user": "bob", "IMPERSONATE-EXTRA-A%2fB": "v"})
+    request = parse_asked({"impersonate-user": "bob", "IMPERSONATE-EXTRA-A%2fB": "v"})
     assert request is not None
     assert (request.user, dict(request.extra)) == ("bob", {"a/b": ("v",)})
 
@@ -190,7 +184,7 @@ def test_impersonation_headers_carry_the_whole_identity() -> None:
         ("Impersonate-Extra-example.com%2Fscopes", "a"), ("Impersonate-Extra-example.com%2Fscopes", "b"),
         ("Impersonate-Extra-plain", "c"),
     ]
-    round_trip = parse_request(CIMultiDict(impersonation_headers(who)))
+    round_trip = parse_asked(CIMultiDict(impersonation_headers(who)))
     assert round_trip is not None and round_trip.identity() == who
 
 
@@ -201,4 +195,4 @@ def test_impersonation_headers_carry_the_whole_identity() -> None:
 ])
 def test_inbound_identity_headers_are_stripped(name: str, stripped: bool) -> None:
     """Every header that could smuggle an identity is on the strip list; ordinary ones are not."""
-    assert must_strip(name) is stripped
+    assert is_identity_header(name) is stripped

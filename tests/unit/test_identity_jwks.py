@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from chaos.sim.oidc import DISCOVERY_PATH, JWKS_PATH, Issuer, b64url
 from guard.identity.authn import Authenticator, Credentials, IdentitySettings, JwksSource
 from guard.kube.errors import Unauthorized
+from tests.doubles import FakeClock
 
 NOW = 1_700_000_000.0
 
@@ -39,14 +40,6 @@ class Cluster:
         return {"status": {"authenticated": False}}
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture(scope="module")
 def issuer() -> Issuer:
     return Issuer(clock=lambda: NOW)
@@ -58,7 +51,7 @@ def cluster(issuer: Issuer) -> Cluster:
 
 
 def authenticator(cluster: Cluster, *, now: float = NOW, **settings: Any) -> Authenticator:
-    clock = Clock()
+    clock = FakeClock(0.0)
     return Authenticator(IdentitySettings(jwks=True, **settings), cluster, clock=clock,
                          jwks_source=JwksSource(cluster.fetch, clock=clock), wall_clock=lambda: now)
 

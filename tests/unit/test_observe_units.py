@@ -19,6 +19,7 @@ from guard.kube.requestinfo import classify
 from guard.telemetry.accesslog import AccessLog, AccessRecord, line
 from guard.telemetry.admin import policies_view
 from guard.telemetry.metrics import GuardMetrics
+from tests.doubles import FakeClock
 
 ALICE = Identity("alice", ("team-a",))
 GET = classify("GET", "/api/v1/namespaces/a/pods/p", {})
@@ -31,14 +32,6 @@ spec:
   rules:
     - {name: reads, quota: {rate: 1/m, burst: 2}}
 """
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _list(n: int, *, compact: bool, meta: dict[str, object] | None = None) -> bytes:
@@ -105,7 +98,7 @@ def test_a_streamed_list_is_estimated_from_the_learnt_object_size() -> None:
 
 def test_each_resource_is_measured_at_most_once_per_interval() -> None:
     """A LIST flood pays for one scan per resource and second, not one per LIST."""
-    clock = Clock()
+    clock = FakeClock(100.0)
     sizer = ListSizer(clock=clock, interval=1.0)
     assert [sizer.due("dev", PODS) for _ in range(3)] == [True, False, False]
     assert sizer.due("dev", classify("GET", "/api/v1/namespaces/b/pods", {}))
@@ -113,7 +106,7 @@ def test_each_resource_is_measured_at_most_once_per_interval() -> None:
     assert sizer.due("dev", PODS)
 
 
-def _controller(tmp_path: Path, clock: Clock) -> AdmissionController:
+def _controller(tmp_path: Path, clock: FakeClock) -> AdmissionController:
     (tmp_path / "team-a.yaml").write_text(POLICY)
     return AdmissionController.from_paths([tmp_path], AdmissionSettings(), EmbeddedStore(clock=clock),
                                           clock=clock)
@@ -126,7 +119,7 @@ async def _admit(controller: AdmissionController, n: int) -> None:
 
 async def test_counters_survive_a_reload_that_builds_a_new_controller(tmp_path: Path) -> None:
     """The collector sums retired controllers: after a settings reload the totals keep growing."""
-    clock, metrics, inflight = Clock(), GuardMetrics(), {"team-a": 2}
+    clock, metrics, inflight = FakeClock(100.0), GuardMetrics(), {"team-a": 2}
     current = _controller(tmp_path, clock)
     metrics.watch_admission(lambda: ("dev", current), lambda: inflight)
     await _admit(current, 3)
@@ -144,7 +137,7 @@ async def test_counters_survive_a_reload_that_builds_a_new_controller(tmp_path: 
 async def test_queue_waits_and_policy_reloads_are_exported(tmp_path: Path) -> None:
     """Waits become a cumulative histogram per priority level; reloads are counted by result."""
     metrics = GuardMetrics()
-    controller = _controller(tmp_path, Clock())
+    controller = _controller(tmp_path, FakeClock(100.0))
     metrics.watch_admission(lambda: ("dev", controller), dict)
     for seconds in (0.002, 0.02, 3.0):
         controller.stats.waited("workload-low", seconds)
