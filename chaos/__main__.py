@@ -10,12 +10,14 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from guard.cli import build_parser, dispatch
+from chaos import demo, runner
+from chaos.sim import cli as sim
+from guard.cli import Command, build_parser, dispatch
 
-COMMANDS: dict[str, tuple[str, str]] = {
-    "sim": ("chaos.sim.cli", "run the simulated kube-apiserver"),
-    "run": ("chaos.runner", "run a flood scenario with and without guard and write a report"),
-    "demo": ("chaos.demo", "the main job shown in the README"),
+COMMANDS: dict[str, tuple[Command, str]] = {
+    "sim": (sim, "run the simulated kube-apiserver"),
+    "run": (runner, "run a flood scenario with and without guard and write a report"),
+    "demo": (demo, "the main job shown in the README"),
 }
 
 

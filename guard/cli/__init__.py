@@ -7,29 +7,40 @@ Every subcommand prints `--help`, and on bad input exits non-zero with one clear
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+from guard.cli import certs, kubeconfig, policy, quarantine, serve
 
 DESCRIPTION = "guard: a rate-limiting, RBAC-aware reverse proxy in front of Kubernetes api-servers."
 
-# name -> (module, one-line help). The module defines add_arguments(parser) and run(args) -> int.
-COMMANDS: dict[str, tuple[str, str]] = {
-    "serve": ("guard.cli.serve", "run the proxy"),
-    "policy": ("guard.cli.policy", "validate, push and show tenant policies"),
-    "certs": ("guard.cli.certs", "make a CA, a serving certificate and client certificates"),
-    "kubeconfig": ("guard.cli.kubeconfig", "write a kubeconfig that points at guard"),
-    "quarantine": ("guard.cli.quarantine", "list or release quarantined clients"),
+
+
+class Command(Protocol):
+    """A subcommand module."""
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None: ...
+
+    def run(self, args: argparse.Namespace) -> int: ...
+
+
+# name -> (module, one-line help).
+COMMANDS: dict[str, tuple[Command, str]] = {
+    "serve": (serve, "run the proxy"),
+    "policy": (policy, "validate, push and show tenant policies"),
+    "certs": (certs, "make a CA, a serving certificate and client certificates"),
+    "kubeconfig": (kubeconfig, "write a kubeconfig that points at guard"),
+    "quarantine": (quarantine, "list or release quarantined clients"),
 }
 
 
 def build_parser(prog: str = "guard", description: str = DESCRIPTION,
-                 commands: Mapping[str, tuple[str, str]] = COMMANDS) -> argparse.ArgumentParser:
+                 commands: Mapping[str, tuple[Command, str]] = COMMANDS) -> argparse.ArgumentParser:
     """One subparser per command, filled by its module's `add_arguments`, running its `run`."""
     parser = argparse.ArgumentParser(prog=prog, description=description)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, (module_name, help_text) in commands.items():
-        module = importlib.import_module(module_name)
+    for name, (module, help_text) in commands.items():
         command = sub.add_parser(name, help=help_text, description=help_text)
         module.add_arguments(command)
         command.set_defaults(run=module.run)

@@ -1,14 +1,12 @@
-"""`guard policy validate PATH...` (and the sub-subcommands other areas add: push, show, keygen).
+"""`guard policy validate PATH...`, and the bundle commands push, show and keygen (guard.cli.bundles).
 
 validate prints every problem (file, line, field path) on stderr and exits 1, else one OK line per
-file on stdout. Sub-subcommands are argparse subparsers that set `run`; to add one, define it in
-`_add_commands` or in a module's `add_policy_commands(sub)`. Never writes a file.
+file on stdout. Sub-subcommands are argparse subparsers that set `run`. validate never writes a file.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from pathlib import Path
 
@@ -16,10 +14,8 @@ import yaml
 
 from guard.admission.config import AdmissionSettings, parse_admission
 from guard.admission.rules import compile_policies
+from guard.cli import bundles
 from guard.policy.loading import load_policies
-
-# Modules that contribute `guard policy` sub-subcommands through add_policy_commands(sub).
-EXTENSIONS = ("guard.cli.quarantine",)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,14 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     validate.add_argument("--config", metavar="FILE",
                           help="guard.yaml whose admission: section (priority levels) the rules must fit")
     validate.set_defaults(run=run_validate)
-    for name in EXTENSIONS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name != name:
-                raise
-            continue
-        module.add_policy_commands(sub)
+    bundles.add_policy_commands(sub)
 
 
 def run(args: argparse.Namespace) -> int:

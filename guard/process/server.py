@@ -160,8 +160,10 @@ class GuardServer:
 
     def _check_restart_only(self, fresh: Settings) -> None:
         old = self.settings
-        restart_only = ("listen", "admin", "redis")  # the store and its Redis live as long as the process
-        changed = [name for name in restart_only if getattr(fresh, name) != getattr(old, name)]
+        # The listeners, the store and its Redis live as long as the process.
+        restart_only = {"listen": (fresh.listen, old.listen), "admin": (fresh.admin, old.admin),
+                        "redis": (fresh.redis, old.redis)}
+        changed = [name for name, (new, was) in restart_only.items() if new != was]
         if (fresh.tls is None) != (self.settings.tls is None):
             changed.append("tls")
         if changed:

@@ -1,0 +1,100 @@
+"""`guard policy push|show|keygen`: sign and publish a policy directory as the fleet's bundle, show
+the live one, make a signing key pair. Never prints a private key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+from pathlib import Path
+
+from guard.cli.redis import fail, with_gateway
+from guard.federation import bundles
+from guard.federation.connection import Gateway
+from guard.policy.loading import load_policies, policy_files
+
+
+def add_policy_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add push, show and keygen to `guard policy`'s subparsers."""
+    push = sub.add_parser("push", help="validate, sign and publish a policy directory to Redis")
+    push.add_argument("directory", metavar="DIR")
+    push.add_argument("--redis", required=True, metavar="URL")
+    push.add_argument("--signing-key", required=True, metavar="KEY", help="Ed25519 private key (PEM)")
+    push.set_defaults(run=run_push)
+    show = sub.add_parser("show", help="print the live policy bundle's version and files")
+    show.add_argument("--redis", required=True, metavar="URL")
+    show.add_argument("--public-key", metavar="KEY", help="also verify the signature")
+    show.set_defaults(run=run_show)
+    keygen = sub.add_parser("keygen", help="write an Ed25519 key pair for signing bundles")
+    keygen.add_argument("prefix", metavar="PREFIX", help="writes PREFIX.key and PREFIX.pub")
+    keygen.set_defaults(run=run_keygen)
+
+
+def read_policy_dir(directory: str) -> tuple[dict[str, str], list[str]]:
+    """The policy files of `directory` by name, and every validation problem."""
+    _, problems = load_policies([directory])
+    files, missing = policy_files([directory])
+    problems += [p for p in missing if p not in problems]
+    if not files and not problems:
+        problems.append(f"{directory}: no policy files (*.yaml, *.yml)")
+    return {path.name: path.read_text(encoding="utf-8") for path in files}, problems
+
+
+def run_push(args: argparse.Namespace) -> int:
+    files, problems = read_policy_dir(args.directory)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        return 1
+    try:
+        key = bundles.load_private_key(args.signing_key)
+    except (OSError, ValueError) as e:
+        return fail(f"{args.signing_key}: cannot load the signing key ({type(e).__name__})")
+    created = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    async def push(gateway: Gateway) -> int:
+        bundle = await bundles.publish(gateway, files, key, created=created)
+        print(f"pushed policy bundle v{bundle.version} ({len(files)} files)")
+        return 0
+
+    return with_gateway(args.redis, push)
+
+
+def run_show(args: argparse.Namespace) -> int:
+    async def show(gateway: Gateway) -> int:
+        stored = await bundles.fetch(gateway)
+        if stored is None:
+            return fail("no policy bundle has been pushed")
+        bundle, verdict = _decode(stored, args.public_key)
+        print(f"version {bundle.version}  created {bundle.created or '-'}  signature {verdict}")
+        for name in sorted(bundle.files):
+            print(f"  {name}")
+        return 0 if verdict != "INVALID" else 1
+
+    return with_gateway(args.redis, show)
+
+
+def _decode(stored: tuple[bytes, bytes], public_key: str | None) -> tuple[bundles.Bundle, str]:
+    payload, signature = stored
+    if public_key:
+        try:
+            return bundles.verify(payload, signature, bundles.load_public_key(public_key)), "valid"
+        except bundles.BundleRefused:
+            pass
+    data = json.loads(payload)
+    bundle = bundles.Bundle(int(data["version"]), dict(data["files"]), str(data.get("created", "")))
+    return bundle, "INVALID" if public_key else "not checked"
+
+
+def run_keygen(args: argparse.Namespace) -> int:
+    private, public = Path(f"{args.prefix}.key"), Path(f"{args.prefix}.pub")
+    if private.exists():
+        return fail(f"{private} exists; refusing to overwrite a signing key")
+    try:
+        bundles.keygen(private, public)
+    except OSError as e:
+        return fail(f"cannot write the key pair: {e.strerror}")
+    print(f"wrote {private} (keep it secret) and {public} (give it to every replica)")
+    return 0
