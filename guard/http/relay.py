@@ -18,7 +18,7 @@ from aiohttp.http_writer import HttpVersion10
 from guard.http import answers
 from guard.http.client import Response
 from guard.http.headers import connection_tokens
-from guard.http.server import Request
+from guard.http.request import Request
 from guard.kube.errors import UpstreamError
 
 SMALL_BODY = 64 * 1024

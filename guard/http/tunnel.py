@@ -17,7 +17,7 @@ from multidict import CIMultiDictProxy
 
 from guard.http import answers
 from guard.http.client import Response
-from guard.http.server import Request
+from guard.http.request import Request
 
 
 def upgrade_request_headers(headers: CIMultiDictProxy[str]) -> list[tuple[str, str]]:

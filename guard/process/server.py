@@ -20,9 +20,9 @@ from typing import Any
 from aiohttp import web
 
 from guard import settings as settings_module
-from guard.http.server import LeanServer
+from guard.http.server import Server as HttpServer
 from guard.kube.errors import ConfigError
-from guard.process import wiring
+from guard.process import observing, wiring
 from guard.process.workers import ORPHAN_CHECK, WorkerSpec, listen_socket, parent_gone
 from guard.proxy.pipeline import Proxy
 from guard.proxy.runtime import Runtime, Serving, in_flight
@@ -67,7 +67,7 @@ class GuardServer:
         """The quota store (and Redis fleet) of this process; kept across reloads."""
         self.proxy: Proxy | None = None
         self._runners: list[web.BaseRunner] = []
-        self._main: LeanServer | None = None
+        self._main: HttpServer | None = None
         self._listener: asyncio.Server | None = None
         self._tls: ssl.SSLContext | None = None
         self._stopped = asyncio.Event()
@@ -77,7 +77,7 @@ class GuardServer:
         self.shared = await wiring.build_process_state(self.settings, workers=self._workers)
         self.serving = Serving(await wiring.build_runtime(self.settings, workers=self._workers,
                                                         shared=self.shared))
-        admin, self.proxy = wiring.build_apps(self.serving, self.metrics, self.pages, shared=self.shared)
+        admin, self.proxy = observing.build_apps(self.serving, self.metrics, self.pages, shared=self.shared)
         s = self.settings
         self._tls = serving_context(s.tls) if s.tls else None
         self.addresses["main"] = await self._listen_main(self.proxy)
@@ -89,7 +89,7 @@ class GuardServer:
         through SO_REUSEPORT under `--workers`)."""
         s = self.settings
         limits = s.limits
-        self._main = LeanServer(proxy.handle, idle_timeout=limits.idle_timeout,
+        self._main = HttpServer(proxy.handle, idle_timeout=limits.idle_timeout,
                                 max_connections=limits.max_connections, max_line=limits.max_header_bytes)
         loop = asyncio.get_running_loop()
         if self.worker is not None:

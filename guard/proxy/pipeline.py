@@ -23,7 +23,7 @@ from guard.admission.decision import Ticket, Verdict
 from guard.admission.listsize import ListSizer
 from guard.http import answers, client, headers, tunnel
 from guard.http.relay import relay
-from guard.http.server import Request
+from guard.http.request import Request
 from guard.identity.authn import Credentials
 from guard.kube.errors import GuardError, TooManyRequests, Unauthorized
 from guard.kube.identity import Identity

@@ -15,7 +15,7 @@ import weakref
 from collections.abc import Mapping
 from typing import Any, Generic, TypeVar
 
-from guard.http.server import Request
+from guard.http.request import Request
 from guard.routing.router import PREFIX, Router
 
 R = TypeVar("R")

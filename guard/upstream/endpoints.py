@@ -23,6 +23,7 @@ import aiohttp
 
 from guard.http import client
 from guard.http.headers import request_head
+from guard.http.pool import Pool
 from guard.routing import balance
 from guard.routing.breaker import EndpointHealth
 from guard.routing.config import HealthSettings
@@ -52,7 +53,7 @@ class Endpoint:
         self.clock = clock
         tls = (credential.ssl or ssl.create_default_context()) if parts.scheme == "https" else None
         self.host = parts.hostname or "localhost"
-        self.pool = client.Pool(self.host, parts.port or (443 if tls else 80), ssl_context=tls,
+        self.pool = Pool(self.host, parts.port or (443 if tls else 80), ssl_context=tls,
                             connect_timeout=CONNECT_TIMEOUT, keepalive=KEEPALIVE)
         self.host_header = parts.netloc.rpartition("@")[2]
         # No connection limit: every watch holds a connection for as long as it runs.
@@ -80,7 +81,7 @@ class Endpoint:
 
     async def request(self, method: str, target: str, headers: Iterable[tuple[str, str]], body: client.Body,
                       *, chunked: bool, read_timeout: float | None, retry_stale: bool) -> client.Response:
-        """`client.Pool.request` for `target` under this endpoint's base path, with its outcome told
+        """`Pool.request` for `target` under this endpoint's base path, with its outcome told
         to the breaker."""
         head = request_head(method, self.base_path + target, self.host_header, headers, chunked=chunked)
         try:

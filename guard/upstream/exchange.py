@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from guard.http import client
-from guard.http.server import Request
+from guard.http.request import Request
 from guard.kube.errors import GuardError, ServiceUnavailable, UpstreamError
 from guard.upstream.endpoints import Endpoint, Upstream
 

@@ -14,6 +14,7 @@ import pytest
 from aiohttp import web
 
 from guard.http import client as http_client
+from guard.http.pool import Pool
 from tests.proxy_fakes import RunningGuard, start_guard, write_settings
 
 TOKEN = {"Authorization": "Bearer alice-token"}
@@ -211,7 +212,7 @@ async def stale_server() -> AsyncIterator[int]:
 async def test_a_stale_pooled_connection_is_retried_for_idempotent_requests(stale_server: int) -> None:
     """A GET whose pooled connection the server dropped succeeds on a fresh one; a POST is not
     replayed and fails."""
-    pool = http_client.Pool("127.0.0.1", stale_server, ssl_context=None, connect_timeout=5)
+    pool = Pool("127.0.0.1", stale_server, ssl_context=None, connect_timeout=5)
     head = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
     for _ in range(3):
         response = await pool.request("GET", head, None, retry_stale=True)
@@ -230,6 +231,6 @@ async def test_a_refused_connection_is_a_connect_failure() -> None:
     port = server.sockets[0].getsockname()[1]
     server.close()
     await server.wait_closed()
-    pool = http_client.Pool("127.0.0.1", port, ssl_context=None, connect_timeout=5)
+    pool = Pool("127.0.0.1", port, ssl_context=None, connect_timeout=5)
     with pytest.raises(http_client.ConnectFailed):
         await pool.request("GET", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", None)
