@@ -1,0 +1,1 @@
+"""TenantPolicy files: the model, validation with file, line and field, and loading."""
