@@ -46,8 +46,9 @@ def plan_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -> runn
         chosen = tuple(t for t in targets.TARGETS if t.name in targets.SMOKE_TARGETS)
         return runner.Plan(rounds=1, duration=1, targets=chosen, sections=frozenset(), calibrate=False)
     baseline: Path | None = args.baseline
-    if baseline is not None and not (baseline / "guard" / "cli.py").is_file():
-        parser.error(f"--baseline: {baseline} is not a checkout of guard (no guard/cli.py)")
+    if baseline is not None and not any((baseline / "guard" / cli).is_file()
+                                        for cli in ("cli.py", "cli/__init__.py")):
+        parser.error(f"--baseline: {baseline} is not a checkout of guard (no guard/cli)")
     every = (*targets.TARGETS, targets.BASELINE) if baseline is not None else targets.TARGETS
     plan = runner.Plan(rounds=args.rounds, duration=args.duration, targets=every, baseline=baseline)
     if not args.only:

@@ -1,27 +1,25 @@
 """The in-process cost of one admission decision on the embedded store, in microseconds (p50/p99),
 measured by calling guard's admission controller directly with the bench tenant's policies.
-It skips (never fails) while `guard.admission.controller` is not built or its entry point differs.
 The figure includes one coroutine call per decision, as on guard's request path.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import statistics
 import time
 from pathlib import Path
-from typing import Any
 
 from bench.guardsetup import write_policies
-from bench.procs import Skip
 from bench.results import DecisionCost
+from guard.admission.config import AdmissionSettings
+from guard.admission.controller import AdmissionController
+from guard.admission.embedded import EmbeddedStore
+from guard.kube.identity import Identity
+from guard.kube.requestinfo import RequestInfo
 
 
-def _identity_and_info() -> tuple[Any, Any]:
-    from guard.kube.identity import Identity
-    from guard.kube.requestinfo import RequestInfo
-
+def _identity_and_info() -> tuple[Identity, RequestInfo]:
     identity = Identity(user="bench-user", groups=("bench", "system:authenticated"))
     info = RequestInfo(
         is_resource_request=True, verb="get", path="/api/v1/namespaces/default/pods/bench-pod",
@@ -30,23 +28,12 @@ def _identity_and_info() -> tuple[Any, Any]:
     return identity, info
 
 
-def _build_controller(policy_dir: Path) -> Any:
-    """The controller as guard's app builds it: example policies + bench tenant, embedded store."""
-    try:
-        controller = importlib.import_module("guard.admission.controller")
-        buckets = importlib.import_module("guard.admission.embedded")
-        config = importlib.import_module("guard.admission.config")
-    except ModuleNotFoundError as e:
-        raise Skip(f"{e.name} is not built yet") from e
-    try:
-        return controller.AdmissionController.from_paths(
-            [policy_dir], config.AdmissionSettings(), buckets.EmbeddedStore()
-        )
-    except (AttributeError, TypeError) as e:
-        raise Skip(f"guard's admission API changed: {e}") from e
+def _build_controller(policy_dir: Path) -> AdmissionController:
+    """The controller as guard's wiring builds it: example policies + bench tenant, embedded store."""
+    return AdmissionController.from_paths([policy_dir], AdmissionSettings(), EmbeddedStore())
 
 
-async def _measure(admission: Any, count: int) -> DecisionCost:
+async def _measure(admission: AdmissionController, count: int) -> DecisionCost:
     identity, info = _identity_and_info()
     samples = []
     for _ in range(count):
