@@ -1,5 +1,6 @@
 """The image the manifests run: the Containerfile installs the locked dependencies and labels what it
-builds, the build context holds only what it copies, and `make image-digest` pins the base."""
+builds, the build context holds only what it copies, `make image-digest` pins the base, and an
+overlay's `images:` entry really replaces the image (rendered with the real kubectl)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ import tomllib
 from pathlib import Path
 
 import pytest
+import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from tests.unit.test_manifests_render import ROOT, container, find
+from tests.unit.test_manifests_render import MANIFESTS, OVERLAYS, ROOT, Doc, container, find
 
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 VERSION = PYPROJECT["project"]["version"]
@@ -250,3 +252,67 @@ def test_image_digest_says_what_it_needs_instead_of_guessing(tmp_path: Path) -> 
     out = _image_digest(_tools(bad, ("crane", "echo 'UNAUTHORIZED'")), "--write")
     assert out.returncode == 1 and "unexpected digest" in out.stderr
     assert (bad / "Containerfile").read_text() == (ROOT / "Containerfile").read_text()
+
+
+# --- the image in the manifests -----------------------------------------------------------------
+
+def render_user_overlay(tmp_path: Path, kustomization: Doc) -> tuple[Doc, ...]:
+    """Render `kustomization` as a user's own overlay in `tmp_path`, with the real kubectl."""
+    assert KUBECTL, "kubectl must be on PATH to render manifests/"
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+    out = subprocess.run([KUBECTL, "kustomize", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return tuple(d for d in yaml.safe_load_all(out.stdout) if d)
+
+
+def _relative(overlay: str, tmp_path: Path) -> str:
+    return os.path.relpath(MANIFESTS / "overlays" / overlay, tmp_path)
+
+
+def test_the_manifests_name_the_image_guard_at_the_project_version() -> None:
+    """The base names `guard:<pyproject version>` and nothing renames it before the user's overlay."""
+    from tests.unit.test_manifests_render import render
+    for overlay in OVERLAYS:
+        assert container(render(f"overlays/{overlay}"))["image"] == f"guard:{VERSION}"
+
+
+@pytest.mark.parametrize("overlay", sorted(OVERLAYS))
+@pytest.mark.parametrize(("entry", "image"), [
+    ({"newName": "registry.example.com/guard", "newTag": "1.2.3"}, "registry.example.com/guard:1.2.3"),
+    ({"newName": "registry.example.com/guard", "digest": "sha256:" + "c" * 64},
+     "registry.example.com/guard@sha256:" + "c" * 64),
+    ({"newTag": "dev"}, "guard:dev"),
+])
+def test_an_images_entry_named_guard_replaces_the_image(overlay: str, entry: Doc, image: str,
+                                                        tmp_path: Path) -> None:
+    """`images: [{name: guard, ...}]` in an overlay of ours rewrites the container's image."""
+    docs = render_user_overlay(tmp_path, {"resources": [_relative(overlay, tmp_path)],
+                                          "images": [{"name": "guard", **entry}]})
+    assert container(docs)["image"] == image
+
+
+def documented_overlay() -> Doc:
+    """The YAML block under "### Your own overlay" in docs/deploying.md."""
+    text = (ROOT / "docs" / "deploying.md").read_text()
+    section = text[text.index("### Your own overlay"):]
+    block = re.search(r"```yaml\n(.*?)```", section, re.DOTALL)
+    assert block
+    return yaml.safe_load(block[1])  # type: ignore[no-any-return]
+
+
+def test_the_documented_overlay_changes_what_it_says(tmp_path: Path) -> None:
+    """docs/deploying.md's own overlay, rendered: its image, policies and Service type."""
+    doc = documented_overlay()
+    (base,) = doc["resources"]
+    doc["resources"] = [_relative(base.rsplit("/", 1)[1], tmp_path)]
+    (generator,) = doc["configMapGenerator"]
+    for name in generator["files"]:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(f"# {name}\n")
+    docs = render_user_overlay(tmp_path, doc)
+    (entry,) = doc["images"]
+    assert container(docs)["image"] == f"{entry['newName']}:{entry['newTag']}"
+    policies = [d for d in find(docs, "ConfigMap") if d["metadata"]["name"].startswith("guard-policies")]
+    assert [sorted(d["data"]) for d in policies] == [sorted(Path(f).name for f in generator["files"])]
+    (service,) = find(docs, "Service", "guard")
+    assert service["spec"]["type"] == "LoadBalancer"
