@@ -301,7 +301,7 @@ def documented_overlay() -> Doc:
 
 
 def test_the_documented_overlay_changes_what_it_says(tmp_path: Path) -> None:
-    """docs/deploying.md's own overlay, rendered: its image, policies and Service type."""
+    """docs/deploying.md's own overlay, rendered: its image, policies, Service type and NetworkPolicy."""
     doc = documented_overlay()
     (base,) = doc["resources"]
     doc["resources"] = [_relative(base.rsplit("/", 1)[1], tmp_path)]
@@ -316,3 +316,7 @@ def test_the_documented_overlay_changes_what_it_says(tmp_path: Path) -> None:
     assert [sorted(d["data"]) for d in policies] == [sorted(Path(f).name for f in generator["files"])]
     (service,) = find(docs, "Service", "guard")
     assert service["spec"]["type"] == "LoadBalancer"
+    (policy,) = find(docs, "NetworkPolicy", "guard")
+    (peer,) = policy["spec"]["ingress"][1]["from"]
+    assert peer["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "observability"}
+    assert [p["port"] for p in policy["spec"]["ingress"][1]["ports"]] == ["admin"]
