@@ -298,3 +298,27 @@ def test_the_network_policy_checker_can_refuse() -> None:
     assert not admits(policy, "admin", _ns("team-a"), PROMETHEUS)
     assert not admits(policy, "https", _ns("monitoring"), PROMETHEUS)
 
+
+RESTRICTED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim",
+                      "projected", "secret"}
+
+
+@pytest.mark.parametrize("overlay", sorted(OVERLAYS))
+def test_pod_meets_the_restricted_pod_security_standard(overlay: str) -> None:
+    """Every check of Pod Security `restricted`, which the namespace enforces, holds for guard's pod."""
+    docs = render(f"overlays/{overlay}")
+    (namespace,) = find(docs, "Namespace")
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    (deployment,) = find(docs, "Deployment", "guard")
+    pod = deployment["spec"]["template"]["spec"]
+    assert not any(pod.get(k) for k in ("hostNetwork", "hostPID", "hostIPC", "hostUsers"))
+    assert not pod["securityContext"].get("sysctls")
+    assert {k for v in pod["volumes"] for k in v if k != "name"} <= RESTRICTED_VOLUMES
+    for c in pod["containers"] + pod.get("initContainers", []):
+        sc = {**pod["securityContext"], **c["securityContext"]}
+        assert sc["runAsNonRoot"] is True and sc.get("runAsUser", 1) != 0
+        assert sc["seccompProfile"]["type"] in ("RuntimeDefault", "Localhost")
+        assert sc["allowPrivilegeEscalation"] is False and not sc.get("privileged")
+        assert sc["capabilities"]["drop"] == ["ALL"]
+        assert set(sc["capabilities"].get("add", [])) <= {"NET_BIND_SERVICE"}
+        assert not any(p.get("hostPort") for p in c.get("ports", []))
