@@ -35,7 +35,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # redis-server backs the federation tests (they start their own on free ports); wrk drives the
-# benchmark smoke run in the test suite.
+# benchmark smoke run in the test suite; promtool checks and unit-tests the alert rules.
 system-deps:
 	@bash scripts/system-deps.sh
 
