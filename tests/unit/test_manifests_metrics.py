@@ -2,10 +2,11 @@
 with the suffix its type gives it (a counter read without `_total` would silently show nothing), and
 the alerts that matter exist.
 
-Declared names are found by reading guard/'s sources: metric constructors and metric families with a
-literal name, and `add_counters(source, "prefix", ...)` families, whose names are `prefix_KEY_total`
-for a counter key (an `int` field or a string key) spelled somewhere in guard/, or `prefix_KEY` for
-the keys guard.metrics.LEVELS exports as gauges."""
+Declared names are found by reading guard/'s sources (wherever a module lives): metric constructors
+and metric families with a literal name or an f-string on a literal prefix, and
+`add_counters(source, "prefix", ...)` families, whose names are `prefix_KEY_total` for each `int` field
+of the stats class STATS names for that prefix (and its extra keys), or `prefix_KEY` for the keys
+guard's LEVELS exports as gauges."""
 
 from __future__ import annotations
 
@@ -17,7 +18,6 @@ from typing import Any
 
 import pytest
 
-from guard.metrics import LEVELS
 from tests.unit.test_manifests_render import ROOT, find, render
 
 GUARD = ROOT / "guard"
@@ -25,8 +25,19 @@ SUFFIXES = {"Counter": ("_total",), "CounterMetricFamily": ("_total",), "Gauge":
             "GaugeMetricFamily": ("",), "Histogram": ("_bucket", "_sum", "_count"),
             "HistogramMetricFamily": ("_bucket", "_sum", "_count"), "Summary": ("_sum", "_count")}
 FAMILY = re.compile(r"\b(" + "|".join(SUFFIXES) + r")\(\s*\"(guard_[a-z0-9_]+)\"")
+# `name = "guard_upstream_concurrency"` ... `GaugeMetricFamily(f"{name}_limit", ...)` in one module
+PREFIX = re.compile(r"^\s*([a-z_][a-z0-9_]*) = \"(guard_[a-z0-9_]+)\"$", re.MULTILINE)
+FAMILY_F = re.compile(r"\b(" + "|".join(SUFFIXES) + r")\(\s*f\"\{([a-z_][a-z0-9_]*)\}(_[a-z0-9_]+)\"")
 ADD_COUNTERS = re.compile(r"add_counters\(\s*[^,()]+(?:\([^()]*\))?\s*,\s*\"(guard_[a-z0-9_]+)\"")
-COUNTER_KEY = re.compile(r"^\s+([a-z][a-z0-9_]*): int\b|\"([a-z][a-z0-9_]*)\"", re.MULTILINE)
+LEVELS_SET = re.compile(r"^LEVELS = frozenset\(\{([^}]*)\}\)", re.MULTILINE)
+STATS = {  # add_counters prefix -> (the stats class its source exports, keys it adds to that class's)
+    "guard_identity": ("AuthnStats", {"subject_access_reviews"}),
+    "guard_authz": ("AuthzStats", set()),
+    "guard_federation": ("LeaseStats", {"degraded", "live_replicas"}),
+    "guard_federation_health": ("HealthStats", set()),
+    "guard_quarantine": ("QuarantineStats", {"active"}),
+    "guard_bundles": ("BundleStats", {"version"}),
+}
 USED = re.compile(r"\bguard_[a-z0-9_]+")
 ALERTS = {"GuardDown", "GuardUpstreamUnreachable", "GuardTenantHighRejectionRatio", "GuardRedisDegraded",
           "GuardRedisFallbackActive", "GuardReloadRejected", "GuardClientQuarantined"}
@@ -35,13 +46,33 @@ ALERTS = {"GuardDown", "GuardUpstreamUnreachable", "GuardTenantHighRejectionRati
 @functools.cache
 def declared() -> frozenset[str]:
     """Every series name guard/ exports, as Prometheus shows it."""
-    sources = "\n".join(p.read_text() for p in GUARD.rglob("*.py"))
-    names = {base.removesuffix("_total") + suffix
-             for kind, base in FAMILY.findall(sources) for suffix in SUFFIXES[kind]}
-    keys = {a or b for a, b in COUNTER_KEY.findall(sources)}
-    names |= {f"{prefix}_{key}" if key in LEVELS else f"{prefix}_{key}_total"
-              for prefix in ADD_COUNTERS.findall(sources) for key in keys}
+    modules = [p.read_text() for p in GUARD.rglob("*.py")]
+    sources = "\n".join(modules)
+    families = FAMILY.findall(sources)
+    for text in modules:
+        prefixes: dict[str, set[str]] = {}
+        for var, value in PREFIX.findall(text):
+            prefixes.setdefault(var, set()).add(value)
+        families += [(kind, prefix + rest) for kind, var, rest in FAMILY_F.findall(text)
+                     for prefix in prefixes.get(var, ())]
+    names = {base.removesuffix("_total") + suffix for kind, base in families for suffix in SUFFIXES[kind]}
+    levels_found = LEVELS_SET.search(sources)
+    assert levels_found, "guard declares LEVELS = frozenset({...}) (the add_counters keys that are gauges)"
+    levels = set(re.findall(r"\"([a-z_]+)\"", levels_found[1]))
+    prefixes = set(ADD_COUNTERS.findall(sources))
+    assert prefixes == STATS.keys(), "name the stats class of each add_counters family in STATS"
+    for prefix, (stats, extra) in STATS.items():
+        assert all(f'"{key}"' in sources for key in extra), prefix
+        for key in int_fields(stats, sources) | extra:
+            names.add(f"{prefix}_{key}" if key in levels else f"{prefix}_{key}_total")
     return frozenset(names)
+
+
+def int_fields(cls: str, sources: str) -> set[str]:
+    """The `name: int` fields of the class `cls` in guard's sources."""
+    found = re.search(rf"^class {cls}\b.*?:\n((?:[ \t]+.*\n|\n)+)", sources, re.MULTILINE)
+    assert found, f"class {cls} not found in guard/"
+    return set(re.findall(r"^    ([a-z][a-z0-9_]*): int\b", found[1], re.MULTILINE))
 
 
 def _exprs(value: Any) -> Iterator[str]:
@@ -80,6 +111,11 @@ def test_the_scanner_knows_names_suffixes_and_add_counters_families() -> None:
     assert "guard_requests" not in names and "guard_admission_decisions" not in names
     assert "guard_request_duration_seconds" not in names and "guard_no_such_metric_total" not in names
     assert "guard_federation_degraded" in names and "guard_federation_degraded_total" not in names
+    assert {"guard_upstream_concurrency_limit", "guard_upstream_concurrency_decisions_total",
+            "guard_upstream_endpoint_up", "guard_upstream_endpoint_opens_total", "guard_workers_up",
+            "guard_authz_denied_total"} <= names
+    assert "guard_upstream_concurrency_decisions" not in names and "guard_upstream_concurrency" not in names
+    assert "guard_authz_verbs_total" not in names and "guard_federation_endpoint_total" not in names
 
 
 @pytest.mark.parametrize("source", ["alerts", "dashboard"])
@@ -118,3 +154,4 @@ def test_alerts_read_up_of_the_job_the_service_monitor_produces() -> None:
     (admin,) = find(render("base"), "Service", "guard-admin")
     jobs = {m for r in rules() for m in re.findall(r'up\{job="([^"]+)"', r["expr"])}
     assert jobs == {admin["metadata"]["name"]}
+
