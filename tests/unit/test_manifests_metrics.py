@@ -40,7 +40,10 @@ STATS = {  # add_counters prefix -> (the stats class its source exports, keys it
 }
 USED = re.compile(r"\bguard_[a-z0-9_]+")
 ALERTS = {"GuardDown", "GuardUpstreamUnreachable", "GuardTenantHighRejectionRatio", "GuardRedisDegraded",
-          "GuardRedisFallbackActive", "GuardReloadRejected", "GuardClientQuarantined"}
+          "GuardRedisFallbackActive", "GuardReloadRejected", "GuardClientQuarantined",
+          "GuardEndpointCircuitOpen", "GuardEndpointFlapping", "GuardAdaptiveLimitShedding"}
+RUNBOOKS = "https://github.com/guard-proxy/guard/blob/main/"
+"""Where every alert's runbook_url points: the project's repository (docs/deploying.md, "Alerts")."""
 
 
 @functools.cache
@@ -128,14 +131,18 @@ def test_every_guard_metric_queried_is_declared_by_guard(source: str) -> None:
 
 
 def test_the_alerts_that_matter_exist_with_severity_and_runbook() -> None:
-    """Down, upstream, rejection ratio, Redis, reloads and quarantine alerts; each links its runbook."""
+    """Down, upstream, endpoints, adaptive limit, rejection ratio, Redis, reloads and quarantine alerts;
+    each has an absolute runbook_url to its own section of a document in this repository."""
     by_name = {r["alert"]: r for r in rules()}
     assert by_name.keys() >= ALERTS
-    doc = (ROOT / "docs" / "deploying.md").read_text().lower()
     for name, rule in by_name.items():
         assert rule["labels"]["severity"] in ("critical", "warning", "info")
-        anchor = rule["annotations"]["runbook"].split("#")[1]
-        assert anchor == name.lower() and f"### {name.lower()}" in doc, name
+        assert "runbook" not in rule["annotations"], "runbook_url, the name Alertmanager templates expect"
+        url = rule["annotations"]["runbook_url"]
+        assert url.startswith(RUNBOOKS), url
+        path, anchor = url.removeprefix(RUNBOOKS).split("#")
+        headings = re.findall(r"^#+ (.+)$", (ROOT / path).read_text(), re.MULTILINE)
+        assert anchor == name.lower() and anchor in [h.strip().lower() for h in headings], name
 
 
 def test_the_dashboard_shows_tenants_latency_queues_reviews_and_federation() -> None:
@@ -155,3 +162,41 @@ def test_alerts_read_up_of_the_job_the_service_monitor_produces() -> None:
     jobs = {m for r in rules() for m in re.findall(r'up\{job="([^"]+)"', r["expr"])}
     assert jobs == {admin["metadata"]["name"]}
 
+
+def relabel(labels: dict[str, str], configs: list[dict[str, Any]]) -> dict[str, str]:
+    """Prometheus's `replace` and `labeldrop` relabelling, as a ServiceMonitor's metricRelabelings do."""
+    out = dict(labels)
+    for c in configs:
+        action, regex = c.get("action", "replace"), re.compile(c.get("regex", "(.*)"))
+        if action == "labeldrop":
+            out = {k: v for k, v in out.items() if not regex.fullmatch(k)}
+            continue
+        assert action == "replace", action
+        value = c.get("separator", ";").join(out.get(name, "") for name in c.get("sourceLabels", []))
+        match = regex.fullmatch(value)
+        if match:
+            result = match.expand(c.get("replacement", "$1").replace("$", "\\"))
+            if result:
+                out[c["targetLabel"]] = result
+            else:
+                out.pop(c["targetLabel"], None)
+    return out
+
+
+SCRAPED = {"job": "guard-admin", "namespace": "guard-system", "pod": "guard-a", "service": "guard-admin",
+           "endpoint": "admin"}  # what the Prometheus Operator adds to every series of this ServiceMonitor
+
+
+@pytest.mark.parametrize(("exposed", "stored"), [
+    ({"__name__": "guard_upstream_endpoint_up", "cluster": "prod", "exported_endpoint": "https://10.0.0.1:6443"},
+     {"__name__": "guard_upstream_endpoint_up", "cluster": "prod", "endpoint": "https://10.0.0.1:6443"}),
+    ({"__name__": "guard_requests_total", "cluster": "prod", "code": "200"},
+     {"__name__": "guard_requests_total", "cluster": "prod", "code": "200", "endpoint": "admin"}),
+])
+def test_guard_endpoint_label_survives_the_operator_endpoint_label(exposed: dict[str, str],
+                                                                   stored: dict[str, str]) -> None:
+    """guard's `endpoint` (renamed exported_endpoint on the clash) is stored as `endpoint` again."""
+    (monitor,) = find(render("monitoring"), "ServiceMonitor")
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert not endpoint.get("honorLabels")
+    assert relabel({**SCRAPED, **exposed}, endpoint["metricRelabelings"]) == {**SCRAPED, **stored}
