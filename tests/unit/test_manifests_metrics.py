@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.unit.test_manifests_render import ROOT, find, render
 
@@ -200,3 +201,28 @@ def test_guard_endpoint_label_survives_the_operator_endpoint_label(exposed: dict
     (endpoint,) = monitor["spec"]["endpoints"]
     assert not endpoint.get("honorLabels")
     assert relabel({**SCRAPED, **exposed}, endpoint["metricRelabelings"]) == {**SCRAPED, **stored}
+
+
+def documented_relabellings() -> list[list[dict[str, Any]]]:
+    """The metricRelabelings blocks of docs/observability.md's multi-cluster section."""
+    text = (ROOT / "docs" / "observability.md").read_text()
+    section = text[text.index("#### The `cluster` label in a multi-cluster Prometheus"):]
+    section = section[:section.index("\n### ")]
+    return [yaml.safe_load(block) for block in re.findall(r"```yaml\n(.*?)```", section, re.DOTALL)]
+
+
+@pytest.mark.parametrize(("case", "scraped", "stored"), [
+    ("external label", {"cluster": "local", "tenant": "a"}, {"guard_cluster": "local", "tenant": "a"}),
+    ("external label", {"tenant": "a"}, {"tenant": "a"}),
+    ("target label", {"cluster": "prod-eu-1", "exported_cluster": "local"},
+     {"cluster": "prod-eu-1", "guard_cluster": "local"}),
+    ("target label", {"cluster": "prod-eu-1", "tenant": "a"}, {"cluster": "prod-eu-1", "tenant": "a"}),
+])
+def test_documented_cluster_relabellings_keep_guard_cluster_apart(case: str, scraped: dict[str, str],
+                                                                  stored: dict[str, str]) -> None:
+    """Each documented relabelling stores guard's cluster as guard_cluster and leaves yours alone."""
+    external, target = documented_relabellings()
+    (monitor,) = find(render("monitoring"), "ServiceMonitor")
+    (endpoint,) = monitor["spec"]["endpoints"]
+    configs = endpoint["metricRelabelings"] + (external if case == "external label" else target)
+    assert relabel({**SCRAPED, **scraped}, configs) == {**SCRAPED, **stored}
