@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit chaos bench deps system-deps clean
+.PHONY: demo test lint unit chaos bench deps system-deps clean image image-digest lock
 
 demo: deps
 	$(PY) -m chaos demo
@@ -35,9 +35,34 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # redis-server backs the federation tests (they start their own on free ports); wrk drives the
-# benchmark smoke run in the test suite.
+# benchmark smoke run in the test suite; promtool checks and unit-tests the alert rules.
 system-deps:
 	@bash scripts/system-deps.sh
 
 clean:
 	rm -rf $(VENV) reports .mypy_cache .ruff_cache
+
+# The image (Containerfile), labelled with the version and commit it was built from. Needs podman or
+# docker with a running engine: `make image IMAGE=registry.example.com/guard`, then push it.
+VERSION = $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+ENGINE ?= $(shell command -v podman || command -v docker)
+IMAGE ?= guard
+image:
+	$(ENGINE) build -f Containerfile -t $(IMAGE):$(VERSION) --build-arg VERSION=$(VERSION) \
+	    --build-arg REVISION=$(shell git rev-parse HEAD) .
+
+# Prints the Containerfile's `ARG BASE=` pinned to the digest its tag points at now (WRITE=1 writes
+# it into the Containerfile). Needs the network and crane, skopeo or docker buildx.
+image-digest:
+	@bash scripts/image-digest.sh $(if $(WRITE),--write)
+
+# requirements.lock (guard's runtime dependencies) and requirements-build.lock (its build backend),
+# pinned with hashes for the image. Run after changing dependencies in pyproject.toml (needs PyPI).
+LOCK_VENV := $(VENV)/lock-tools
+lock:
+	test -x $(LOCK_VENV)/bin/pip-compile || { $(PYTHON) -m venv $(LOCK_VENV) && $(LOCK_VENV)/bin/pip install -q pip-tools; }
+	CUSTOM_COMPILE_COMMAND="make lock" $(LOCK_VENV)/bin/pip-compile -q --generate-hashes --strip-extras \
+	    --allow-unsafe --no-emit-index-url --no-emit-find-links -o requirements.lock pyproject.toml
+	CUSTOM_COMPILE_COMMAND="make lock" $(LOCK_VENV)/bin/pip-compile -q --generate-hashes --strip-extras \
+	    --allow-unsafe --no-emit-index-url --no-emit-find-links --only-build-deps --all-build-deps \
+	    -o requirements-build.lock pyproject.toml

@@ -115,7 +115,8 @@ def test_overlay_renders_every_object_in_guard_system(overlay: str) -> None:
     docs = render(f"overlays/{overlay}")
     kinds = sorted(d["kind"] for d in docs)
     assert kinds == sorted(["Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ConfigMap",
-                            "ConfigMap", "Deployment", "Service", "Service", "PodDisruptionBudget"])
+                            "ConfigMap", "Deployment", "Service", "Service", "NetworkPolicy",
+                            "PodDisruptionBudget"])
     cluster_scoped = {"Namespace", "ClusterRole", "ClusterRoleBinding"}
     namespaced = [d for d in docs if d["kind"] not in cluster_scoped]
     assert all(d["metadata"].get("namespace") == "guard-system" for d in namespaced)
@@ -220,3 +221,104 @@ def test_admin_port_has_its_own_service_selected_for_scraping() -> None:
     assert selector.items() <= admin["metadata"]["labels"].items()
     assert not selector.items() <= api["metadata"]["labels"].items()
     assert [e["port"] for e in monitor["spec"]["endpoints"]] == ["admin"]
+
+
+def _selects(selector: Doc | None, labels: dict[str, str]) -> bool:
+    """A Kubernetes label selector (matchLabels and matchExpressions) applied to `labels`."""
+    if selector is None:
+        return False
+    if not selector.get("matchLabels", {}).items() <= labels.items():
+        return False
+    for e in selector.get("matchExpressions", []):
+        key, op, values = e["key"], e["operator"], e.get("values", [])
+        held = {"In": key in labels and labels[key] in values, "NotIn": labels.get(key) not in values,
+                "Exists": key in labels, "DoesNotExist": key not in labels}[op]
+        if not held:
+            return False
+    return True
+
+
+def _peer_admits(peer: Doc, namespace: dict[str, str], pod: dict[str, str], own_namespace: bool) -> bool:
+    assert "ipBlock" not in peer, "no ipBlock: pod and namespace selectors only"
+    namespace_ok = _selects(peer["namespaceSelector"], namespace) if "namespaceSelector" in peer \
+        else own_namespace
+    return namespace_ok and ("podSelector" not in peer or _selects(peer["podSelector"], pod))
+
+
+def admits(policy: Doc, port: str, namespace: dict[str, str], pod: dict[str, str]) -> bool:
+    """Whether `policy` lets a pod with `pod` labels in a namespace with `namespace` labels connect to
+    the named `port` (NetworkPolicy semantics: rules are alternatives; within a `from` entry the
+    namespace and pod selectors must both hold; no `from` means every source)."""
+    own = namespace.get("kubernetes.io/metadata.name") == policy["metadata"]["namespace"]
+    for rule in policy["spec"].get("ingress", []):
+        if rule.get("ports") and port not in [p["port"] for p in rule["ports"]]:
+            continue
+        if "from" not in rule or any(_peer_admits(p, namespace, pod, own) for p in rule["from"]):
+            return True
+    return False
+
+
+def _ns(name: str) -> dict[str, str]:
+    return {"kubernetes.io/metadata.name": name}
+
+
+PROMETHEUS = {"app.kubernetes.io/name": "prometheus", "prometheus": "k8s"}
+ADMIN_REACH = [  # (source namespace, source pod labels, may it scrape the admin port?)
+    (_ns("monitoring"), PROMETHEUS, True),
+    (_ns("monitoring"), {"app.kubernetes.io/name": "grafana"}, False),
+    (_ns("team-a"), PROMETHEUS, False),                       # a look-alike in a tenant's namespace
+    (_ns("guard-system"), {"app.kubernetes.io/name": "guard"}, False),
+    (_ns("team-a"), {"app": "anything"}, False),
+]
+
+
+@pytest.mark.parametrize("overlay", sorted(OVERLAYS))
+@pytest.mark.parametrize(("namespace", "pod", "scrapes"), ADMIN_REACH)
+def test_network_policy_keeps_the_admin_port_to_prometheus_and_the_api_port_open(
+        overlay: str, namespace: dict[str, str], pod: dict[str, str], scrapes: bool) -> None:
+    """Any pod reaches the API port; only Prometheus's pods in `monitoring` reach the admin port."""
+    docs = render(f"overlays/{overlay}")
+    (policy,) = find(docs, "NetworkPolicy", "guard")
+    (deployment,) = find(docs, "Deployment", "guard")
+    assert _selects(policy["spec"]["podSelector"], deployment["spec"]["template"]["metadata"]["labels"])
+    assert policy["spec"]["policyTypes"] == ["Ingress"]  # guard's own calls out are not restricted
+    named = {p["name"] for p in container(docs)["ports"]}
+    assert {p["port"] for r in policy["spec"]["ingress"] for p in r["ports"]} == named == {"https", "admin"}
+    assert admits(policy, "https", namespace, pod)
+    assert admits(policy, "admin", namespace, pod) is scrapes
+
+
+def test_the_network_policy_checker_can_refuse() -> None:
+    """The evaluator used above is not vacuous: separate from-entries are alternatives (OR)."""
+    policy = {"metadata": {"namespace": "guard-system"}, "spec": {"ingress": [{"ports": [{"port": "admin"}],
+              "from": [{"namespaceSelector": {"matchLabels": _ns("monitoring")}},
+                       {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}]}]}}
+    assert admits(policy, "admin", _ns("monitoring"), {"app": "grafana"})        # the OR mistake
+    assert admits(policy, "admin", _ns("guard-system"), PROMETHEUS)              # own namespace
+    assert not admits(policy, "admin", _ns("team-a"), PROMETHEUS)
+    assert not admits(policy, "https", _ns("monitoring"), PROMETHEUS)
+
+
+RESTRICTED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim",
+                      "projected", "secret"}
+
+
+@pytest.mark.parametrize("overlay", sorted(OVERLAYS))
+def test_pod_meets_the_restricted_pod_security_standard(overlay: str) -> None:
+    """Every check of Pod Security `restricted`, which the namespace enforces, holds for guard's pod."""
+    docs = render(f"overlays/{overlay}")
+    (namespace,) = find(docs, "Namespace")
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    (deployment,) = find(docs, "Deployment", "guard")
+    pod = deployment["spec"]["template"]["spec"]
+    assert not any(pod.get(k) for k in ("hostNetwork", "hostPID", "hostIPC", "hostUsers"))
+    assert not pod["securityContext"].get("sysctls")
+    assert {k for v in pod["volumes"] for k in v if k != "name"} <= RESTRICTED_VOLUMES
+    for c in pod["containers"] + pod.get("initContainers", []):
+        sc = {**pod["securityContext"], **c["securityContext"]}
+        assert sc["runAsNonRoot"] is True and sc.get("runAsUser", 1) != 0
+        assert sc["seccompProfile"]["type"] in ("RuntimeDefault", "Localhost")
+        assert sc["allowPrivilegeEscalation"] is False and not sc.get("privileged")
+        assert sc["capabilities"]["drop"] == ["ALL"]
+        assert set(sc["capabilities"].get("add", [])) <= {"NET_BIND_SERVICE"}
+        assert not any(p.get("hostPort") for p in c.get("ports", []))
