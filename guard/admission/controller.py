@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -102,6 +102,7 @@ class AdmissionController:
         policies: PolicySet | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         counts: ObjectCounts | None = None,
         isolation: Isolation | None = None,
         quarantines: Quarantines | None = None,
@@ -114,9 +115,12 @@ class AdmissionController:
         self.counts = counts if counts is not None else ObjectCounts()
         self.stats = AdmissionStats()
         self._clock = clock
+        self._sleep = sleep
         self._levels = {lvl.name: FairQueue(lvl) for lvl in settings.priority_levels}
         self._caps = InflightCaps()
         self._streaks: dict[str, int] = {}
+        self._waiting: dict[str, int] = {}
+        """Requests held for a token, per bucket key (bounded by what the bucket can serve in time)."""
 
     @classmethod
     def from_paths(
@@ -126,11 +130,12 @@ class AdmissionController:
         store: QuotaStore,
         *,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         isolation: Isolation | None = None,
     ) -> AdmissionController:
         """A controller for the policies under `paths`; raises ConfigError listing every problem."""
         policies, problems = load_policies(paths)
-        return cls.from_policies(policies, settings, store, clock=clock, isolation=isolation,
+        return cls.from_policies(policies, settings, store, clock=clock, sleep=sleep, isolation=isolation,
                                  problems=problems)
 
     @classmethod
@@ -141,6 +146,7 @@ class AdmissionController:
         store: QuotaStore,
         *,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         isolation: Isolation | None = None,
         problems: Sequence[str] = (),
     ) -> AdmissionController:
@@ -148,7 +154,7 @@ class AdmissionController:
         compiled, more = compile_policies(policies, settings)
         if problems or more:
             raise ConfigError([*problems, *more])
-        return cls(settings, store, compiled, clock=clock, isolation=isolation,
+        return cls(settings, store, compiled, clock=clock, sleep=sleep, isolation=isolation,
                    quarantines=quarantines_of(policies))
 
     def reload(self, paths: Sequence[str | Path]) -> list[str]:
@@ -190,6 +196,10 @@ class AdmissionController:
             else 1.0
         )
         headers, reason, retry = self._quota(match, cost, identity.user)
+        outcome: Outcome = "admitted"
+        if reason == "quota" and self._may_wait(match, retry):
+            headers, reason, retry = await self._wait_for_tokens(match, cost, identity.user, retry)
+            outcome = "queued"
         cap_key = ""
         if not reason:
             cap_key, reason = self._cap(match, info)
@@ -197,12 +207,12 @@ class AdmissionController:
             return self._refuse(match, reason, retry, headers, identity.user)
         held = _Held(self._caps if cap_key else None, cap_key, None, 0)
         if info.is_long_running:
-            return self._verdict(rule, "admitted", headers, held, match.flow)
+            return self._verdict(rule, outcome, headers, held, match.flow)
         level = self._levels[rule.level]
         held.width = level.width(cost)
         if level.try_acquire(held.width):
             held.level = level
-            return self._verdict(rule, "admitted", headers, held, match.flow)
+            return self._verdict(rule, outcome, headers, held, match.flow)
         return await self._queue(match, level, held, headers, identity.user)
 
     def _quota(self, match: Match, cost: float, client: str) -> tuple[Headers, str, float]:
@@ -215,6 +225,37 @@ class AdmissionController:
         state = f'"{rule.rule_id}";r={int(take.remaining)};t={math.ceil(take.reset_after)}'
         headers = (*rule.id_headers, ("RateLimit-Policy", rule.policy_header), ("RateLimit", state))
         return headers, ("" if take.allowed else "quota"), take.retry_after
+
+    def _may_wait(self, match: Match, retry: float) -> bool:
+        """Whether a request over quota is held for its token: its token comes within the rule's
+        `maxWait`, fewer requests wait on the bucket than could be served in that time, and nothing
+        is shadowed (shadow mode only counts)."""
+        quota = match.rule.quota
+        if quota is None or retry > quota.max_wait or match.rule.shadow or self.settings.shadow:
+            return False
+        return self._waiting.get(match.bucket_key, 0) < max(1.0, quota.rate * quota.max_wait)
+
+    async def _wait_for_tokens(self, match: Match, cost: float, client: str,
+                               retry: float) -> tuple[Headers, str, float]:
+        """Hold a request over quota until its bucket has its token (no seat is held meanwhile),
+        or refuse it once its token would come after `maxWait` from its arrival."""
+        assert match.rule.quota is not None
+        key, started = match.bucket_key, self._clock()
+        deadline = started + match.rule.quota.max_wait
+        self._waiting[key] = self._waiting.get(key, 0) + 1
+        try:
+            while True:
+                await self._sleep(retry)
+                headers, reason, retry = self._quota(match, cost, client)
+                if not reason:
+                    self.stats.waited_for_tokens(match.rule.tenant, self._clock() - started)
+                    return headers, reason, retry
+                if self._clock() + retry > deadline:
+                    return headers, reason, retry
+        finally:
+            self._waiting[key] -= 1
+            if not self._waiting[key]:
+                del self._waiting[key]
 
     def _isolated(self, rule: CompiledRule, cost: float, client: str) -> tuple[Headers, str, float]:
         """A quarantined client's own bucket, shared by all its rules (fleet-wide on Redis)."""

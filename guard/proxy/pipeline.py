@@ -31,7 +31,7 @@ from guard.kube.requestinfo import RequestInfo, classify
 from guard.proxy.runtime import Runtime, Serving, clusters_of
 from guard.telemetry.accesslog import AccessRecord
 from guard.telemetry.metrics import GuardMetrics, verb_label
-from guard.upstream.exchange import Outbound, exchange, request_body
+from guard.upstream.exchange import Exchange, Outbound, request_body
 
 log = logging.getLogger(__name__)
 CLASSIFIED_KEPT = 1024
@@ -198,7 +198,7 @@ class Proxy:
         out = await self._outbound(rt, request, record, caller)
         sent, reported = time.perf_counter(), False
         try:
-            async with exchange(rt.upstream, out) as answer:
+            async with Exchange(rt.upstream, out) as answer:
                 self._report(record, sent, answer.status)
                 reported = True
                 self._observe_latency(rt, record)

@@ -326,7 +326,13 @@ class AdmissionCollector(Collector):
         yield _decisions(stats)
         yield _rejections(stats)
         yield _reloads(stats)
-        yield _waits(stats)
+        yield _waits(HistogramMetricFamily(
+            "guard_admission_queue_wait_seconds", "Time queued requests waited for a seat, by priority "
+            "level.", labels=["priority_level"]), stats, lambda s: s.queue_waits)
+        yield _waits(HistogramMetricFamily(
+            "guard_admission_quota_wait_seconds", "Time requests over quota were held for a token before "
+            "admission (up to their rule's maxWait), by tenant.", labels=["tenant"]), stats,
+            lambda s: s.quota_waits)
         yield _inflight(self.inflight())
         if controller is not None:
             yield _seats(controller)
@@ -347,6 +353,8 @@ class AdmissionCollector(Collector):
                                 reload_failures=a.reload_failures + b.reload_failures)
         for level in {*a.queue_waits, *b.queue_waits}:
             merged.queue_waits[level] = _merge_waits(a.queue_waits.get(level), b.queue_waits.get(level))
+        for tenant in {*a.quota_waits, *b.quota_waits}:
+            merged.quota_waits[tenant] = _merge_waits(a.quota_waits.get(tenant), b.quota_waits.get(tenant))
         self._history[:2] = [(cluster, merged)]
 
 
@@ -393,12 +401,11 @@ def _reloads(history: Iterable[tuple[str, AdmissionStats]]) -> Metric:
     return family
 
 
-def _waits(history: Iterable[tuple[str, AdmissionStats]]) -> Metric:
-    family = HistogramMetricFamily("guard_admission_queue_wait_seconds", "Time queued requests waited "
-                                   "for a seat, by priority level.", labels=["priority_level"])
+def _waits(family: HistogramMetricFamily, history: Iterable[tuple[str, AdmissionStats]],
+           histograms: Callable[[AdmissionStats], dict[str, WaitHistogram]]) -> Metric:
     merged: dict[str, WaitHistogram] = {}
     for _, stats in history:
-        for level, h in stats.queue_waits.items():
+        for level, h in histograms(stats).items():
             merged[level] = _merge_waits(merged.get(level), h)
     for level, h in sorted(merged.items()):
         cumulative, buckets = 0, []
