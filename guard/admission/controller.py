@@ -204,7 +204,7 @@ class AdmissionController:
         if not reason:
             cap_key, reason = self._cap(match, info)
         if reason:
-            return self._refuse(match, reason, retry, headers, identity.user)
+            return self._refuse(match, reason, retry, headers, identity.user, cluster)
         held = _Held(self._caps if cap_key else None, cap_key, None, 0)
         if info.is_long_running:
             return self._verdict(rule, outcome, headers, held, match.flow)
@@ -213,7 +213,7 @@ class AdmissionController:
         if level.try_acquire(held.width):
             held.level = level
             return self._verdict(rule, outcome, headers, held, match.flow)
-        return await self._queue(match, level, held, headers, identity.user)
+        return await self._queue(match, level, held, headers, identity.user, cluster)
 
     def _quota(self, match: Match, cost: float, client: str) -> tuple[Headers, str, float]:
         rule = match.rule
@@ -278,12 +278,12 @@ class AdmissionController:
         return "", "watches" if watch else "inflight"
 
     async def _queue(self, match: Match, level: FairQueue, held: _Held, headers: Headers,
-                     client: str) -> Ticket:
+                     client: str, cluster: str) -> Ticket:
         granted = asyncio.get_running_loop().create_future()
         waiter = level.enqueue(match.flow, held.width, lambda: _wake(granted))
         if waiter is None:
             held.release()
-            return self._refuse(match, "queue-full", 1.0, headers, client)
+            return self._refuse(match, "queue-full", 1.0, headers, client, cluster)
         started = self._clock()
         try:
             async with asyncio.timeout(level.level.max_queue_wait):
@@ -291,7 +291,7 @@ class AdmissionController:
         except TimeoutError:
             if level.cancel(waiter):
                 held.release()
-                return self._refuse(match, "queue-wait", 1.0, headers, client)
+                return self._refuse(match, "queue-wait", 1.0, headers, client, cluster)
         except asyncio.CancelledError:
             if not level.cancel(waiter):
                 level.release(held.width)  # granted as the client went away: give the seat back
@@ -301,9 +301,10 @@ class AdmissionController:
         self.stats.waited(level.level.name, self._clock() - started)
         return self._verdict(match.rule, "queued", headers, held, match.flow)
 
-    def _refuse(self, match: Match, reason: str, retry: float, headers: Headers, client: str) -> Ticket:
+    def _refuse(self, match: Match, reason: str, retry: float, headers: Headers, client: str,
+                cluster: str) -> Ticket:
         rule = match.rule
-        self.stats.reasons[(rule.tenant, reason)] += 1
+        self.stats.reasons[(cluster, rule.tenant, reason)] += 1
         if rule.shadow or self.settings.shadow:
             return self._verdict(rule, "shadow", headers, _Held(None, "", None, 0), reason=reason)
         policy = self.quarantines.get(rule.tenant)

@@ -33,12 +33,12 @@ class WaitHistogram:
 
 @dataclass
 class AdmissionStats:
-    """decisions[(cluster, tenant, rule, outcome)] counts every verdict; reasons[(tenant, reason)]
-    every rejection (or shadow would-be rejection) by cause: quota, inflight, watches, queue-full,
+    """decisions[(cluster, tenant, rule, outcome)] counts every verdict; reasons[(cluster, tenant,
+    reason)] every rejection (or shadow would-be rejection) by cause: quota, inflight, watches, queue-full,
     queue-wait."""
 
     decisions: Counter[tuple[str, str, str, str]] = field(default_factory=Counter)
-    reasons: Counter[tuple[str, str]] = field(default_factory=Counter)
+    reasons: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     queue_waits: dict[str, WaitHistogram] = field(default_factory=dict)
     """Seat waits by priority level."""
     quota_waits: dict[str, WaitHistogram] = field(default_factory=dict)

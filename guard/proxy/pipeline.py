@@ -66,8 +66,9 @@ class Proxy:
         self.draining = False
         self._long_running: dict[client.Response, str] = {}
         """Watches and tunnels being served, and their cluster."""
-        self.inflight: dict[str, int] = {}
-        """Admitted requests being served per tenant (bounded by the policies' tenants)."""
+        self.inflight: dict[tuple[str, str], int] = {}
+        """Admitted requests being served per (cluster, tenant) (bounded by the settings' clusters
+        and the policies' tenants)."""
         self._sizer = ListSizer()
         self._classified: dict[tuple[str, str], RequestInfo] = {}
         metrics.watch_admission(lambda: (serving.runtime.upstream.name, serving.runtime.admission),
@@ -130,8 +131,9 @@ class Proxy:
         ticket = await rt.admission.admit(effective, info, rt.upstream.name)
         verdict = ticket.verdict
         record.decision, record.tenant, record.rule = verdict.outcome, verdict.tenant, verdict.rule
-        tenant = verdict.tenant if verdict.outcome != "rejected" else ""
-        if tenant:
+        admitted = verdict.outcome != "rejected" and verdict.tenant
+        tenant = (rt.upstream.name, verdict.tenant) if admitted else None
+        if tenant is not None:
             self.inflight[tenant] = self.inflight.get(tenant, 0) + 1
         try:
             gate = await self._enter(rt, record, verdict) if rt.capacity is not None else None
@@ -142,7 +144,7 @@ class Proxy:
                     gate.leave()
         finally:
             ticket.release()
-            if tenant:
+            if tenant is not None:
                 self.inflight[tenant] -= 1
 
     @staticmethod

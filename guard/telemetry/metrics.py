@@ -10,16 +10,18 @@ name in one place — which is why this module is longer than the others.
 
 from __future__ import annotations
 
+import platform
 from bisect import bisect_left
 from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from itertools import accumulate
 from typing import Any, NamedTuple
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from guard import __version__
 from guard.admission.capacity import CapacityGate
 from guard.admission.controller import AdmissionController
 from guard.admission.stats import AdmissionStats, WaitHistogram
@@ -61,6 +63,11 @@ class GuardMetrics:
         self._upstream_error_children: dict[tuple[str, str], Any] = {}
         self.reloads = Counter("guard_settings_reloads_total", "SIGHUP reloads, by result.", ["result"],
                                registry=r)
+        for result in ("applied", "rejected"):  # at 0 from the start, so the first change shows
+            self.reloads.labels(result)
+        Gauge("guard_build_info", "guard's version and the Python it runs on (always 1).",
+              ["version", "python"], registry=r).labels(__version__, platform.python_version()).set(1)
+        ProcessCollector(registry=r)  # process_resident_memory_bytes, process_open_fds, ... (Linux)
         self.admission = AdmissionCollector()
         r.register(self.admission)
         self.endpoints = EndpointCollector()
@@ -93,9 +100,10 @@ class GuardMetrics:
         """Export the adaptive concurrency limit of every cluster that has one, from `current()`."""
         self.capacity.current = current
 
-    def watch_admission(self, current: AdmissionNow, inflight: Callable[[], Mapping[str, int]]) -> None:
+    def watch_admission(self, current: AdmissionNow,
+                        inflight: Callable[[], Mapping[tuple[str, str], int]]) -> None:
         """Export the admission controller that `current()` returns at each scrape (it changes on
-        reload), and the admitted requests in flight per tenant that `inflight()` returns."""
+        reload), and the admitted requests in flight per (cluster, tenant) that `inflight()` returns."""
         self.admission.current, self.admission.inflight = current, inflight
 
 
@@ -311,7 +319,7 @@ class AdmissionCollector(Collector):
 
     def __init__(self) -> None:
         self.current: AdmissionNow = _nothing
-        self.inflight: Callable[[], Mapping[str, int]] = dict
+        self.inflight: Callable[[], Mapping[tuple[str, str], int]] = dict
         self._history: list[tuple[str, AdmissionStats]] = []
 
     def describe(self) -> Iterator[Metric]:
@@ -382,8 +390,8 @@ def _decisions(history: Iterable[tuple[str, AdmissionStats]]) -> Metric:
 def _rejections(history: Iterable[tuple[str, AdmissionStats]]) -> Metric:
     family = CounterMetricFamily("guard_admission_rejections", "Rejections (and shadow would-be "
                                  "rejections) by tenant and reason: quota, inflight, watches, queue-full, "
-                                 "queue-wait.", labels=["tenant", "reason"])
-    totals: Tally[tuple[str, str]] = Tally()
+                                 "queue-wait.", labels=["cluster", "tenant", "reason"])
+    totals: Tally[tuple[str, str, str]] = Tally()
     for _, stats in history:
         totals.update(stats.reasons)
     for labels, n in sorted(totals.items()):
@@ -421,11 +429,11 @@ def _le(bound: float) -> str:
     return repr(float(bound))
 
 
-def _inflight(per_tenant: Mapping[str, int]) -> Metric:
-    family = GaugeMetricFamily("guard_admission_inflight", "Admitted requests being served, by tenant.",
-                               labels=["tenant"])
-    for tenant, n in sorted(per_tenant.items()):
-        family.add_metric([tenant], n)
+def _inflight(per_tenant: Mapping[tuple[str, str], int]) -> Metric:
+    family = GaugeMetricFamily("guard_admission_inflight", "Admitted requests being served, by cluster and "
+                               "tenant.", labels=["cluster", "tenant"])
+    for (cluster, tenant), n in sorted(per_tenant.items()):
+        family.add_metric([cluster, tenant], n)
     return family
 
 

@@ -58,7 +58,7 @@ async def test_over_quota_is_rejected_with_retry_after_and_ratelimit_headers(tmp
     assert headers["RateLimit-Policy"] == f'"{rule_id}";q=3;w=3'
     assert headers["RateLimit"] == f'"{rule_id}";r=0;t=3'
     assert controller.stats.decisions[("dev", "team-a", "reads", "rejected")] == 2
-    assert controller.stats.reasons[("team-a", "quota")] == 2
+    assert controller.stats.reasons[("dev", "team-a", "quota")] == 2
 
 
 async def test_sustained_rejection_lengthens_retry_after_up_to_a_cap(tmp_path: Path) -> None:
@@ -101,7 +101,7 @@ async def test_shadow_rules_admit_everything_and_count_what_they_would_reject(tm
     controller = _controller(tmp_path, "    - {name: reads, shadow: true, quota: {rate: 1/s, burst: 2}}\n")
     assert await _outcomes(controller, 5) == ["admitted"] * 2 + ["shadow"] * 3
     assert controller.stats.decisions[("dev", "team-a", "reads", "shadow")] == 3
-    assert controller.stats.reasons[("team-a", "quota")] == 3
+    assert controller.stats.reasons[("dev", "team-a", "quota")] == 3
 
 
 async def test_global_shadow_mode_rejects_nothing(tmp_path: Path) -> None:
