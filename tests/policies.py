@@ -16,11 +16,15 @@ spec:
 
 
 def write_policy(directory: Path, name: str, rate: str, burst: int, *, scope: str = "",
-                 fail_mode: str = "", extra: str = "") -> Path:
+                 fail_mode: str = "", max_wait: str = "0s", extra: str = "") -> Path:
     """`directory`/`name`.yaml: tenant `name` (the group of the same name) limited to `rate` and
-    `burst`; `extra` is appended to the spec (e.g. a quarantine). Returns the directory."""
+    `burst`; `extra` is appended to the spec (e.g. a quarantine). Returns the directory.
+
+    `max_wait` is 0 unless asked: the floods that use these policies count what is admitted in
+    their own time span, and a request held for its token would be admitted after it."""
     directory.mkdir(parents=True, exist_ok=True)
-    more = (f", scope: {scope}" if scope else "") + (f", failMode: {fail_mode}" if fail_mode else "")
+    more = (f", scope: {scope}" if scope else "") + (f", failMode: {fail_mode}" if fail_mode else "") + (
+        f", maxWait: {max_wait}")
     (directory / f"{name}.yaml").write_text(POLICY.format(name=name, rate=rate, burst=burst, more=more,
                                                           extra=extra))
     return directory
