@@ -10,6 +10,7 @@ must never hold request state.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 
@@ -114,7 +115,8 @@ async def build_runtime(settings: Settings, *, workers: int = 1,
     `routes` reach the others. Breaker states of unchanged endpoints carry over from the running
     generation. `workers` is how many processes share the listen port (`guard serve --workers N`);
     `shared` the process's store (a fresh embedded one when not given)."""
-    credentials = {c.name: resolve_credential(c) for c in settings.clusters}
+    # In a thread: an exec plugin (aws eks get-token) or a credential file read must not stall traffic.
+    credentials = {c.name: await asyncio.to_thread(resolve_credential, c) for c in settings.clusters}
     admission = build_admission(settings, workers=workers, shared=shared)
     identity = settings.identity
     access_log = AccessLog(settings.access_log.path, enabled=settings.access_log.enabled,
@@ -137,6 +139,10 @@ async def build_runtime(settings: Settings, *, workers: int = 1,
         checker = HealthChecker(upstream)
         checker.start()
         upstream.on_close.append(checker.stop)
+        source = credentials[cluster.name].source
+        if source is not None:  # a token an exec plugin or auth-provider issued: renew it in time
+            source.start()
+            upstream.on_close.append(source.stop)
     return routes.default
 
 
