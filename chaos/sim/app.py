@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from chaos.sim import nonresource, reads, reviews, subresources, watch, writes
+from chaos.sim import crds, nonresource, reads, reviews, subresources, watch, wire, writes
 from chaos.sim.authn import User
 from chaos.sim.calls import Call, read_object, respond
 from chaos.sim.kinds import TABLE, Kind
@@ -69,8 +69,10 @@ def security(sim: Simulation) -> Any:
     return middleware
 
 
-def _kind(target: Target) -> Kind:
-    kind = TABLE.lookup(target.group, target.version, target.resource)
+def _kind(sim: Simulation, target: Target) -> Kind:
+    kind = TABLE.lookup(target.group, target.version, target.resource) or crds.lookup(
+        sim.store, target.group, target.version, target.resource
+    )
     if kind is None or (target.namespace and not kind.namespaced and target.resource != "namespaces"):
         raise nonresource.not_found()
     if target.subresource and target.subresource not in kind.subresources:
@@ -143,14 +145,14 @@ def dispatcher(sim: Simulation, load: Any | None) -> Handler:
         target = request[TARGET]
         if not target.resource_request:
             return await nonresource.serve(sim, request)
-        call = Call(request, sim, _kind(target), target, request[USER])
+        call = Call(request, sim, _kind(sim, target), target, request[USER])
         return await _handler(call, load)()
 
     return dispatch
 
 
 def build_app(sim: Simulation, load: ReplicaLoad | None = None) -> web.Application:
-    middlewares: list[Any] = [errors, security(sim)]
+    middlewares: list[Any] = [wire.negotiate, errors, security(sim)]
     if load is not None:
         overload = optional_module("chaos.sim.overload")
         if overload is not None:

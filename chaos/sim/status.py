@@ -110,6 +110,27 @@ def invalid(kind: str, group: str, name: str, field: str, detail: str) -> Status
     )
 
 
+def invalid_fields(kind: str, group: str, name: str, errors: list[tuple[str, str]]) -> StatusError:
+    """422 for several fields at once: `Pod "x" is invalid: [a: Required value, b: Required value]`."""
+    listed = [f"{field}: {detail}" for field, detail in errors]
+    joined = listed[0] if len(listed) == 1 else "[" + ", ".join(listed) + "]"
+    qualified = f"{kind}.{group}" if group else kind
+    return StatusError(
+        422,
+        f'{qualified} "{name}" is invalid: {joined}',
+        details={
+            "name": name,
+            "group": group,
+            "kind": kind,
+            "causes": [
+                {"reason": "FieldValueRequired" if d == "Required value" else "FieldValueInvalid",
+                 "message": d, "field": f}
+                for f, d in errors
+            ],
+        },
+    )  # fmt: skip
+
+
 def expired(message: str) -> StatusError:
     return StatusError(410, message, reason="Expired")
 

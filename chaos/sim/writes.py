@@ -10,17 +10,25 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from chaos.sim import schema
 from chaos.sim.calls import Call, check_fields, check_identity, read_object, respond
 from chaos.sim.defaults import apply_defaults
 from chaos.sim.kinds import TABLE, Kind
 from chaos.sim.patches import MERGE_CONTENT_TYPES, apply_patch, strategic_merge
 from chaos.sim.scale import from_scale, to_scale
-from chaos.sim.status import StatusError, bad_request, conflict, invalid, not_found
+from chaos.sim.status import StatusError, bad_request, conflict, invalid, invalid_fields, not_found
 from chaos.sim.store import now_rfc3339
 
 Obj = dict[str, Any]
 _NAMESPACES = TABLE.lookup("", "v1", "namespaces")
 _SERVICE_ACCOUNTS = TABLE.lookup("", "v1", "serviceaccounts")
+_WITH_GENERATION = frozenset({
+    "Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "ReplicationController", "Job", "CronJob",
+    "HorizontalPodAutoscaler", "PodDisruptionBudget", "Ingress", "NetworkPolicy", "CustomResourceDefinition",
+    "FlowSchema", "PriorityLevelConfiguration", "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding", "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration",
+    "IngressClass", "APIService",
+})  # fmt: skip
 
 
 def _manage(call: Call, obj: Obj, operation: str, default_manager: str = "") -> None:
@@ -41,6 +49,22 @@ def _manage(call: Call, obj: Obj, operation: str, default_manager: str = "") -> 
         }
     )
     obj["metadata"]["managedFields"] = entries
+
+
+def _generation(kind: Kind, obj: Obj, value: int) -> None:
+    """Workloads and custom resources count spec changes; Pods, ConfigMaps, Namespaces have no generation."""
+    if kind.kind in _WITH_GENERATION or kind.custom:
+        obj["metadata"]["generation"] = value
+    else:
+        obj["metadata"].pop("generation", None)
+
+
+def validate(call: Call, obj: Obj) -> None:
+    """The api-server's "Required value" for required fields the object lacks (all of them at once)."""
+    missing = schema.missing_required(call.kind, obj)
+    if missing:
+        name = obj["metadata"].get("name") or obj["metadata"].get("generateName", "")
+        raise invalid_fields(call.kind.kind, call.kind.group, name, [(m, "Required value") for m in missing])
 
 
 def _require_namespace(call: Call) -> None:
@@ -70,9 +94,10 @@ def create_object(call: Call, body: Obj, *, operation: str = "Update") -> tuple[
     _require_namespace(call)
     store = call.sim.store
     obj = store.prepare_create(call.kind, call.namespace, body)
-    obj["metadata"]["generation"] = 1
+    _generation(call.kind, obj, 1)
     _manage(call, obj, operation)
     apply_defaults(obj)
+    validate(call, obj)
     if call.dry_run:
         return obj, warnings
     obj = store.insert(call.kind, call.namespace, obj)
@@ -100,10 +125,12 @@ def store_update(call: Call, current: Obj, new: Obj, *, operation: str = "Update
             new = {**copy.deepcopy(current), "status": new.get("status"), "metadata": meta}
         else:
             new["status"] = copy.deepcopy(current.get("status"))
-    meta["generation"] = current["metadata"].get("generation", 1) + _spec_changed(current, new)
+    _generation(call.kind, new, current["metadata"].get("generation", 1) + _spec_changed(current, new))
     meta.setdefault("managedFields", current["metadata"].get("managedFields", []))
     _manage(call, new, operation)
     apply_defaults(new)
+    if call.target.subresource != "status":
+        validate(call, new)
     if call.dry_run:
         return {
             **new,
@@ -183,8 +210,8 @@ def delete_object(call: Call, kind: Kind, namespace: str, name: str) -> Obj:
         return store.get(kind, namespace, name)
     obj = store.delete(kind, namespace, name)
     if kind.kind == "Namespace":
-        for other in TABLE.kinds:
-            if other.namespaced and other.stored:
+        for other in TABLE.stored_keys():
+            if other.namespaced:
                 for (ns, other_name), _ in store.items(other, name):
                     store.delete(other, ns, other_name)
     return obj
