@@ -50,9 +50,9 @@ class Call:
 
 
 def respond(body: Any, status: int = 200, *, headers: Mapping[str, str] | None = None) -> web.Response:
-    return web.Response(
-        text=json.dumps(body), status=status, content_type="application/json", headers=headers
-    )
+    """A JSON answer spelled as Go's encoder spells it: compact, UTF-8, one trailing newline."""
+    text = json.dumps(body, separators=(",", ":"), ensure_ascii=False) + "\n"
+    return web.Response(text=text, status=status, content_type="application/json", headers=headers)
 
 
 async def read_object(request: web.Request) -> Any:

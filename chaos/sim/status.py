@@ -35,11 +35,21 @@ def status_body(
         "status": "Failure",
         "message": message,
         "reason": reason or REASONS.get(code, "Unknown"),
-        "code": code,
     }
-    if details:
-        body["details"] = details
+    if details is not None:
+        body["details"] = _details(details)
+    body["code"] = code
     return body
+
+
+_DETAIL_ORDER = ("name", "group", "kind", "uid", "causes", "retryAfterSeconds")
+
+
+def _details(details: dict[str, Any]) -> dict[str, Any]:
+    """StatusDetails in Go's field order, empty strings omitted as Go's omitempty does."""
+    ordered = {k: details[k] for k in _DETAIL_ORDER if k in details and details[k] not in ("", None)}
+    ordered.update({k: v for k, v in details.items() if k not in _DETAIL_ORDER})
+    return ordered
 
 
 def success_body(details: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from chaos.sim import schema
+from chaos.sim import cluster, schema
+from chaos.sim.bootstrap import load_objects
 from chaos.sim.calls import Call, check_fields, check_identity, read_object, respond
 from chaos.sim.defaults import apply_defaults
 from chaos.sim.kinds import TABLE, Kind
@@ -21,7 +22,6 @@ from chaos.sim.store import now_rfc3339
 
 Obj = dict[str, Any]
 _NAMESPACES = TABLE.lookup("", "v1", "namespaces")
-_SERVICE_ACCOUNTS = TABLE.lookup("", "v1", "serviceaccounts")
 _WITH_GENERATION = frozenset({
     "Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "ReplicationController", "Job", "CronJob",
     "HorizontalPodAutoscaler", "PodDisruptionBudget", "Ingress", "NetworkPolicy", "CustomResourceDefinition",
@@ -101,9 +101,8 @@ def create_object(call: Call, body: Obj, *, operation: str = "Update") -> tuple[
     if call.dry_run:
         return obj, warnings
     obj = store.insert(call.kind, call.namespace, obj)
-    if call.kind.kind == "Namespace" and _SERVICE_ACCOUNTS is not None:
-        name = obj["metadata"]["name"]
-        store.create(_SERVICE_ACCOUNTS, name, {"metadata": {"name": "default", "namespace": name}})
+    if call.kind.kind == "Namespace":
+        load_objects(store, cluster.namespace_objects(obj["metadata"]["name"]))
     return obj, warnings
 
 
@@ -186,8 +185,11 @@ async def patch(call: Call) -> Any:
         return respond(
             to_scale(store_update(call, current, from_scale(current, patched), operation=operation))
         )
+    message = schema.message(call.kind)
     patched = (
-        strategic_merge(current, body) if patch_type == "apply" else apply_patch(patch_type, current, body)
+        strategic_merge(current, body, message)
+        if patch_type == "apply"
+        else apply_patch(patch_type, current, body, message)
     )
     if not isinstance(patched, dict):
         raise bad_request("the patch did not produce an object")

@@ -1,0 +1,146 @@
+"""What the scheduler and the kubelet make of a new pod, collapsed to the moment it is stored.
+
+A pod lands on a worker node (round robin, or the node it names), gets an IP from that node's pod
+range, and is Running and Ready at once with the five conditions, container statuses and QoS class
+a kubelet reports; a pod a Job owns has already Succeeded (exit code 0). It must never reject a
+pod and never keep state beyond the round-robin counter: validation is elsewhere.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from chaos.sim.store import now_rfc3339
+
+Obj = dict[str, Any]
+NODES = (
+    # name, internal IP, pod CIDR prefix, role
+    ("sim-control-plane", "172.18.0.2", "10.244.0", "control-plane"),
+    ("sim-worker", "172.18.0.3", "10.244.1", ""),
+    ("sim-worker2", "172.18.0.4", "10.244.2", ""),
+)
+WORKERS = tuple(n for n in NODES if n[3] != "control-plane")
+_NEXT_NODE = itertools.count()
+_NEXT_IP = itertools.count(2)
+_CONDITIONS = ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled")
+
+
+def _node(name: str) -> tuple[str, str, str, str]:
+    for node in NODES:
+        if node[0] == name:
+            return node
+    return (name, "172.18.0.9", "10.244.9", "")
+
+
+def schedule(spec: Obj) -> tuple[str, str, str]:
+    """(node name, host IP, pod IP) for a pod with this spec."""
+    node = _node(spec["nodeName"]) if spec.get("nodeName") else WORKERS[next(_NEXT_NODE) % len(WORKERS)]
+    n = next(_NEXT_IP)
+    return node[0], node[1], f"{node[2]}.{n % 250 + 2}"
+
+
+def _qos(containers: list[Obj]) -> str:
+    resources = [c.get("resources") or {} for c in containers]
+    if not any(r.get("requests") or r.get("limits") for r in resources):
+        return "BestEffort"
+    guaranteed = all(
+        r.get("limits")
+        and all(r["limits"].get(k) == (r.get("requests") or r["limits"]).get(k) for k in ("cpu", "memory"))
+        and {"cpu", "memory"} <= set(r["limits"])
+        for r in resources
+    )
+    return "Guaranteed" if guaranteed else "Burstable"
+
+
+def _container_status(pod: Obj, container: Obj, now: str, done: bool) -> Obj:
+    image = str(container.get("image", ""))
+    state: Obj = {"running": {"startedAt": now}}
+    if done:
+        state = {
+            "terminated": {
+                "exitCode": 0,
+                "reason": "Completed",
+                "startedAt": now,
+                "finishedAt": now,
+                "containerID": _container_id(pod, container),
+            }
+        }
+    return {
+        "name": container.get("name", ""),
+        "state": state,
+        "lastState": {},
+        "ready": not done,
+        "restartCount": 0,
+        "image": image if "/" in image or ":" in image else f"docker.io/library/{image}:latest",
+        "imageID": f"docker.io/library/{image.split(':')[0]}@sha256:{'0' * 64}",
+        "containerID": _container_id(pod, container),
+        "started": not done,
+    }
+
+
+def _container_id(pod: Obj, container: Obj) -> str:
+    uid = str(pod["metadata"].get("uid", "")).replace("-", "")
+    return f"containerd://{uid}{str(container.get('name', '')).encode().hex()}"[:77]
+
+
+def _owned_by_job(pod: Obj) -> bool:
+    return any(ref.get("kind") == "Job" for ref in pod["metadata"].get("ownerReferences") or [])
+
+
+def _conditions(now: str, done: bool) -> list[Obj]:
+    out = []
+    for kind in _CONDITIONS:
+        ready = kind in ("Ready", "ContainersReady")
+        status = "False" if done and (ready or kind == "PodReadyToStartContainers") else "True"
+        cond: Obj = {"type": kind, "status": status, "lastProbeTime": None, "lastTransitionTime": now}
+        if status == "False" and ready:
+            cond["reason"] = "PodCompleted"
+        out.append(cond)
+    return out
+
+
+def default_containers(spec: Obj) -> None:
+    """The api-server's defaults for each container of a pod spec (also a template's)."""
+    for container in spec.get("containers") or []:
+        if isinstance(container, dict):
+            image = str(container.get("image", ""))
+            container.setdefault("terminationMessagePath", "/dev/termination-log")
+            container.setdefault("terminationMessagePolicy", "File")
+            latest = ":" not in image.rsplit("/", 1)[-1] or image.endswith(":latest")
+            container.setdefault("imagePullPolicy", "Always" if latest else "IfNotPresent")
+            container.setdefault("resources", {})
+
+
+def start(pod: Obj) -> None:
+    """Schedule and start a new pod (fill spec and status defaults the control plane owns)."""
+    spec = pod.setdefault("spec", {})
+    spec.setdefault("restartPolicy", "Always")
+    spec.setdefault("dnsPolicy", "ClusterFirst")
+    spec.setdefault("schedulerName", "default-scheduler")
+    spec.setdefault("serviceAccountName", spec.get("serviceAccount") or "default")
+    spec.setdefault("serviceAccount", spec["serviceAccountName"])
+    spec.setdefault("terminationGracePeriodSeconds", 30)
+    spec.setdefault("securityContext", {})
+    spec.setdefault("enableServiceLinks", True)
+    spec.setdefault("preemptionPolicy", "PreemptLowerPriority")
+    spec.setdefault("priority", 0)
+    default_containers(spec)
+    if (pod.get("status") or {}).get("phase"):
+        return
+    node, host_ip, pod_ip = schedule(spec)
+    spec["nodeName"] = node
+    done = _owned_by_job(pod)
+    now = pod["metadata"].get("creationTimestamp") or now_rfc3339()
+    containers = [c for c in spec.get("containers") or [] if isinstance(c, dict)]
+    pod["status"] = {
+        "phase": "Succeeded" if done else "Running",
+        "conditions": _conditions(now, done),
+        "hostIP": host_ip,
+        "hostIPs": [{"ip": host_ip}],
+        "podIP": pod_ip,
+        "podIPs": [{"ip": pod_ip}],
+        "startTime": now,
+        "containerStatuses": [_container_status(pod, c, now, done) for c in containers],
+        "qosClass": _qos(containers),
+    }
