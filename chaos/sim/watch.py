@@ -90,7 +90,7 @@ def _gone(call: Call) -> bool:
 async def watch(call: Call) -> web.StreamResponse:
     store = call.sim.store
     labels = parse_labels(call.query.get("labelSelector"))
-    fields = parse_fields(call.query.get("fieldSelector"))
+    fields = parse_fields(call.query.get("fieldSelector"), call.kind.kind)
     deadline = time.monotonic() + _timeout(call)
     bookmarks = call.query.get("allowWatchBookmarks", "").lower() == "true"
     bookmark_every = call.sim.options.bookmark_interval_s
@@ -157,7 +157,7 @@ async def _follow(
     bookmark_every: float,
 ) -> None:
     labels = parse_labels(call.query.get("labelSelector"))
-    fields = parse_fields(call.query.get("fieldSelector"))
+    fields = parse_fields(call.query.get("fieldSelector"), call.kind.kind)
     next_bookmark = time.monotonic() + bookmark_every
     while (now := time.monotonic()) < deadline and not _gone(call):
         wait = min(deadline - now, POLL_S, (next_bookmark - now) if bookmark_every else POLL_S)

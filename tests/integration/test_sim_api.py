@@ -78,7 +78,7 @@ async def api(aiohttp_client: Client, tmp_path: Path) -> Api:
         ("GET", "/api/v1/foos", None, 404, "NotFound"),
         ("GET", "/apis/nope.io/v1/things", None, 404, "NotFound"),
         ("GET", "/api/v1/pods?labelSelector=app%20in%20(web", None, 400, "BadRequest"),
-        ("GET", "/api/v1/pods?fieldSelector=spec.nodeName%3Dn1", None, 400, "BadRequest"),
+        ("GET", "/api/v1/pods?fieldSelector=spec.bogus%3Dn1", None, 400, "BadRequest"),
         ("PUT", PODS, b"{}", 405, "MethodNotAllowed"),
         ("POST", f"{PODS}/p1", b"{}", 405, "MethodNotAllowed"),
         ("GET", "/apis/authentication.k8s.io/v1/tokenreviews", None, 405, "MethodNotAllowed"),
