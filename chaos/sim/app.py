@@ -100,6 +100,19 @@ _SUB: dict[tuple[str, str], Callable[[Call], Awaitable[web.StreamResponse]]] = {
     ("exec", "get"): subresources.exec_,
     ("exec", "create"): subresources.exec_,
     ("token", "create"): subresources.token,
+    ("attach", "get"): subresources.attach,
+    ("attach", "create"): subresources.attach,
+    ("portforward", "get"): subresources.portforward_,
+    ("portforward", "create"): subresources.portforward_,
+    ("eviction", "create"): subresources.eviction,
+    ("binding", "create"): subresources.binding,
+    ("ephemeralcontainers", "get"): reads.get,
+    ("ephemeralcontainers", "update"): writes.update,
+    ("ephemeralcontainers", "patch"): writes.patch,
+    ("finalize", "update"): writes.update,
+    ("approval", "get"): reads.get,
+    ("approval", "update"): writes.update,
+    ("approval", "patch"): writes.patch,
 }
 
 

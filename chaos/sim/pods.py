@@ -8,6 +8,7 @@ pod and never keep state beyond the round-robin counter: validation is elsewhere
 
 from __future__ import annotations
 
+import copy
 import itertools
 from typing import Any
 
@@ -144,3 +145,16 @@ def start(pod: Obj) -> None:
         "containerStatuses": [_container_status(pod, c, now, done) for c in containers],
         "qosClass": _qos(containers),
     }
+
+
+def with_ephemeral(pod: Obj, containers: list[Obj], meta: Obj) -> Obj:
+    """The pod with these ephemeral containers, each running at once (what `kubectl debug` waits for)."""
+    new = copy.deepcopy(pod)
+    new["metadata"] = meta
+    new.setdefault("spec", {})["ephemeralContainers"] = containers
+    default_containers({"containers": containers})
+    now = now_rfc3339()
+    known = {s.get("name"): s for s in (new.get("status") or {}).get("ephemeralContainerStatuses") or []}
+    statuses = [known.get(c.get("name")) or _container_status(new, c, now, False) for c in containers]
+    new.setdefault("status", {})["ephemeralContainerStatuses"] = statuses
+    return new

@@ -40,6 +40,8 @@ class Simulation:
     """chaos.sim.oidc.Issuer when that module exists: signs and verifies service-account JWTs."""
     controllers: Controllers | None = None
     """The workload controllers, listening to the store's writes."""
+    files: dict[str, Any] = field(default_factory=dict)
+    """Each container's in-memory file system (chaos.sim.filesystem), by pod uid and container."""
 
     @classmethod
     def from_options(cls, options: SimOptions) -> Simulation:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from chaos.sim import cluster, schema
+from chaos.sim import cluster, pods, schema
 from chaos.sim.bootstrap import load_objects
 from chaos.sim.calls import Call, check_fields, check_identity, read_object, respond
 from chaos.sim.defaults import apply_defaults
@@ -119,7 +119,9 @@ def store_update(call: Call, current: Obj, new: Obj, *, operation: str = "Update
     wanted = meta.get("resourceVersion")
     if wanted and wanted != current["metadata"]["resourceVersion"]:
         raise conflict(call.kind.resource, call.kind.group, call.target.name)
-    if call.kind.has_status:
+    if call.target.subresource == "ephemeralcontainers":
+        new = pods.with_ephemeral(current, (new.get("spec") or {}).get("ephemeralContainers") or [], meta)
+    elif call.kind.has_status:
         if call.target.subresource == "status":
             new = {**copy.deepcopy(current), "status": new.get("status"), "metadata": meta}
         else:
@@ -128,7 +130,7 @@ def store_update(call: Call, current: Obj, new: Obj, *, operation: str = "Update
     meta.setdefault("managedFields", current["metadata"].get("managedFields", []))
     _manage(call, new, operation)
     apply_defaults(new)
-    if call.target.subresource != "status":
+    if call.target.subresource not in ("status", "ephemeralcontainers"):
         validate(call, new)
     if call.dry_run:
         return {
