@@ -23,7 +23,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from chaos.sim import shell
+from chaos.sim import shell, spdy
 from chaos.sim.filesystem import Filesystem
 
 PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
@@ -184,16 +184,41 @@ async def serve_exec(
         return container
     if not commands:
         return _status(400, "BadRequest", "you must specify at least 1 command")
-    ws = await _upgrade(request)
-    if isinstance(ws, web.Response):
-        return ws
-    channels = Channels(ws, closable=ws.ws_protocol == PROTOCOLS[0])
-
     async def run(streams: shell.Streams) -> int:
         return await shell.run(commands, _exec_container(pod, container, sim), streams)
 
-    await channels.serve(request, run, lambda code: exit_status(commands, code))
+    return await _session(request, pod, run, lambda code: exit_status(commands, code))
+
+
+async def _session(request: web.Request, pod: dict[str, Any], run: Any, status: Any) -> web.StreamResponse:
+    """Serve `run` over the WebSocket protocols, or over SPDY for the kubectl versions that upgrade so."""
+    if request.headers.get("Upgrade", "").lower().startswith("spdy/"):
+        return await spdy.serve(request, pod, run=spdy.exec_runner(request, _over_spdy(request, run), status))
+    ws = await _upgrade(request)
+    if isinstance(ws, web.Response):
+        return ws
+    await Channels(ws, closable=ws.ws_protocol == PROTOCOLS[0]).serve(request, run, status)
     return ws
+
+
+def _over_spdy(request: web.Request, run: Any) -> Any:
+    async def work(session: spdy.Session, stdin: asyncio.Queue[bytes | None] | None) -> int:
+        def writer(name: str) -> shell.Write:
+            stream = session.stream_of(name)
+
+            async def write(data: bytes) -> None:
+                if stream is not None and data and _wanted(request, name, name == "stdout"):
+                    await session.write(stream, data)
+
+            return write
+
+        async def read() -> AsyncIterator[bytes]:
+            while stdin is not None and (chunk := await stdin.get()) is not None:
+                yield chunk
+
+        return int(await run(shell.Streams(writer("stdout"), writer("stderr"), read() if stdin else None)))
+
+    return work
 
 
 async def serve_attach(request: web.Request, pod: dict[str, Any], sim: Any) -> web.StreamResponse:
@@ -201,10 +226,6 @@ async def serve_attach(request: web.Request, pod: dict[str, Any], sim: Any) -> w
     container = _container_or_error(request, pod)
     if isinstance(container, web.Response):
         return container
-    ws = await _upgrade(request)
-    if isinstance(ws, web.Response):
-        return ws
-    channels = Channels(ws, closable=ws.ws_protocol == PROTOCOLS[0])
     name, cname, started = _pod_name(pod), str(container.get("name", "main")), _started_at(pod)
 
     async def run(streams: shell.Streams) -> int:
@@ -224,8 +245,7 @@ async def serve_attach(request: web.Request, pod: dict[str, Any], sim: Any) -> w
             printer.cancel()
         return 0
 
-    await channels.serve(request, run, lambda code: exit_status([], code))
-    return ws
+    return await _session(request, pod, run, lambda code: exit_status([], code))
 
 
 class Channels:
