@@ -85,11 +85,15 @@ def _aggregated(sim: Simulation, request: web.Request, parts: list[str]) -> web.
     return web.Response(text=json.dumps(doc), headers={"Content-Type": discovery.AGGREGATED})
 
 
+OPENAPI_V2_PROTOBUF = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"  # asked for with "@v1.0"
+
+
 def _openapi_v2(request: web.Request, kinds: tuple[Any, ...]) -> web.Response:
     accept = request.headers.get("Accept", "*/*")
-    if "json" not in accept and "*/*" not in accept:
-        # kubectl asks for protobuf; refusing makes it use its compiled-in types instead.
-        raise StatusError(406, "only application/json is served", reason="NotAcceptable")
+    if "protobuf" in accept.split(",")[0] or ("json" not in accept and "*/*" not in accept):
+        # kubectl 1.27/1.28 `apply --server-side` reads the v2 document as gnostic protobuf; it needs
+        # the document, not its schemas (it validates on the server), so the skeleton is served.
+        return web.Response(body=openapi.v2_protobuf_skeleton(), content_type=OPENAPI_V2_PROTOBUF)
     return web.Response(text=_cached("v2", kinds), content_type="application/json")
 
 

@@ -13,6 +13,7 @@ import json
 from functools import lru_cache
 from typing import Any
 
+from chaos.sim import protobuf as pb
 from chaos.sim import schema
 from chaos.sim.discovery import group_versions
 from chaos.sim.kinds import Kind
@@ -202,3 +203,9 @@ def _digest(kinds: tuple[Kind, ...]) -> str:
 def v2(kinds: list[Kind]) -> Doc:
     return {"swagger": "2.0", "info": _INFO, "paths": _paths(kinds, False),
             "definitions": definitions(kinds, "#/definitions/", False)}  # fmt: skip
+
+
+def v2_protobuf_skeleton() -> bytes:
+    """The v2 document as gnostic's OpenAPIv2 protobuf: swagger (1), info (2), empty paths (8)."""
+    info = pb.length_field(1, _INFO["title"].encode()) + pb.length_field(2, _INFO["version"].encode())
+    return pb.length_field(1, b"2.0") + pb.length_field(2, info) + pb.length_field(8, b"")
