@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from chaos.sim import cluster, pods, schema
+from chaos.sim import cluster, managed, pods, schema
 from chaos.sim.bootstrap import load_objects
 from chaos.sim.calls import Call, check_fields, check_identity, read_object, respond
 from chaos.sim.defaults import apply_defaults
@@ -31,24 +31,18 @@ _WITH_GENERATION = frozenset({
 })  # fmt: skip
 
 
-def _manage(call: Call, obj: Obj, operation: str, default_manager: str = "") -> None:
-    manager = call.field_manager(default_manager)
-    entries = [
-        e
-        for e in obj["metadata"].get("managedFields") or []
-        if (e.get("manager"), e.get("operation")) != (manager, operation)
-    ]
-    entries.append(
-        {
-            "manager": manager,
-            "operation": operation,
-            "apiVersion": call.kind.api_version,
-            "time": now_rfc3339(),
-            "fieldsType": "FieldsV1",
-            "fieldsV1": {},
-        }
-    )
-    obj["metadata"]["managedFields"] = entries
+def _manage(call: Call, old: Obj | None, obj: Obj, operation: str, applied: Obj | None = None) -> None:
+    """Record the write in managedFields: the fields it set now belong to its manager."""
+    entry = {
+        "manager": call.field_manager(),
+        "operation": operation,
+        "apiVersion": call.kind.api_version,
+        "time": now_rfc3339(),
+        "fieldsType": "FieldsV1",
+    }
+    if call.target.subresource:
+        entry["subresource"] = call.target.subresource
+    managed.record(old, obj, entry, schema.message(call.kind), applied=applied)
 
 
 def _generation(kind: Kind, obj: Obj, value: int) -> None:
@@ -95,8 +89,8 @@ def create_object(call: Call, body: Obj, *, operation: str = "Update") -> tuple[
     store = call.sim.store
     obj = store.prepare_create(call.kind, call.namespace, body)
     _generation(call.kind, obj, 1)
-    _manage(call, obj, operation)
     apply_defaults(obj)
+    _manage(call, None, obj, operation, applied=body if operation == "Apply" else None)
     validate(call, obj)
     if call.dry_run:
         return obj, warnings
@@ -112,7 +106,9 @@ async def create(call: Call) -> Any:
     return respond(obj, 201, headers=warnings)
 
 
-def store_update(call: Call, current: Obj, new: Obj, *, operation: str = "Update") -> Obj:
+def store_update(
+    call: Call, current: Obj, new: Obj, *, operation: str = "Update", applied: Obj | None = None
+) -> Obj:
     """Write `new` over `current` keeping what the server owns; the stored (or dry-run) result."""
     new = copy.deepcopy(new)
     meta = new.setdefault("metadata", {})
@@ -127,9 +123,9 @@ def store_update(call: Call, current: Obj, new: Obj, *, operation: str = "Update
         else:
             new["status"] = copy.deepcopy(current.get("status"))
     _generation(call.kind, new, current["metadata"].get("generation", 1) + _spec_changed(current, new))
-    meta.setdefault("managedFields", current["metadata"].get("managedFields", []))
-    _manage(call, new, operation)
+    meta["managedFields"] = current["metadata"].get("managedFields", [])
     apply_defaults(new)
+    _manage(call, current, new, operation, applied)
     if call.target.subresource not in ("status", "ephemeralcontainers"):
         validate(call, new)
     if call.dry_run:
@@ -188,6 +184,10 @@ async def patch(call: Call) -> Any:
             to_scale(store_update(call, current, from_scale(current, patched), operation=operation))
         )
     message = schema.message(call.kind)
+    if patch_type == "apply" and call.query.get("force", "").lower() not in ("true", "1"):
+        found = managed.conflicts(current, body, message, call.field_manager())
+        if found:
+            raise managed.conflict_error(found)
     patched = (
         strategic_merge(current, body, message)
         if patch_type == "apply"
@@ -196,7 +196,9 @@ async def patch(call: Call) -> Any:
     if not isinstance(patched, dict):
         raise bad_request("the patch did not produce an object")
     warnings = check_fields(call, patched)
-    return respond(store_update(call, current, patched, operation=operation), headers=warnings)
+    applied = body if patch_type == "apply" else None
+    stored = store_update(call, current, patched, operation=operation, applied=applied)
+    return respond(stored, headers=warnings)
 
 
 def _check_preconditions(call: Call, current: Obj, options: Any) -> None:
