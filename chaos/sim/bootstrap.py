@@ -38,6 +38,9 @@ DISCOVERY_URLS = [
 ]
 
 
+_WRITE_VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
+
+
 class BootstrapError(ValueError):
     """The bootstrap file is unreadable or holds something the simulator cannot store."""
 
@@ -77,6 +80,20 @@ def default_objects() -> list[dict[str, Any]]:
         _cluster_role("system:discovery", [{"nonResourceURLs": DISCOVERY_URLS, "verbs": ["get"]}]),
         _cluster_binding("system:discovery", "system:discovery", "system:authenticated"),
         _cluster_role("system:basic-user", self_reviews),
+        _cluster_role(
+            "system:auth-delegator",
+            [
+                {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]},
+                {
+                    "apiGroups": ["authorization.k8s.io"],
+                    "resources": ["subjectaccessreviews"],
+                    "verbs": ["create"],
+                },
+            ],
+        ),
+        _cluster_role("admin", [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]),
+        _cluster_role("edit", [{"apiGroups": ["*"], "resources": ["*"], "verbs": _WRITE_VERBS}]),
+        _cluster_role("view", [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["get", "list", "watch"]}]),
         _cluster_binding("system:basic-user", "system:basic-user", "system:authenticated"),
         _cluster_role(
             "system:public-info-viewer",

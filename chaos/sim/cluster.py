@@ -58,7 +58,6 @@ def _node(name: str, ip: str, cidr: str, role: str) -> Obj:
     }
     if role:
         labels[f"node-role.kubernetes.io/{role}"] = ""
-        spec["taints"] = [{"key": f"node-role.kubernetes.io/{role}", "effect": "NoSchedule"}]
     now = now_rfc3339()
     conditions = [
         {

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gzip as gzip_module
 import io
+import os
 import posixpath
 import tarfile
 import time
@@ -128,7 +129,38 @@ async def printenv(args: list[str], context: Context) -> int:
 
 
 async def date(args: list[str], context: Context) -> int:
+    operands = [a for a in args if not a.startswith(("-", "+"))]
+    if operands:
+        await context.streams.stderr(f"date: invalid date '{operands[0]}'\n".encode())
+        return 1
     return await _out(context, datetime.now(UTC).strftime("%a %b %d %H:%M:%S UTC %Y\n"))
+
+
+async def dd(args: list[str], context: Context) -> int:
+    """`dd if=/dev/zero|/dev/random|FILE of=FILE bs=N[KM] count=N` (the kr8s tests make files so)."""
+    options = dict(a.split("=", 1) for a in args if "=" in a)
+    size = _bytes(options.get("bs", "512")) * int(options.get("count", "1"))
+    source = options.get("if", "-")
+    fs = context.container.fs
+    if source in ("/dev/random", "/dev/urandom"):
+        data = os.urandom(size)
+    elif source == "/dev/zero":
+        data = bytes(size)
+    else:
+        data = (await _read_all(context) if source == "-" else fs.read(fs.resolve(source)))[:size]
+    target = options.get("of", "-")
+    if target == "-":
+        await context.streams.stdout(data)
+    else:
+        fs.mkdir(posixpath.dirname(fs.resolve(target)), parents=True)
+        fs.write(fs.resolve(target), data)
+    await context.streams.stderr(f"{len(data)} bytes copied\n".encode())
+    return 0
+
+
+def _bytes(text: str) -> int:
+    units = {"K": 1024, "M": 1024 * 1024, "G": 1024**3}
+    return int(text[:-1]) * units[text[-1].upper()] if text[-1:].upper() in units else int(text)
 
 
 async def seq(args: list[str], context: Context) -> int:
@@ -322,5 +354,5 @@ COMMANDS: dict[str, Command] = {
     "echo": echo, "cat": cat, "env": env, "printenv": printenv, "hostname": hostname, "pwd": pwd,
     "true": true, "false": false, "exit": exit_, "date": date, "seq": seq, "sleep": sleep, "uptime": uptime,
     "ls": ls, "gzip": gzip, "tail": tail, "head": head, "test": test, "[": test, "mkdir": mkdir, "rm": rm,
-    "touch": touch, "whoami": whoami, "uname": uname, "tar": tar,
+    "touch": touch, "whoami": whoami, "uname": uname, "tar": tar, "dd": dd,
 }  # fmt: skip

@@ -4,9 +4,11 @@ heartbeats, driven by the store's writes.
 Every write of a workload, or of an object a workload owns, queues that workload; the queue drains
 on the event loop right after the request that caused it (or at once when there is no loop, as at
 start-up), so a Deployment has its ReplicaSet, Pods and status a moment after it is created.
-Deleting an owner deletes what it owns (background propagation). A write of anything else costs
-one dictionary look-up: the chaos floods create pods nobody owns, and must not pay for this. It
-must never call a reconcile step from inside a store write (they queue instead).
+Deleting an owner deletes what it owns (background propagation). A new pod's kubelet starts it
+after `START_S`; a pod deleted with a grace period is Terminating for `TERMINATE_S` at most. A
+write of anything else costs a few look-ups: the chaos floods' pods are seeded Running and owned
+by nobody, and must not pay for this. It must never call a reconcile step from inside a store
+write (they queue instead).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from chaos.sim import sets, workloads
+from chaos.sim import pods, sets, workloads
 from chaos.sim.kinds import TABLE, Kind
 from chaos.sim.store import Store, now_rfc3339
 
@@ -43,6 +45,11 @@ _DEPENDENTS = [
     )
     if k is not None
 ]
+POD = TABLE.lookup("", "v1", "pods")
+START_S = 0.5
+"""How long a new pod's kubelet takes to start its containers (Pending → Running)."""
+TERMINATE_S = 1.0
+"""The longest a deleted pod stays Terminating (its grace period, shortened for a test bed)."""
 MAX_STEPS = 10_000
 """A drain that needs more steps than this is a controller fighting itself: it stops there."""
 LEASE_RENEW_S = 10.0
@@ -53,11 +60,15 @@ class Controllers:
         self.store = store
         self.pending: dict[tuple[tuple[str, str], str, str], None] = {}
         self.gone: list[tuple[str, str]] = []
+        self.deferred: list[Callable[[], None]] = []
         self._scheduled = False
         store.listeners.append(self.changed)
 
     def changed(self, kind: Kind, type_: str, obj: Obj) -> None:
         meta = obj["metadata"]
+        if type_ == "ADDED" and kind is POD and pods.pending(obj):
+            key = (meta.get("namespace", ""), meta["name"], meta["uid"])
+            self.later(START_S, lambda: self._start_pod(*key))
         if kind.key in STEPS:
             if type_ == "DELETED":
                 self.gone.append((meta.get("namespace", ""), meta["uid"]))
@@ -69,6 +80,33 @@ class Controllers:
                 self.pending[(owner.key, meta.get("namespace", ""), ref.get("name", ""))] = None
         if self.pending or self.gone:
             self._schedule()
+
+    def later(self, delay: float, action: Callable[[], None]) -> None:
+        """Run `action` after `delay` on the event loop, or as the next drain step without one."""
+        try:
+            asyncio.get_running_loop().call_later(delay, action)
+        except RuntimeError:
+            self.deferred.append(action)
+
+    def _start_pod(self, namespace: str, name: str, uid: str) -> None:
+        assert POD is not None
+        pod = self.store.find(POD, namespace, name)
+        if pod is not None and pod["metadata"]["uid"] == uid and pods.pending(pod):
+            self.store.update(POD, namespace, name, pods.running(pod))
+
+    def terminate(self, kind: Kind, pod: Obj, grace: int) -> Obj:
+        """Delete a pod gracefully: Terminating now, gone once its (shortened) grace period ends."""
+        meta = pod["metadata"]
+        namespace, name, uid = meta.get("namespace", ""), meta["name"], meta["uid"]
+        marked = self.store.update(kind, namespace, name, pods.terminating(pod, grace))
+
+        def finish() -> None:
+            current = self.store.find(kind, namespace, name)
+            if current is not None and current["metadata"]["uid"] == uid:
+                self.store.delete(kind, namespace, name)
+
+        self.later(min(float(grace), TERMINATE_S), finish)
+        return marked
 
     def _schedule(self) -> None:
         if self._scheduled:
@@ -83,7 +121,9 @@ class Controllers:
     def drain(self) -> None:
         self._scheduled = False
         for _ in range(MAX_STEPS):
-            if self.gone:
+            if self.deferred:
+                self.deferred.pop(0)()
+            elif self.gone:
                 self._collect(*self.gone.pop(0))
             elif self.pending:
                 key = next(iter(self.pending))

@@ -1,9 +1,10 @@
-"""What the scheduler and the kubelet make of a new pod, collapsed to the moment it is stored.
+"""What the scheduler and the kubelet make of a pod: its defaults, its node, its start, its end.
 
-A pod lands on a worker node (round robin, or the node it names), gets an IP from that node's pod
-range, and is Running and Ready at once with the five conditions, container statuses and QoS class
-a kubelet reports; a pod a Job owns has already Succeeded (exit code 0). It must never reject a
-pod and never keep state beyond the round-robin counter: validation is elsewhere.
+A new pod lands on a worker node (round robin, or the node it names) and is Pending
+(ContainerCreating); `running` is the pod once its kubelet started it (an IP from the node's pod
+range, the five conditions, container statuses), or for a pod a Job owns, once it Succeeded (exit
+code 0); `terminating` is a pod deleted with a grace period. `chaos.sim.controllers` decides when.
+It must never reject a pod and never keep state beyond the round-robin counters.
 """
 
 from __future__ import annotations
@@ -25,6 +26,15 @@ WORKERS = tuple(n for n in NODES if n[3] != "control-plane")
 _NEXT_NODE = itertools.count()
 _NEXT_IP = itertools.count(2)
 _CONDITIONS = ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled")
+_DEFAULT_TOLERATIONS = tuple(
+    {
+        "key": f"node.kubernetes.io/{key}",
+        "operator": "Exists",
+        "effect": "NoExecute",
+        "tolerationSeconds": 300,
+    }
+    for key in ("not-ready", "unreachable")
+)  # the DefaultTolerationSeconds admission plugin's
 
 
 def _node(name: str) -> tuple[str, str, str, str]:
@@ -126,25 +136,72 @@ def start(pod: Obj) -> None:
     spec.setdefault("enableServiceLinks", True)
     spec.setdefault("preemptionPolicy", "PreemptLowerPriority")
     spec.setdefault("priority", 0)
+    spec.setdefault("tolerations", [dict(t) for t in _DEFAULT_TOLERATIONS])
     default_containers(spec)
     if (pod.get("status") or {}).get("phase"):
         return
-    node, host_ip, pod_ip = schedule(spec)
-    spec["nodeName"] = node
-    done = _owned_by_job(pod)
+    spec.setdefault("nodeName", schedule(spec)[0])
     now = pod["metadata"].get("creationTimestamp") or now_rfc3339()
     containers = [c for c in spec.get("containers") or [] if isinstance(c, dict)]
+    waiting = {"waiting": {"reason": "ContainerCreating"}}
     pod["status"] = {
+        "phase": "Pending",
+        "conditions": [
+            {
+                "type": kind,
+                "status": "True" if kind == "PodScheduled" else "False",
+                "lastProbeTime": None,
+                "lastTransitionTime": now,
+                **({} if kind == "PodScheduled" else {"reason": "ContainersNotReady"}),
+            }
+            for kind in _CONDITIONS
+        ],
+        "hostIP": _node(spec["nodeName"])[1],
+        "startTime": now,
+        "containerStatuses": [
+            {**_container_status(pod, c, now, False), "state": waiting, "ready": False, "started": False}
+            for c in containers
+        ],
+        "qosClass": _qos(containers),
+    }
+
+
+def pending(pod: Obj) -> bool:
+    return (pod.get("status") or {}).get("phase") == "Pending" and not pod["metadata"].get(
+        "deletionTimestamp"
+    )
+
+
+def running(pod: Obj) -> Obj:
+    """The pod as its kubelet reports it once the containers started (or, for a Job's pod, ended)."""
+    new = copy.deepcopy(pod)
+    spec = new["spec"]
+    _, host_ip, pod_ip = schedule(spec)
+    done = _owned_by_job(new)
+    now = now_rfc3339()
+    containers = [c for c in spec.get("containers") or [] if isinstance(c, dict)]
+    new["status"] = {
+        **new.get("status", {}),
         "phase": "Succeeded" if done else "Running",
         "conditions": _conditions(now, done),
         "hostIP": host_ip,
         "hostIPs": [{"ip": host_ip}],
         "podIP": pod_ip,
         "podIPs": [{"ip": pod_ip}],
-        "startTime": now,
-        "containerStatuses": [_container_status(pod, c, now, done) for c in containers],
-        "qosClass": _qos(containers),
+        "containerStatuses": [_container_status(new, c, now, done) for c in containers],
     }
+    return new
+
+
+def terminating(pod: Obj, grace: int) -> Obj:
+    """The pod once deleted with a grace period: marked for deletion, its containers stopping."""
+    new = copy.deepcopy(pod)
+    new["metadata"]["deletionTimestamp"] = now_rfc3339()
+    new["metadata"]["deletionGracePeriodSeconds"] = grace
+    for condition in (new.get("status") or {}).get("conditions") or []:
+        if condition.get("type") in ("Ready", "ContainersReady") and condition.get("status") == "True":
+            condition.update(status="False", reason="PodCompleted", lastTransitionTime=now_rfc3339())
+    return new
 
 
 def with_ephemeral(pod: Obj, containers: list[Obj], meta: Obj) -> Obj:

@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import posixpath
 from collections.abc import Callable
 from typing import Any
 
 from aiohttp import WSMsgType, web
+
+from chaos.sim.filesystem import Filesystem
 
 PROTOCOLS = ("v4.channel.k8s.io", "v5.channel.k8s.io", "SPDY/3.1+portforward.k8s.io")
 WELCOME = (
@@ -26,11 +29,19 @@ WELCOME = (
 )
 
 
+HTML_ROOT = "/usr/share/nginx/html"
+NOT_FOUND = (
+    b"<html>\r\n<head><title>404 Not Found</title></head>\r\n<body>\r\n"
+    b"<center><h1>404 Not Found</h1></center>\r\n</body>\r\n</html>\r\n"
+)
+
+
 class Conversation:
     """One TCP connection to a port in the pod: bytes in, bytes out."""
 
-    def __init__(self, http: bool) -> None:
+    def __init__(self, http: bool, files: Filesystem | None = None) -> None:
         self.http = http
+        self.files = files
         self.buffer = b""
 
     def receive(self, data: bytes) -> bytes:
@@ -39,14 +50,25 @@ class Conversation:
         self.buffer += data
         answer = b""
         while b"\r\n\r\n" in self.buffer:
-            _, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
-            answer += (
-                b"HTTP/1.1 200 OK\r\nServer: nginx/1.27.3\r\nContent-Type: text/html\r\n"
-                + f"Content-Length: {len(WELCOME)}\r\n".encode()
-                + b"Connection: keep-alive\r\n\r\n"
-                + WELCOME
-            )
+            head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
+            path = ([*head.split(b" "), b"/", b"/"])[1].decode(errors="replace").split("?")[0]
+            answer += self._answer(path)
         return answer
+
+    def _answer(self, path: str) -> bytes:
+        """nginx's: the welcome page at /, files under its html root, 404 elsewhere."""
+        status, body = "200 OK", WELCOME
+        if path not in ("/", "/index.html"):
+            fs, file = self.files, posixpath.normpath(HTML_ROOT + path)
+            if fs is not None and fs.is_file(file):
+                body = fs.read(file)
+            else:
+                status, body = "404 Not Found", NOT_FOUND
+        head = (
+            f"HTTP/1.1 {status}\r\nServer: nginx/1.27.3\r\nContent-Type: text/html\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: keep-alive\r\n\r\n"
+        )
+        return head.encode() + body
 
 
 def listening(pod: dict[str, Any]) -> dict[int, bool]:
@@ -83,21 +105,26 @@ def requested_ports(request: web.Request) -> list[int]:
 
 
 async def serve(
-    request: web.Request, pod: dict[str, Any], spdy: Callable[..., Any] | None
+    request: web.Request,
+    pod: dict[str, Any],
+    spdy: Callable[..., Any] | None,
+    files: Filesystem | None = None,
 ) -> web.StreamResponse:
     ws = web.WebSocketResponse(protocols=PROTOCOLS)
     if not ws.can_prepare(request).ok:
         if spdy is not None and request.headers.get("Upgrade", "").lower().startswith("spdy/"):
-            return await spdy(request, pod)
+            return await spdy(request, pod, files=files)
         return web.Response(status=400, text="Upgrade request required")
     await ws.prepare(request)
     if ws.ws_protocol == PROTOCOLS[2] and spdy is not None:
-        return await spdy(request, pod, ws=ws)
-    await _channels(ws, pod, requested_ports(request))
+        return await spdy(request, pod, ws=ws, files=files)
+    await _channels(ws, pod, requested_ports(request), files)
     return ws
 
 
-async def _channels(ws: web.WebSocketResponse, pod: dict[str, Any], ports: list[int]) -> None:
+async def _channels(
+    ws: web.WebSocketResponse, pod: dict[str, Any], ports: list[int], files: Filesystem | None
+) -> None:
     listeners = listening(pod)
     conversations: dict[int, Conversation] = {}
     with contextlib.suppress(ConnectionError):
@@ -105,7 +132,7 @@ async def _channels(ws: web.WebSocketResponse, pod: dict[str, Any], ports: list[
             for channel in (2 * i, 2 * i + 1):
                 await ws.send_bytes(bytes([channel]) + port.to_bytes(2, "little"))
             if port in listeners:
-                conversations[i] = Conversation(listeners[port])
+                conversations[i] = Conversation(listeners[port], files)
             else:
                 await ws.send_bytes(bytes([2 * i + 1]) + refused(pod, port).encode())
         async for msg in ws:

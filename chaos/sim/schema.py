@@ -27,6 +27,8 @@ _OPAQUE = frozenset(
     }
 )  # fmt: skip
 _SKIP_REQUIRED = frozenset({"metadata", "status"})
+_OPTIONAL_SINCE = frozenset({("apps.v1.StatefulSetSpec", "serviceName")})
+"""Fields the OpenAPI still marks required that the 1.32 api-server accepts without (KEP-4770)."""
 
 
 def message(kind: Kind) -> str | None:
@@ -112,7 +114,7 @@ def _required(field: Field, value: Any, path: str, missing: list[str], *, top: b
             continue
         where = path if index is None else f"{path}[{index}]"
         for key, sub in json_fields(type_name).items():
-            if key not in _SKIP_REQUIRED:
+            if key not in _SKIP_REQUIRED and (type_name, key) not in _OPTIONAL_SINCE:
                 _required(sub, item.get(key), f"{where}.{key}", missing)
 
 

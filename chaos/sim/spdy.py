@@ -150,13 +150,18 @@ class _Feeder:
 
 
 async def serve(
-    request: web.Request, pod: dict[str, Any], *, ws: web.WebSocketResponse | None = None, run: Any = None
+    request: web.Request,
+    pod: dict[str, Any],
+    *,
+    ws: web.WebSocketResponse | None = None,
+    run: Any = None,
+    files: Any = None,
 ) -> web.StreamResponse:
     """Upgrade (or use the tunnel `ws`) and serve port-forward, or exec/attach when `run` is given."""
     offered = [p.strip() for p in request.headers.getall("X-Stream-Protocol-Version", [])]
     chosen = next((p for p in (*EXEC_PROTOCOLS, PORT_FORWARD) if p in offered), PORT_FORWARD)
     if ws is not None:
-        return await _tunnel(ws, pod)
+        return await _tunnel(ws, pod, files)
     transport = request.transport
     if transport is None:
         raise ConnectionResetError("client went away")
@@ -174,7 +179,7 @@ async def serve(
     request.protocol.set_parser(feeder)  # type: ignore[arg-type]
     with contextlib.suppress(ConnectionError):
         if run is None:
-            await _port_forward(session, pod)
+            await _port_forward(session, pod, files)
         else:
             await run(session)
     await asyncio.sleep(0.05)  # let the last frames leave before the connection goes
@@ -182,7 +187,7 @@ async def serve(
     return response
 
 
-async def _tunnel(ws: web.WebSocketResponse, pod: dict[str, Any]) -> web.WebSocketResponse:
+async def _tunnel(ws: web.WebSocketResponse, pod: dict[str, Any], files: Any) -> web.WebSocketResponse:
     session = Session(ws.send_bytes)
 
     async def pump() -> None:
@@ -193,7 +198,7 @@ async def _tunnel(ws: web.WebSocketResponse, pod: dict[str, Any]) -> web.WebSock
 
     reader = asyncio.get_running_loop().create_task(pump())
     with contextlib.suppress(ConnectionError):
-        await _port_forward(session, pod)
+        await _port_forward(session, pod, files)
     reader.cancel()
     with contextlib.suppress(asyncio.CancelledError, ConnectionError):
         await reader
@@ -201,7 +206,7 @@ async def _tunnel(ws: web.WebSocketResponse, pod: dict[str, Any]) -> web.WebSock
     return ws
 
 
-async def _port_forward(session: Session, pod: dict[str, Any]) -> None:
+async def _port_forward(session: Session, pod: dict[str, Any], files: Any = None) -> None:
     listeners = portforward.listening(pod)
     conversations: dict[int, portforward.Conversation] = {}
 
@@ -222,7 +227,7 @@ async def _port_forward(session: Session, pod: dict[str, Any]) -> None:
             return
         port = int(headers.get("port", "0") or 0)
         if port in listeners:
-            conversations[stream] = portforward.Conversation(listeners[port])
+            conversations[stream] = portforward.Conversation(listeners[port], files)
             return
         error = session.stream_of("error", requestid=headers.get("requestid", ""))
         if error is not None:

@@ -60,7 +60,10 @@ async def attach(call: Call) -> web.StreamResponse:
 
 async def portforward_(call: Call) -> web.StreamResponse:
     pod = call.sim.store.get(call.kind, call.namespace, call.target.name)
-    return await portforward.serve(call.request, pod, spdy_module())
+    containers = (pod.get("spec") or {}).get("containers") or [{}]
+    web_server = next((c for c in containers if "nginx" in str(c.get("image", ""))), containers[0])
+    files = streams_module().container_files(call.sim, pod, str(web_server.get("name", "")))
+    return await portforward.serve(call.request, pod, spdy_module(), files)
 
 
 async def eviction(call: Call) -> web.Response:

@@ -210,10 +210,16 @@ def _check_preconditions(call: Call, current: Obj, options: Any) -> None:
         raise conflict(call.kind.resource, call.kind.group, call.target.name)
 
 
-def delete_object(call: Call, kind: Kind, namespace: str, name: str) -> Obj:
+def delete_object(call: Call, kind: Kind, namespace: str, name: str, options: Any = None) -> Obj:
     store = call.sim.store
     if call.dry_run:
         return store.get(kind, namespace, name)
+    grace = _grace(store.get(kind, namespace, name), options)
+    if kind.kind == "Pod" and grace and call.sim.controllers is not None:
+        pod = store.get(kind, namespace, name)
+        if pod["metadata"].get("deletionTimestamp"):
+            return pod
+        return call.sim.controllers.terminate(kind, pod, grace)
     obj = store.delete(kind, namespace, name)
     if kind.kind == "Namespace":
         for other in TABLE.stored_keys():
@@ -227,4 +233,17 @@ async def delete(call: Call) -> Any:
     current = call.sim.store.get(call.kind, call.namespace, call.target.name)
     options = await read_object(call.request) if call.request.can_read_body else None
     _check_preconditions(call, current, options)
-    return respond(delete_object(call, call.kind, call.namespace, call.target.name))
+    grace_query = call.query.get("gracePeriodSeconds")
+    if grace_query is not None and grace_query.lstrip("-").isdigit():
+        options = {**(options if isinstance(options, dict) else {}), "gracePeriodSeconds": int(grace_query)}
+    return respond(delete_object(call, call.kind, call.namespace, call.target.name, options))
+
+
+def _grace(obj: Obj, options: Any) -> int:
+    """A pod's grace period: the DeleteOptions', else its spec's (other kinds: none)."""
+    if obj.get("kind") != "Pod" or (obj.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+        return 0
+    asked = options.get("gracePeriodSeconds") if isinstance(options, dict) else None
+    if asked is not None:
+        return max(0, int(asked))
+    return int((obj.get("spec") or {}).get("terminationGracePeriodSeconds", 30) or 0)

@@ -116,6 +116,7 @@ def test_patch_label_scale_and_dry_run_edit(sim: SimServer) -> None:
     assert "web" in ok(sim.kubectl("get", "deployments", "-l", "tier=front"))
     assert "scaled" in ok(sim.kubectl("scale", "deployment", "web", "--replicas=5"))
     assert deployment(sim)["spec"]["replicas"] == 5
+    ok(sim.kubectl("rollout", "status", "deployment/web", "--timeout=20s"))  # its controller is done writing
     edited = ok(sim.kubectl("get", "deployment", "web", "-o", "yaml")).replace("replicas: 5", "replicas: 9")
     assert "server dry run" in ok(sim.kubectl("replace", "--dry-run=server", "-f", "-", stdin=edited))
     assert deployment(sim)["spec"]["replicas"] == 5
