@@ -1,4 +1,4 @@
-"""`python -m chaos`: the test bed's subcommands (sim, run, demo).
+"""`python -m chaos`: the test bed's subcommands (sim, run, demo, conformance).
 
 Each subcommand module exposes `add_arguments(parser)` and a synchronous `run(args) -> int`, as guard's
 own subcommands do, and is dispatched by the same code (`guard.cli`). Bad input is one clear line and a
@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sim": ("chaos.sim.cli", "run the simulated kube-apiserver"),
     "run": ("chaos.runner", "run a flood scenario with and without guard and write a report"),
     "demo": ("chaos.demo", "the main job shown in the README"),
+    "conformance": ("chaos.conformance.cli", "third-party clients' suites against the simulator and guard"),
 }
 
 

@@ -208,6 +208,7 @@ def _deployment_status(store: Store, kind: Kind, dep: Obj, name: str) -> None:
     ready = sum(int((r.get("status") or {}).get("readyReplicas", 0)) for r in sets)
     updated = int((newest.get("status") or {}).get("replicas", 0))
     old = (dep.get("status") or {}).get("conditions") or []
+    wanted = int(dep["spec"].get("replicas", 1))
     status = {
         "observedGeneration": dep["metadata"].get("generation", 1),
         "replicas": total,
@@ -216,16 +217,8 @@ def _deployment_status(store: Store, kind: Kind, dep: Obj, name: str) -> None:
         "availableReplicas": ready,
         "unavailableReplicas": max(0, total - ready),
         "conditions": [
-            make_condition(
-                old, "Available", "True", "MinimumReplicasAvailable", "Deployment has minimum availability."
-            ),
-            make_condition(
-                old,
-                "Progressing",
-                "True",
-                "NewReplicaSetAvailable",
-                f'ReplicaSet "{newest["metadata"]["name"]}" has successfully progressed.',
-            ),
+            make_condition(old, "Available", *_availability(dep, ready)),
+            make_condition(old, "Progressing", "True", *_progress(newest, done=updated == ready == wanted)),
         ],
     }
     if not status["unavailableReplicas"]:
@@ -237,6 +230,23 @@ def _deployment_status(store: Store, kind: Kind, dep: Obj, name: str) -> None:
         dep,
         {**dep, "metadata": {**dep["metadata"], "annotations": annotations}, "status": status},
     )
+
+
+def _availability(dep: Obj, ready: int) -> tuple[str, str, str]:
+    """The Available condition: at least replicas - maxUnavailable pods ready."""
+    wanted = int(dep["spec"].get("replicas", 1))
+    surge = ((dep["spec"].get("strategy") or {}).get("rollingUpdate") or {}).get("maxUnavailable", "25%")
+    unavailable = wanted * int(str(surge)[:-1]) // 100 if str(surge).endswith("%") else int(surge or 0)
+    if ready >= wanted - unavailable:
+        return "True", "MinimumReplicasAvailable", "Deployment has minimum availability."
+    return "False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability."
+
+
+def _progress(newest: Obj, *, done: bool) -> tuple[str, str]:
+    name = newest["metadata"]["name"]
+    if done:
+        return "NewReplicaSetAvailable", f'ReplicaSet "{name}" has successfully progressed.'
+    return "ReplicaSetUpdated", f'ReplicaSet "{name}" is progressing.'
 
 
 DEPLOYMENT = TABLE.lookup("apps", "v1", "deployments")
