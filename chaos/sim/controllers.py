@@ -35,16 +35,6 @@ STEPS: dict[tuple[str, str], Step] = {
     ("batch", "jobs"): sets.job,
 }
 _BY_KIND_NAME = {TABLE.lookup(g, "v1", r).kind: TABLE.lookup(g, "v1", r) for g, r in STEPS}  # type: ignore[union-attr]
-_DEPENDENTS = [
-    k
-    for k in (
-        TABLE.lookup("apps", "v1", "replicasets"),
-        TABLE.lookup("", "v1", "pods"),
-        TABLE.lookup("apps", "v1", "controllerrevisions"),
-        TABLE.lookup("batch", "v1", "jobs"),
-    )
-    if k is not None
-]
 POD = TABLE.lookup("", "v1", "pods")
 START_S = 0.5
 """How long a new pod's kubelet takes to start its containers (Pending → Running)."""
@@ -61,6 +51,8 @@ class Controllers:
         self.pending: dict[tuple[tuple[str, str], str, str], None] = {}
         self.gone: list[tuple[str, str]] = []
         self.deferred: list[Callable[[], None]] = []
+        self.dependents: dict[str, dict[tuple[Kind, str, str], None]] = {}
+        """Owner uid -> the objects whose ownerReferences name it (what the garbage collector deletes)."""
         self._scheduled = False
         store.listeners.append(self.changed)
 
@@ -69,12 +61,16 @@ class Controllers:
         if type_ == "ADDED" and kind is POD and pods.pending(obj):
             key = (meta.get("namespace", ""), meta["name"], meta["uid"])
             self.later(START_S, lambda: self._start_pod(*key))
-        if kind.key in STEPS:
-            if type_ == "DELETED":
-                self.gone.append((meta.get("namespace", ""), meta["uid"]))
-            else:
-                self.pending[(kind.key, meta.get("namespace", ""), meta["name"])] = None
+        if kind.key in STEPS and type_ != "DELETED":
+            self.pending[(kind.key, meta.get("namespace", ""), meta["name"])] = None
+        if type_ == "DELETED" and meta.get("uid") in self.dependents:
+            self.gone.append((meta.get("namespace", ""), meta["uid"]))
         for ref in meta.get("ownerReferences") or ():
+            dependent = (kind, meta.get("namespace", ""), meta["name"])
+            if type_ == "DELETED":
+                self.dependents.get(ref.get("uid", ""), {}).pop(dependent, None)
+            else:
+                self.dependents.setdefault(ref.get("uid", ""), {})[dependent] = None
             owner = _BY_KIND_NAME.get(ref.get("kind", ""))
             if owner is not None:
                 self.pending[(owner.key, meta.get("namespace", ""), ref.get("name", ""))] = None
@@ -144,10 +140,9 @@ class Controllers:
 
     def _collect(self, namespace: str, uid: str) -> None:
         """Delete what the deleted owner `uid` owned (its dependents' deletions cascade in turn)."""
-        for kind in _DEPENDENTS:
-            for obj in workloads.owned(self.store, kind, namespace, uid):
-                with contextlib.suppress(Exception):
-                    self.store.delete(kind, namespace, obj["metadata"]["name"])
+        for kind, dep_namespace, name in list(self.dependents.pop(uid, {})):
+            with contextlib.suppress(Exception):
+                self.store.delete(kind, dep_namespace, name)
 
 
 async def heartbeat(store: Store, *, every: float = LEASE_RENEW_S) -> None:

@@ -71,6 +71,14 @@ class Conversation:
         return head.encode() + body
 
 
+CHUNK = 32 * 1024
+"""The kubelet copies a connection's bytes in buffers of this size; clients cap message sizes."""
+
+
+def chunks(data: bytes) -> list[bytes]:
+    return [data[i : i + CHUNK] for i in range(0, len(data), CHUNK)]
+
+
 def listening(pod: dict[str, Any]) -> dict[int, bool]:
     """Port -> whether it speaks HTTP, for every port something in the pod listens on."""
     ports: dict[int, bool] = {}
@@ -141,8 +149,7 @@ async def _channels(
             channel, payload = msg.data[0], bytes(msg.data[1:])
             conversation = conversations.get(channel // 2)
             if conversation is not None and channel % 2 == 0 and payload:
-                answer = conversation.receive(payload)
-                if answer:
-                    await ws.send_bytes(bytes([channel]) + answer)
+                for chunk in chunks(conversation.receive(payload)):
+                    await ws.send_bytes(bytes([channel]) + chunk)
     with contextlib.suppress(ConnectionError, asyncio.CancelledError):
         await ws.close()

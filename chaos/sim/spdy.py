@@ -215,9 +215,8 @@ async def _port_forward(session: Session, pod: dict[str, Any], files: Any = None
             await _open(stream)
         conversation = conversations.get(stream)
         if conversation is not None and data:
-            answer = conversation.receive(data)
-            if answer:
-                await session.write(stream, answer)
+            for chunk in portforward.chunks(conversation.receive(data)):
+                await session.write(stream, chunk)
         if fin:
             await session.write(stream, b"", fin=True)
 

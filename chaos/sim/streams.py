@@ -23,7 +23,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from chaos.sim import shell, spdy
+from chaos.sim import portforward, shell, spdy
 from chaos.sim.filesystem import Filesystem
 
 PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
@@ -207,8 +207,9 @@ def _over_spdy(request: web.Request, run: Any) -> Any:
             stream = session.stream_of(name)
 
             async def write(data: bytes) -> None:
-                if stream is not None and data and _wanted(request, name, name == "stdout"):
-                    await session.write(stream, data)
+                if stream is not None and _wanted(request, name, name == "stdout"):
+                    for chunk in portforward.chunks(data):
+                        await session.write(stream, chunk)
 
             return write
 
@@ -281,8 +282,8 @@ class Channels:
 
     def writer(self, channel: int) -> shell.Write:
         async def write(data: bytes) -> None:
-            if data:
-                await self._ws.send_bytes(bytes([channel]) + data)
+            for chunk in portforward.chunks(data):
+                await self._ws.send_bytes(bytes([channel]) + chunk)
 
         return write
 
