@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import gzip as gzip_module
-import io
 import os
 import posixpath
-import tarfile
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
-from chaos.sim import shell
+from chaos.sim import shell, tarball
 from chaos.sim.filesystem import FilesystemError
 from chaos.sim.shell import Context, Streams
 
@@ -286,73 +284,9 @@ async def uname(args: list[str], context: Context) -> int:
     return await _out(context, "Linux\n" if "-a" not in args else "Linux sim 6.1.0 #1 SMP x86_64 GNU/Linux\n")
 
 
-async def tar(args: list[str], context: Context) -> int:
-    """`tar cf - PATH...` and `tar xf - [-C DIR]` (flags may be bundled: -xmf, cvf, ...)."""
-    flags, operands, directory = "", [], _ROOT
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if arg == "-C":
-            directory, i = args[i + 1], i + 2
-            continue
-        if arg != "-" and (arg.startswith("-") or (i == 0 and not flags)):
-            flags += arg.lstrip("-")
-        else:
-            operands.append(arg)
-        i += 1
-    if "f" in flags and operands and operands[0] == "-":
-        operands = operands[1:]
-    fs = context.container.fs
-    base = fs.resolve(directory)
-    if "x" in flags:
-        return await _untar(await _read_all(context), base, context)
-    if "c" in flags:
-        return await _tar(operands, base, context)
-    await context.streams.stderr(b"tar: need exactly one of -c or -x\n")
-    return 2
-
-
-async def _tar(paths: list[str], base: str, context: Context) -> int:
-    fs, buffer = context.container.fs, io.BytesIO()
-    if any(p.startswith("/") for p in paths):
-        await context.streams.stderr(b"tar: removing leading '/' from member names\n")
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as archive:
-        for operand in paths:
-            for path in fs.walk(fs.resolve(operand, base)):
-                name = path.lstrip("/") if operand.startswith("/") else posixpath.relpath(path, base)
-                info = tarfile.TarInfo(name)
-                info.mtime = int(time.time())
-                if fs.is_dir(path):
-                    info.type, info.mode = tarfile.DIRTYPE, 0o755
-                    archive.addfile(info)
-                else:
-                    data = fs.read(path)
-                    info.size, info.mode = len(data), 0o644
-                    archive.addfile(info, io.BytesIO(data))
-    return await _out(context, buffer.getvalue())
-
-
-async def _untar(data: bytes, base: str, context: Context) -> int:
-    fs = context.container.fs
-    try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as archive:
-            for member in archive.getmembers():
-                path = fs.resolve(member.name.lstrip("/"), base)
-                if member.isdir():
-                    fs.mkdir(path, parents=True)
-                elif member.isfile():
-                    fs.mkdir(posixpath.dirname(path), parents=True)
-                    extracted = archive.extractfile(member)
-                    fs.write(path, extracted.read() if extracted else b"")
-    except tarfile.TarError as e:
-        await context.streams.stderr(f"tar: {e}\n".encode())
-        return 2
-    return 0
-
-
 COMMANDS: dict[str, Command] = {
     "echo": echo, "cat": cat, "env": env, "printenv": printenv, "hostname": hostname, "pwd": pwd,
     "true": true, "false": false, "exit": exit_, "date": date, "seq": seq, "sleep": sleep, "uptime": uptime,
     "ls": ls, "gzip": gzip, "tail": tail, "head": head, "test": test, "[": test, "mkdir": mkdir, "rm": rm,
-    "touch": touch, "whoami": whoami, "uname": uname, "tar": tar, "dd": dd,
+    "touch": touch, "whoami": whoami, "uname": uname, "tar": tarball.tar, "dd": dd,
 }  # fmt: skip
