@@ -13,7 +13,9 @@ from typing import Any
 from chaos.sim.kinds import Kind
 
 Doc = dict[str, Any]
-AGGREGATED = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+AGGREGATED = "application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList"
+AGGREGATED_VERSIONS = ("v2", "v2beta1")
+"""v2 (kubectl 1.30+) and v2beta1 (kubectl 1.27-1.29): the same document under two versions."""
 VERSION = {
     "major": "1",
     "minor": "32",
@@ -125,9 +127,16 @@ def api_group(kinds: list[Kind], name: str) -> Doc | None:
 
 
 # -- aggregated (apidiscovery.k8s.io/v2) ----------------------------------------------------------
-def wants_aggregated(accept: str) -> bool:
-    first_json = next((p for p in accept.split(",") if "application/json" in p), "")
-    return "as=APIGroupDiscoveryList" in first_json and "v=v2" in first_json.replace(" ", "")
+def aggregated_version(accept: str) -> str | None:
+    """The apidiscovery version of the first aggregated document the client accepts, if any."""
+    for part in accept.split(","):
+        params = dict(p.strip().partition("=")[::2] for p in part.split(";")[1:])
+        if params.get("as") == "APIGroupDiscoveryList" and params.get("g") == "apidiscovery.k8s.io":
+            if params.get("v") in AGGREGATED_VERSIONS:
+                return params["v"]
+        elif "json" in part or "*/*" in part:
+            return None
+    return None
 
 
 def _aggregated_resource(kind: Kind) -> Doc:
@@ -152,7 +161,7 @@ def _aggregated_resource(kind: Kind) -> Doc:
     return doc
 
 
-def aggregated(kinds: list[Kind], *, core: bool) -> Doc:
+def aggregated(kinds: list[Kind], *, core: bool, version: str = "v2") -> Doc:
     items = []
     for group, versions in group_versions(kinds).items():
         if (group == "") != core:
@@ -164,5 +173,5 @@ def aggregated(kinds: list[Kind], *, core: bool) -> Doc:
         ]  # fmt: skip
         meta: Doc = {"name": group, "creationTimestamp": None} if group else {"creationTimestamp": None}
         items.append({"metadata": meta, "versions": listed})
-    return {"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {},
+    return {"kind": "APIGroupDiscoveryList", "apiVersion": f"apidiscovery.k8s.io/{version}", "metadata": {},
             "items": items}  # fmt: skip

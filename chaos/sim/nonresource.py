@@ -79,10 +79,12 @@ def _openapi(sim: Simulation, request: web.Request, parts: list[str]) -> web.Res
 
 
 def _aggregated(sim: Simulation, request: web.Request, parts: list[str]) -> web.Response | None:
-    if parts not in (["api"], ["apis"]) or not discovery.wants_aggregated(request.headers.get("Accept", "")):
+    version = discovery.aggregated_version(request.headers.get("Accept", ""))
+    if parts not in (["api"], ["apis"]) or version is None:
         return None
-    doc = discovery.aggregated(crds.served(sim.store), core=parts == ["api"])
-    return web.Response(text=json.dumps(doc), headers={"Content-Type": discovery.AGGREGATED})
+    doc = discovery.aggregated(crds.served(sim.store), core=parts == ["api"], version=version)
+    content_type = discovery.AGGREGATED.format(version=version)
+    return web.Response(text=json.dumps(doc), headers={"Content-Type": content_type})
 
 
 OPENAPI_V2_PROTOBUF = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"  # asked for with "@v1.0"
