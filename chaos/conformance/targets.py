@@ -22,6 +22,8 @@ from pathlib import Path
 from chaos.ports import free_ports
 
 READY_S = 30.0
+ADMIN = "kubernetes-admin"
+"""kind's admin user: clients' suites check `whoami` against it."""
 KINDS = ("sim", "guard")
 
 
@@ -82,7 +84,7 @@ class Target:
     def _start_sim(self) -> tuple[str, str, Path]:
         token = secrets.token_hex(16)
         tokens = self.workdir / "tokens.csv"
-        tokens.write_text(f'{token},admin,1,"system:masters"\n')
+        tokens.write_text(f'{token},{ADMIN},1,"system:masters"\n')
         port = free_ports(1)
         argv = [
             sys.executable,
@@ -99,9 +101,20 @@ class Target:
         ]
         if self.system_pods:
             argv.append("--system-pods")
+        argv += ["--client-ca", str(self._client_certificate())]
         process, log = self._spawn("sim", argv)
         _wait_for(process, log, "serving ")
         return token, f"https://127.0.0.1:{port}", self.workdir / "sim-certs" / "ca.crt"
+
+    def _client_certificate(self) -> Path:
+        """kind's kubeconfig authenticates with a client certificate; ours carries one too (and a token,
+        which is what guard's passthrough forwards). Returns the CA the simulator trusts for it."""
+        from guard.certs import make_ca, make_client_cert, write_pair
+
+        ca = make_ca("kubernetes-client-ca")
+        write_pair(self.workdir, "client-ca", ca)
+        write_pair(self.workdir, "admin", make_client_cert(ca, ADMIN, ["system:masters"]))
+        return self.workdir / "client-ca.crt"
 
     def _start_guard(self, token: str, sim_url: str, sim_ca: Path) -> tuple[str, Path]:
         from guard.certs import make_ca, make_server_cert, write_pair
@@ -127,6 +140,11 @@ class Target:
 
     def _write_kubeconfig(self, token: str, ca: Path) -> Path:
         data = base64.b64encode(ca.read_bytes()).decode()
+        user = {
+            "token": token,
+            "client-certificate-data": base64.b64encode((self.workdir / "admin.crt").read_bytes()).decode(),
+            "client-key-data": base64.b64encode((self.workdir / "admin.key").read_bytes()).decode(),
+        }
         config = {
             "apiVersion": "v1",
             "kind": "Config",
@@ -134,12 +152,9 @@ class Target:
             "clusters": [
                 {"name": self.kind, "cluster": {"server": self.server, "certificate-authority-data": data}}
             ],
-            "users": [{"name": "kubernetes-admin", "user": {"token": token}}],
+            "users": [{"name": ADMIN, "user": user}],
             "contexts": [
-                {
-                    "name": "admin",
-                    "context": {"cluster": self.kind, "user": "kubernetes-admin", "namespace": "default"},
-                }
+                {"name": "admin", "context": {"cluster": self.kind, "user": ADMIN, "namespace": "default"}}
             ],
         }
         path = self.workdir / "kubeconfig"
