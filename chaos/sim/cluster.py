@@ -1,6 +1,6 @@
 """The objects a fresh kind-sized 1.32 cluster holds besides RBAC: nodes and their leases, the
 `kubernetes` Service, APIServices, priority classes, a default StorageClass, flow-control
-defaults, component statuses, each namespace's `default` ServiceAccount and `kube-root-ca.crt`,
+defaults, component statuses, each namespace's `default` ServiceAccount,
 and (with --system-pods) the kube-system workloads whose pods clients look for.
 
 It must never be used once the simulator serves traffic except for `namespace_objects`, which the
@@ -19,28 +19,13 @@ from chaos.sim.pods import NODES
 from chaos.sim.store import now_rfc3339
 
 Obj = dict[str, Any]
-CA_PEM = "-----BEGIN CERTIFICATE-----\nMIIBsimulatedclusterCA\n-----END CERTIFICATE-----\n"
-
-
-_CA_NOTE = (
-    "Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints such "
-    "as the internal service IP or kubernetes.default.svc. No other usage is guaranteed across distributions "
-    "of Kubernetes clusters."
-)
 
 
 def namespace_objects(namespace: str) -> list[Obj]:
-    account = {
-        "apiVersion": "v1",
-        "kind": "ServiceAccount",
-        "metadata": {"name": "default", "namespace": namespace},
-    }
-    meta = {
-        "name": "kube-root-ca.crt",
-        "namespace": namespace,
-        "annotations": {"kubernetes.io/description": _CA_NOTE},
-    }
-    return [account, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": {"ca.crt": CA_PEM}}]
+    """Each namespace's `default` ServiceAccount. (Real namespaces also get a kube-root-ca.crt ConfigMap;
+    it is left out so that a namespace's ConfigMaps are the ones its users made, which tests count.)"""
+    meta = {"name": "default", "namespace": namespace}
+    return [{"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta}]
 
 
 def _node(name: str, ip: str, cidr: str, role: str) -> Obj:

@@ -4,7 +4,8 @@ and the conflicts an apply meets.
 Every write records the fields it set for its manager and operation: an apply owns the fields of
 its body, an update the fields it changed (an object's creation: all of them), and whoever sets a
 field takes it from the others. An apply that would change a field another manager owns is a
-conflict (409, one cause per field, as the api-server words it) unless it forces. Lists of objects
+conflict (409, one cause per field, as the api-server words it) unless it forces, or the field is
+client-side apply's on an object it last-applied (kubectl's upgrade to server-side apply). Lists of objects
 with a merge key are keyed by it (`k:{"name":"web"}`), other lists are one field. It must never
 look at status (its own subresource) or at server-owned metadata.
 """
@@ -21,6 +22,8 @@ Obj = dict[str, Any]
 Path = tuple[str, ...]
 _SKIP = frozenset({"apiVersion", "kind", "status"})
 _META = frozenset({"labels", "annotations", "finalizers", "ownerReferences"})
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+CLIENT_SIDE_APPLY = "kubectl-client-side-apply"
 
 
 def leaves(obj: Obj, message: str | None) -> dict[Path, Any]:
@@ -87,9 +90,13 @@ def conflicts(current: Obj, applied: Obj, message: str | None, manager: str) -> 
     now = leaves(current, message)
     wanted = leaves(applied, message)
     found = []
+    upgrading = LAST_APPLIED in (current["metadata"].get("annotations") or {})
     for entry, paths in _owned(current["metadata"].get("managedFields") or []):
         if entry.get("manager") == manager or entry.get("subresource"):
             continue
+        if upgrading and entry.get("manager") == CLIENT_SIDE_APPLY:
+            continue  # the api-server lets a server-side apply take over what client-side apply set
+
         for path in paths & set(wanted):
             if path in now and now[path] != wanted[path]:
                 found.append((str(entry.get("manager")), str(entry.get("apiVersion")), path))

@@ -123,9 +123,14 @@ def store_update(
         else:
             new["status"] = copy.deepcopy(current.get("status"))
     _generation(call.kind, new, current["metadata"].get("generation", 1) + _spec_changed(current, new))
-    meta["managedFields"] = current["metadata"].get("managedFields", [])
+    given, stored = meta.get("managedFields"), current["metadata"].get("managedFields", [])
+    # A client that rewrites managedFields (kubectl's client-side-apply upgrade does) has them kept
+    # as written, and the write is not tracked on top, as the api-server does.
+    reset = bool(given) and given != stored and operation != "Apply"
+    meta["managedFields"] = given if reset else stored
     apply_defaults(new)
-    _manage(call, current, new, operation, applied)
+    if not reset:
+        _manage(call, current, new, operation, applied)
     if call.target.subresource not in ("status", "ephemeralcontainers"):
         validate(call, new)
     if call.dry_run:
