@@ -1,9 +1,10 @@
 """The aiohttp application of one api-server replica: the middleware chain and the dispatcher.
 
-Chain: [overload (when a ReplicaLoad is given)] → errors (every failure becomes a `Status`, never a
-traceback) → security (authenticate, impersonate, record, authorize) → dispatch by verb and
-subresource. All replicas of one cluster are built around the same `Simulation`. It must never keep
-per-request state outside the request.
+Chain: [overload (when a ReplicaLoad is given)] → wire (an answer in protobuf when the client prefers
+it) → errors (every failure becomes a `Status`, never a traceback) → security (authenticate,
+impersonate, record, authorize) → dispatch by verb and subresource (built-in kinds and the custom
+resources of stored CRDs). All replicas of one cluster are built around the same `Simulation`. It
+must never keep per-request state outside the request.
 """
 
 from __future__ import annotations

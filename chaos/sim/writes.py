@@ -1,8 +1,10 @@
 """Create, update, patch and delete of stored objects, with the api-server's metadata rules.
 
 Server-set metadata (uid, creationTimestamp, resourceVersion, generation, managedFields) is the
-server's; status is written only through the status subresource of kinds that have one; `dryRun=All`
-answers what would be stored without storing it. It must never authorize: the middleware has.
+server's; required fields are validated after defaulting; every write records its manager's fields
+(`chaos.sim.managed`) and an apply that changes another's is a conflict; a pod is deleted
+gracefully; status is written only through the status subresource of kinds that have one;
+`dryRun=All` answers what would be stored without storing it. It must never authorize: the middleware has.
 """
 
 from __future__ import annotations
