@@ -51,7 +51,8 @@ class _Stream:
             if embedded is not None:
                 await self.response.write(protobuf.watch_frame(type_, embedded))
                 return
-        await self.response.write(json.dumps({"type": type_, "object": obj}).encode() + b"\n")
+        line = json.dumps({"type": type_, "object": obj}, separators=(",", ":"))  # Go's spelling
+        await self.response.write(line.encode() + b"\n")
 
     async def bookmark(self) -> None:
         kind = self.call.kind
