@@ -105,12 +105,16 @@ class Session:
         self.streams: dict[int, dict[str, str]] = {}
         self.arrived = asyncio.Event()
         self.on_data: Callable[[int, bytes, bool], Awaitable[None]] | None = None
+        self.early: list[tuple[int, bytes, bool]] = []
+        """Data that came before anyone listened (kubectl sends stdin as soon as its streams exist)."""
         self.closed = asyncio.Event()
 
     async def receive(self, data: bytes) -> None:
         for control, kind, flags, payload in self.framer.feed(data):
             if not control:
-                if self.on_data is not None:
+                if self.on_data is None:
+                    self.early.append((kind, payload, bool(flags & FIN)))
+                else:
                     await self.on_data(kind, payload, bool(flags & FIN))
             elif kind == SYN_STREAM:
                 stream = struct.unpack(">I", payload[:4])[0] & 0x7FFFFFFF
@@ -121,6 +125,12 @@ class Session:
                 await self.send(self.framer.control(PING, payload))
             elif kind == GOAWAY:
                 self.closed.set()
+
+    async def listen(self, on_data: Callable[[int, bytes, bool], Awaitable[None]]) -> None:
+        """Hand data frames to `on_data` from now on, those that came early first."""
+        self.on_data = on_data
+        while self.early:
+            await on_data(*self.early.pop(0))
 
     def stream_of(self, kind: str, **match: str) -> int | None:
         for stream, headers in self.streams.items():
@@ -232,7 +242,7 @@ async def _port_forward(session: Session, pod: dict[str, Any], files: Any = None
         if error is not None:
             await session.write(error, portforward.refused(pod, port).encode(), fin=True)
 
-    session.on_data = on_data
+    await session.listen(on_data)
     seen: set[int] = set()
     while not session.closed.is_set():
         session.arrived.clear()
@@ -270,7 +280,7 @@ def exec_runner(
                 if fin:
                     stdin.put_nowait(None)
 
-        session.on_data = on_data
+        await session.listen(on_data)
         code = await work(session, stdin if stdin_stream is not None else None)
         for name in ("stdout", "stderr"):
             stream = session.stream_of(name)
