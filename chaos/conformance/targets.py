@@ -124,7 +124,8 @@ class Target:
         ca = make_ca()
         write_pair(certs, "ca", ca)
         write_pair(certs, "server", make_server_cert(ca))
-        listen, admin = free_ports(1), free_ports(1)
+        listen = free_ports(2)
+        admin = listen + 1
         config = self.workdir / "guard.yaml"
         config.write_text(
             f"listen: 127.0.0.1:{listen}\nadmin: 127.0.0.1:{admin}\n"
