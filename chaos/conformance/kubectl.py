@@ -205,6 +205,19 @@ def debug(runner: Runner) -> None:
     _expect(runner.run("exec", "debugged", "-c", "dbg", "--", "echo", "hi") == "hi\n", "exec in the debugger")
 
 
+def interactive(runner: Runner) -> None:
+    """`kubectl run -i --rm -- sh` and `kubectl debug -i -- sh` read their commands from stdin."""
+    script = "echo hi from sh\nexit\n"
+    ran = runner.run("run", "-i", "--rm", "shelly", "--image=busybox", "--restart=Never", "--", "sh",
+                     stdin=script)  # fmt: skip
+    _expect("hi from sh" in ran, f"run -i printed {ran!r}")
+    _pod(runner, "debugged-i")
+    debug_args = ("debug", "-i", "debugged-i", "--image=busybox", "-c", "dbg", "--profile=general")
+    debug_args += ("--", "sh")
+    debugged = runner.run(*debug_args, stdin=script)
+    _expect("hi from sh" in debugged, f"debug -i printed {debugged!r}")
+
+
 def server_side_apply(runner: Runner) -> None:
     runner.run("apply", "--server-side", "-f", "-", stdin=DEPLOYMENT.replace("REPLICAS", "1"))
     runner.run("apply", "--server-side", "-f", "-", stdin=DEPLOYMENT.replace("REPLICAS", "2"))
@@ -234,6 +247,7 @@ def checks(version: str) -> list[tuple[str, Callable[[Runner], None]]]:
         ("port-forward", port_forward),
         ("cp", copy),
         ("debug", debug),
+        ("run -i / debug -i", interactive),
         ("apply --server-side", server_side_apply),
     ]
     if version == "1.32":

@@ -215,3 +215,28 @@ def with_ephemeral(pod: Obj, containers: list[Obj], meta: Obj) -> Obj:
     statuses = [known.get(c.get("name")) or _container_status(new, c, now, False) for c in containers]
     new.setdefault("status", {})["ephemeralContainerStatuses"] = statuses
     return new
+
+
+def finished(pod: Obj, code: int) -> Obj:
+    """The pod once its main process exited with `code` and its restart policy keeps it down."""
+    new = copy.deepcopy(pod)
+    now = now_rfc3339()
+    reason = "Completed" if code == 0 else "Error"
+    status = new.setdefault("status", {})
+    status["phase"] = "Succeeded" if code == 0 else "Failed"
+    status["conditions"] = [
+        {**c, "status": "False", "reason": "PodCompleted"}
+        if c.get("type") in ("Ready", "ContainersReady")
+        else c
+        for c in status.get("conditions") or []
+    ]
+    for container in status.get("containerStatuses") or []:
+        started = ((container.get("state") or {}).get("running") or {}).get("startedAt", now)
+        container.update(
+            ready=False,
+            started=False,
+            state={
+                "terminated": {"exitCode": code, "reason": reason, "startedAt": started, "finishedAt": now}
+            },
+        )
+    return new

@@ -223,11 +223,18 @@ def _over_spdy(request: web.Request, run: Any) -> Any:
 
 
 async def serve_attach(request: web.Request, pod: dict[str, Any], sim: Any) -> web.StreamResponse:
-    """Attach to a container's main process: its output (a log line a second), stdin echoed back."""
+    """Attach to a container's main process: a shell (`kubectl run -it -- sh`, `kubectl debug -it`)
+    reads its commands from stdin; any other prints a log line a second and echoes stdin back."""
     container = _container_or_error(request, pod)
     if isinstance(container, web.Response):
         return container
     name, cname, started = _pod_name(pod), str(container.get("name", "main")), _started_at(pod)
+    main = [str(w) for w in [*(container.get("command") or []), *(container.get("args") or [])]]
+
+    async def interactive(streams: shell.Streams) -> int:
+        code = await shell.run(main[:1], _exec_container(pod, container, sim), streams)
+        _main_exited(sim, pod, container, code)
+        return code
 
     async def run(streams: shell.Streams) -> int:
         async def lines() -> None:
@@ -246,7 +253,23 @@ async def serve_attach(request: web.Request, pod: dict[str, Any], sim: Any) -> w
             printer.cancel()
         return 0
 
-    return await _session(request, pod, run, lambda code: exit_status([], code))
+    chosen = interactive if main and main[0] in shell.SHELLS and "-c" not in main else run
+    return await _session(request, pod, chosen, lambda code: exit_status([], code))
+
+
+def _main_exited(sim: Any, pod: dict[str, Any], container: dict[str, Any], code: int) -> None:
+    """A pod whose main shell exited stops, unless its restart policy brings it back."""
+    from chaos.sim import pods  # the kubelet's view of a pod, needed only when a main process exits
+    from chaos.sim.kinds import TABLE
+
+    spec = pod.get("spec") or {}
+    regular = any(c.get("name") == container.get("name") for c in spec.get("containers") or [])
+    if sim is None or not regular or spec.get("restartPolicy", "Always") == "Always":
+        return
+    kind, meta = TABLE.lookup("", "v1", "pods"), pod.get("metadata") or {}
+    current = sim.store.find(kind, meta.get("namespace", ""), meta.get("name", ""))
+    if current is not None and current["metadata"].get("uid") == meta.get("uid"):
+        sim.store.update(kind, meta["namespace"], meta["name"], pods.finished(current, code))
 
 
 class Channels:
