@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit chaos bench deps system-deps clean image image-digest lock
+.PHONY: demo test lint unit chaos bench deps system-deps clean image image-digest lock conformance
 
 demo: deps
 	$(PY) -m chaos demo
@@ -18,6 +18,12 @@ lint: deps
 	$(VENV)/bin/ruff check guard chaos tests bench
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+
+# Third-party clients' own suites (official Python e2e, kubectl 1.27/1.32/1.33, lightkube, kr8s)
+# against the simulator and through guard; prints a suite-by-target table.
+conformance: deps
+	$(PY) -m pip install -q -e '.[dev,conformance]'
+	$(PY) -m chaos conformance
 
 chaos: deps
 	$(PY) -m chaos run all --report reports/chaos

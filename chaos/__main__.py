@@ -1,4 +1,4 @@
-"""`python -m chaos`: the test bed's subcommands (sim, run, demo).
+"""`python -m chaos`: the test bed's subcommands (sim, run, demo, conformance).
 
 Each subcommand module exposes `add_arguments(parser)` and a synchronous `run(args) -> int`, as guard's
 own subcommands do, and is dispatched by the same code (`guard.cli`). Bad input is one clear line and a
@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from chaos import demo, runner
+from chaos.conformance import cli as conformance
 from chaos.sim import cli as sim
 from guard.cli import Command, build_parser, dispatch
 
@@ -18,6 +19,7 @@ COMMANDS: dict[str, tuple[Command, str]] = {
     "sim": (sim, "run the simulated kube-apiserver"),
     "run": (runner, "run a flood scenario with and without guard and write a report"),
     "demo": (demo, "the main job shown in the README"),
+    "conformance": (conformance, "third-party clients' suites against the simulator and guard"),
 }
 
 

@@ -1,9 +1,10 @@
 """The aiohttp application of one api-server replica: the middleware chain and the dispatcher.
 
-Chain: [overload (when a ReplicaLoad is given)] → errors (every failure becomes a `Status`, never a
-traceback) → security (authenticate, impersonate, record, authorize) → dispatch by verb and
-subresource. All replicas of one cluster are built around the same `Simulation`. It must never keep
-per-request state outside the request.
+Chain: [overload (when a ReplicaLoad is given)] → wire (an answer in protobuf when the client prefers
+it) → errors (every failure becomes a `Status`, never a traceback) → security (authenticate,
+impersonate, record, authorize) → dispatch by verb and subresource (built-in kinds and the custom
+resources of stored CRDs). All replicas of one cluster are built around the same `Simulation`. It
+must never keep per-request state outside the request.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from chaos.sim import nonresource, reads, reviews, subresources, watch, writes
+from chaos.sim import crds, nonresource, reads, reviews, subresources, watch, wire, writes
 from chaos.sim.authn import User
 from chaos.sim.calls import Call, read_object, respond
 from chaos.sim.kinds import TABLE, Kind
@@ -69,8 +70,10 @@ def security(sim: Simulation) -> Any:
     return middleware
 
 
-def _kind(target: Target) -> Kind:
-    kind = TABLE.lookup(target.group, target.version, target.resource)
+def _kind(sim: Simulation, target: Target) -> Kind:
+    kind = TABLE.lookup(target.group, target.version, target.resource) or crds.lookup(
+        sim.store, target.group, target.version, target.resource
+    )
     if kind is None or (target.namespace and not kind.namespaced and target.resource != "namespaces"):
         raise nonresource.not_found()
     if target.subresource and target.subresource not in kind.subresources:
@@ -98,6 +101,19 @@ _SUB: dict[tuple[str, str], Callable[[Call], Awaitable[web.StreamResponse]]] = {
     ("exec", "get"): subresources.exec_,
     ("exec", "create"): subresources.exec_,
     ("token", "create"): subresources.token,
+    ("attach", "get"): subresources.attach,
+    ("attach", "create"): subresources.attach,
+    ("portforward", "get"): subresources.portforward_,
+    ("portforward", "create"): subresources.portforward_,
+    ("eviction", "create"): subresources.eviction,
+    ("binding", "create"): subresources.binding,
+    ("ephemeralcontainers", "get"): reads.get,
+    ("ephemeralcontainers", "update"): writes.update,
+    ("ephemeralcontainers", "patch"): writes.patch,
+    ("finalize", "update"): writes.update,
+    ("approval", "get"): reads.get,
+    ("approval", "update"): writes.update,
+    ("approval", "patch"): writes.patch,
 }
 
 
@@ -143,14 +159,14 @@ def dispatcher(sim: Simulation, load: Any | None) -> Handler:
         target = request[TARGET]
         if not target.resource_request:
             return await nonresource.serve(sim, request)
-        call = Call(request, sim, _kind(target), target, request[USER])
+        call = Call(request, sim, _kind(sim, target), target, request[USER])
         return await _handler(call, load)()
 
     return dispatch
 
 
 def build_app(sim: Simulation, load: ReplicaLoad | None = None) -> web.Application:
-    middlewares: list[Any] = [errors, security(sim)]
+    middlewares: list[Any] = [wire.negotiate, errors, security(sim)]
     if load is not None:
         overload = optional_module("chaos.sim.overload")
         if overload is not None:

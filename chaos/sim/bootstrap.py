@@ -1,5 +1,6 @@
 """What a fresh simulated cluster holds: the api-server's bootstrap RBAC, the default namespaces,
-the objects of a `--bootstrap` file, and `--seed-objects` pods.
+the cluster's infrastructure (`chaos.sim.cluster`), the objects of a `--bootstrap` file, and
+`--seed-objects` pods.
 
 The built-in roles are the api-server's own (cluster-admin bound to system:masters, discovery and
 self-review for every authenticated user), so clients behave as on a real cluster; a bootstrap file
@@ -13,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from chaos.sim import cluster
+from chaos.sim.defaults import apply_defaults
 from chaos.sim.kinds import TABLE
 from chaos.sim.store import Store
 
@@ -33,6 +36,9 @@ DISCOVERY_URLS = [
     "/.well-known/openid-configuration",
     "/openid/v1/jwks",
 ]
+
+
+_WRITE_VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
 
 
 class BootstrapError(ValueError):
@@ -74,6 +80,20 @@ def default_objects() -> list[dict[str, Any]]:
         _cluster_role("system:discovery", [{"nonResourceURLs": DISCOVERY_URLS, "verbs": ["get"]}]),
         _cluster_binding("system:discovery", "system:discovery", "system:authenticated"),
         _cluster_role("system:basic-user", self_reviews),
+        _cluster_role(
+            "system:auth-delegator",
+            [
+                {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]},
+                {
+                    "apiGroups": ["authorization.k8s.io"],
+                    "resources": ["subjectaccessreviews"],
+                    "verbs": ["create"],
+                },
+            ],
+        ),
+        _cluster_role("admin", [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]),
+        _cluster_role("edit", [{"apiGroups": ["*"], "resources": ["*"], "verbs": _WRITE_VERBS}]),
+        _cluster_role("view", [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["get", "list", "watch"]}]),
         _cluster_binding("system:basic-user", "system:basic-user", "system:authenticated"),
         _cluster_role(
             "system:public-info-viewer",
@@ -110,14 +130,20 @@ def read_bootstrap(path: Path) -> list[dict[str, Any]]:
     return objects
 
 
-def load_objects(store: Store, objects: list[dict[str, Any]]) -> None:
+def load_objects(store: Store, objects: list[dict[str, Any]], *, defaults: bool = True) -> None:
+    """Store objects that are not there yet, with the server's defaults unless told otherwise
+    (seeded pods keep exactly the size the load model asked for)."""
     for obj in objects:
         kind = TABLE.by_kind(str(obj.get("apiVersion")), str(obj.get("kind")))
         if kind is None or not kind.stored:
             continue
         namespace = (obj.get("metadata") or {}).get("namespace", "default") if kind.namespaced else ""
-        if store.find(kind, namespace, obj["metadata"]["name"]) is None:
-            store.create(kind, namespace, obj)
+        if store.find(kind, namespace, obj["metadata"]["name"]) is not None:
+            continue
+        prepared = store.prepare_create(kind, namespace, obj)
+        store.insert(kind, namespace, apply_defaults(prepared) if defaults else prepared)
+        if kind.kind == "Namespace":
+            load_objects(store, cluster.namespace_objects(obj["metadata"]["name"]))
 
 
 def namespace(name: str) -> dict[str, Any]:
@@ -157,13 +183,23 @@ def seed_pod(index: int, padding: int) -> dict[str, Any]:
     }
 
 
-def populate(store: Store, *, bootstrap: list[dict[str, Any]], seed_objects: int, seed_bytes: int) -> None:
+def populate(
+    store: Store,
+    *,
+    bootstrap: list[dict[str, Any]],
+    seed_objects: int,
+    seed_bytes: int,
+    system_pods: bool = False,
+) -> None:
     load_objects(store, [namespace(n) for n in NAMESPACES])
     load_objects(store, default_objects())
+    load_objects(store, cluster.infrastructure())
+    if system_pods:
+        load_objects(store, cluster.system_workloads())
     load_objects(store, [o for o in bootstrap if o.get("kind") == "Namespace"])
     load_objects(store, bootstrap)
     if seed_objects:
         load_objects(store, [namespace(f"seed-{i}") for i in range(min(seed_objects, 10))])
         # ~700 bytes is the pod without padding; the rest is the annotation.
         padding = max(0, seed_bytes - 700)
-        load_objects(store, [seed_pod(i, padding) for i in range(seed_objects)])
+        load_objects(store, [seed_pod(i, padding) for i in range(seed_objects)], defaults=False)

@@ -14,33 +14,14 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from chaos.sim import protobuf
+from chaos.sim import protobuf, protojson, schema
 from chaos.sim.authn import User
-from chaos.sim.kinds import META_FIELDS, Kind
+from chaos.sim.kinds import Kind
 from chaos.sim.paths import Target
 from chaos.sim.simulation import Simulation
 from chaos.sim.status import StatusError, bad_request
 
 Obj = dict[str, Any]
-_META = frozenset(
-    {
-        "name",
-        "generateName",
-        "namespace",
-        "uid",
-        "resourceVersion",
-        "generation",
-        "creationTimestamp",
-        "deletionTimestamp",
-        "deletionGracePeriodSeconds",
-        "labels",
-        "annotations",
-        "ownerReferences",
-        "finalizers",
-        "managedFields",
-        "selfLink",
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -69,21 +50,21 @@ class Call:
 
 
 def respond(body: Any, status: int = 200, *, headers: Mapping[str, str] | None = None) -> web.Response:
-    return web.Response(
-        text=json.dumps(body), status=status, content_type="application/json", headers=headers
-    )
+    """A JSON answer spelled as Go's encoder spells it: compact, UTF-8, one trailing newline."""
+    text = json.dumps(body, separators=(",", ":"), ensure_ascii=False) + "\n"
+    return web.Response(text=text, status=status, content_type="application/json", headers=headers)
 
 
 async def read_object(request: web.Request) -> Any:
     raw = await request.read()
     try:
         if request.content_type == protobuf.CONTENT_TYPE:
-            return protobuf.decode_object(raw)
+            return _protobuf_object(raw)
         if "yaml" in request.content_type:
             return yaml.safe_load(raw) or {}
         return json.loads(raw or b"null")
     except protobuf.ProtobufError as e:
-        raise StatusError(415, f"the body of the request was in an unknown format: {e}") from e
+        raise bad_request(f"the object provided is unrecognized: {e}") from e
     except (ValueError, yaml.YAMLError) as e:
         raise bad_request(
             f"the object provided is unrecognized: couldn't get version/kind; json parse "
@@ -91,15 +72,20 @@ async def read_object(request: web.Request) -> Any:
         ) from e
 
 
-def unknown_fields(kind: Kind, obj: Obj) -> list[str]:
-    top = sorted(k for k in obj if k not in META_FIELDS and k not in kind.fields)
-    meta = sorted(f"metadata.{k}" for k in obj.get("metadata") or {} if k not in _META)
-    return top + meta
+def _protobuf_object(raw: bytes) -> Any:
+    api_version, kind, _ = protobuf.unwrap(raw)
+    if protojson.message_for(api_version, kind) is None:
+        raise StatusError(
+            415,
+            "the body of the request was in an unknown format - accepted media types include: "
+            "application/json, application/yaml",
+        )
+    return protojson.decode_object(raw)
 
 
 def check_fields(call: Call, obj: Obj) -> dict[str, str]:
     """Apply fieldValidation: Strict rejects unknown fields, Warn (the default) answers a Warning."""
-    unknown = unknown_fields(call.kind, obj)
+    unknown = schema.unknown_fields(call.kind, obj)
     directive = call.query.get("fieldValidation", "Warn")
     if directive not in ("Strict", "Warn", "Ignore"):
         raise bad_request(f"fieldValidation must be one of Strict, Warn, Ignore, not {directive!r}")

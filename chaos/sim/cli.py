@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from chaos.sim import certs
+from chaos.sim import certs, controllers
 from chaos.sim.app import build_app
 from chaos.sim.authn import TokenFileError
 from chaos.sim.bootstrap import BootstrapError
@@ -52,6 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--client-ca", type=Path, help="CA of client certificates (CN = user, O = groups)")
     add("--anonymous", action="store_true", help="allow unauthenticated requests as system:anonymous")
     add("--bootstrap", type=Path, help="YAML of objects (RBAC, namespaces) to create at start")
+    add("--system-pods", action="store_true", help="run kube-system's pods (CoreDNS, kube-proxy, ...)")
     add("--seed-objects", type=int, default=d.seed_objects, help="pods to pre-create")
     add("--seed-object-bytes", type=int, default=d.seed_object_bytes, help="approximate size of each")
     add("--max-readonly-inflight", type=int, default=d.max_readonly_inflight)
@@ -85,6 +86,7 @@ def options_from(args: argparse.Namespace) -> SimOptions:
         "client_ca",
         "anonymous",
         "bootstrap",
+        "system_pods",
         "seed_objects",
         "seed_object_bytes",
         "max_readonly_inflight",
@@ -142,11 +144,13 @@ async def _main(options: SimOptions) -> int:
         print(f"serving {url}", flush=True)
     if ca is not None:
         print(f"ca-file {ca}", flush=True)
+    heartbeat = asyncio.get_running_loop().create_task(controllers.heartbeat(sim.store))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+    heartbeat.cancel()
     for item in stoppables:
         await (item.stop() if hasattr(item, "stop") else item.cleanup())
     return 0

@@ -1,7 +1,8 @@
 """What the api-server and its controllers fill in on write, collapsed to the moment of the write.
 
-Pods run at once, deployments are immediately ready, services get a cluster IP, secrets fold
-stringData into data, namespaces are Active. It must never reject anything: validation is elsewhere.
+Pods are scheduled and started (`chaos.sim.pods`), workloads get their spec defaults (their status
+is the controllers' job), services get a cluster IP, secrets fold stringData into data, namespaces
+are Active, CRDs are Established. It must never reject anything: validation is elsewhere.
 """
 
 from __future__ import annotations
@@ -10,47 +11,99 @@ import base64
 import itertools
 from typing import Any
 
+from chaos.sim import crds, pods
+from chaos.sim.store import now_rfc3339
+
 Obj = dict[str, Any]
 _CLUSTER_IPS = itertools.count(10)
 
 
-def _pod(obj: Obj) -> None:
-    spec = obj.setdefault("spec", {})
-    spec.setdefault("restartPolicy", "Always")
-    spec.setdefault("nodeName", "sim-node-0")
-    containers = spec.get("containers") or []
-    status = obj.setdefault("status", {})
-    status.setdefault("phase", "Running")
-    status.setdefault("podIP", "10.244.0.10")
-    status.setdefault(
-        "containerStatuses",
-        [
-            {
-                "name": c.get("name", ""),
-                "image": c.get("image", ""),
-                "imageID": f"sim://{c.get('image', '')}",
-                "containerID": f"sim://{obj['metadata'].get('uid', '')}/{c.get('name', '')}",
-                "ready": True,
-                "restartCount": 0,
-                "started": True,
-                "state": {"running": {"startedAt": obj["metadata"].get("creationTimestamp")}},
-            }
-            for c in containers
-            if isinstance(c, dict)
-        ],
-    )
+def _template(spec: Obj) -> None:
+    template = spec.setdefault("template", {})
+    template.setdefault("metadata", {})
+    pod_spec = template.setdefault("spec", {})
+    pod_spec.setdefault("restartPolicy", "Always")
+    pod_spec.setdefault("dnsPolicy", "ClusterFirst")
+    pod_spec.setdefault("schedulerName", "default-scheduler")
+    pod_spec.setdefault("terminationGracePeriodSeconds", 30)
+    pod_spec.setdefault("securityContext", {})
+    pods.default_containers(pod_spec)
 
 
 def _deployment(obj: Obj) -> None:
     spec = obj.setdefault("spec", {})
-    replicas = spec.setdefault("replicas", 1)
-    obj["status"] = {
-        "observedGeneration": obj["metadata"].get("generation", 1),
-        "replicas": replicas,
-        "updatedReplicas": replicas,
-        "readyReplicas": replicas,
-        "availableReplicas": replicas,
+    spec.setdefault("replicas", 1)
+    spec.setdefault(
+        "strategy", {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}
+    )
+    spec.setdefault("revisionHistoryLimit", 10)
+    spec.setdefault("progressDeadlineSeconds", 600)
+    _template(spec)
+
+
+def _replicated(obj: Obj) -> None:
+    """ReplicaSets, StatefulSets, ReplicationControllers: replicas and the pod template."""
+    spec = obj.setdefault("spec", {})
+    spec.setdefault("replicas", 1)
+    _template(spec)
+    if obj.get("kind") == "ReplicationController":
+        labels = spec["template"]["metadata"].get("labels") or {}
+        spec.setdefault("selector", dict(labels))
+        obj["metadata"].setdefault("labels", dict(labels))
+    if obj.get("kind") == "StatefulSet":
+        spec.setdefault("podManagementPolicy", "OrderedReady")
+        spec.setdefault("updateStrategy", {"type": "RollingUpdate", "rollingUpdate": {"partition": 0}})
+        spec.setdefault("revisionHistoryLimit", 10)
+
+
+def _daemonset(obj: Obj) -> None:
+    spec = obj.setdefault("spec", {})
+    spec.setdefault(
+        "updateStrategy", {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}
+    )
+    spec.setdefault("revisionHistoryLimit", 10)
+    _template(spec)
+
+
+def _job(obj: Obj) -> None:
+    spec = obj.setdefault("spec", {})
+    for key, value in (
+        ("parallelism", 1),
+        ("completions", 1),
+        ("backoffLimit", 6),
+        ("completionMode", "NonIndexed"),
+        ("suspend", False),
+        ("podReplacementPolicy", "TerminatingOrFailed"),
+        ("manualSelector", False),
+    ):
+        spec.setdefault(key, value)
+    _template(spec)
+    uid, name = obj["metadata"].get("uid", ""), obj["metadata"].get("name", "")
+    labels = {
+        "batch.kubernetes.io/controller-uid": uid,
+        "batch.kubernetes.io/job-name": name,
+        "controller-uid": uid,
+        "job-name": name,
     }
+    if not spec.get("selector"):
+        spec["selector"] = {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}
+    spec["template"]["metadata"]["labels"] = {**labels, **(spec["template"]["metadata"].get("labels") or {})}
+
+
+def _cronjob(obj: Obj) -> None:
+    spec = obj.setdefault("spec", {})
+    for key, value in (
+        ("concurrencyPolicy", "Allow"),
+        ("suspend", False),
+        ("successfulJobsHistoryLimit", 3),
+        ("failedJobsHistoryLimit", 1),
+    ):
+        spec.setdefault(key, value)
+
+
+def _crd(obj: Obj) -> None:
+    if not (obj.get("status") or {}).get("conditions"):
+        crds.establish(obj, now_rfc3339())
 
 
 def _service(obj: Obj) -> None:
@@ -79,8 +132,15 @@ def _namespace(obj: Obj) -> None:
 
 
 _BY_KIND = {
-    "Pod": _pod,
+    "Pod": pods.start,
     "Deployment": _deployment,
+    "ReplicaSet": _replicated,
+    "StatefulSet": _replicated,
+    "ReplicationController": _replicated,
+    "DaemonSet": _daemonset,
+    "Job": _job,
+    "CronJob": _cronjob,
+    "CustomResourceDefinition": _crd,
     "Service": _service,
     "Secret": _secret,
     "Namespace": _namespace,

@@ -1,20 +1,21 @@
-"""Discovery and OpenAPI documents generated from the kind table.
+"""Discovery documents generated from the kinds served: the built-in table and the custom resources
+of stored CRDs.
 
 Serves /version, /api, /api/v1, /apis, /apis/<g>, /apis/<g>/<v> in the legacy (unaggregated) shapes
-— kubectl falls back to them when the answer is plain `application/json` — and OpenAPI v3 documents
-whose PATCH operations advertise `fieldValidation`, which makes kubectl leave validation to the
-server instead of validating against a schema. It must never describe a kind the table lacks.
+and, when the client asks for `as=APIGroupDiscoveryList` (kubectl does), /api and /apis as one
+aggregated `apidiscovery.k8s.io/v2` document each. It must never describe a kind that is not served.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any
 
-from chaos.sim.kinds import TABLE, Kind
+from chaos.sim.kinds import Kind
 
 Doc = dict[str, Any]
+AGGREGATED = "application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList"
+AGGREGATED_VERSIONS = ("v2", "v2beta1")
+"""v2 (kubectl 1.30+) and v2beta1 (kubectl 1.27-1.29): the same document under two versions."""
 VERSION = {
     "major": "1",
     "minor": "32",
@@ -26,24 +27,47 @@ VERSION = {
     "compiler": "gc",
     "platform": "linux/amd64",
 }
+_PROXY = ["create", "delete", "get", "patch", "update"]
 _SUBRESOURCES: dict[str, tuple[str, str, str, list[str]]] = {
-    # subresource -> (group, version, kind, verbs); "" group/version means the parent's
+    # subresource -> (group, version, kind, verbs); "" group/version/kind means the parent's
     "status": ("", "", "", ["get", "patch", "update"]),
     "scale": ("autoscaling", "v1", "Scale", ["get", "patch", "update"]),
     "log": ("", "", "Pod", ["get"]),
     "exec": ("", "", "PodExecOptions", ["create", "get"]),
+    "attach": ("", "", "PodAttachOptions", ["create", "get"]),
+    "portforward": ("", "", "PodPortForwardOptions", ["create", "get"]),
+    "binding": ("", "", "Binding", ["create"]),
+    "eviction": ("policy", "v1", "Eviction", ["create"]),
+    "ephemeralcontainers": ("", "", "", ["get", "patch", "update"]),
     "token": ("authentication.k8s.io", "v1", "TokenRequest", ["create"]),
+    "finalize": ("", "", "", ["update"]),
+    "approval": ("", "", "", ["get", "patch", "update"]),
+    "proxy": ("", "", "", _PROXY),
 }
+_PROXY_KINDS = {"Pod": "PodProxyOptions", "Node": "NodeProxyOptions", "Service": "ServiceProxyOptions"}
 
 
+def _sub(kind: Kind, sub: str) -> tuple[str, str, str, list[str]]:
+    group, version, sub_kind, verbs = _SUBRESOURCES.get(sub, ("", "", "", ["get"]))
+    if sub == "proxy":
+        sub_kind = _PROXY_KINDS.get(kind.kind, "")
+    return group or kind.group, version or kind.version, sub_kind or kind.kind, verbs
+
+
+def group_versions(kinds: list[Kind]) -> dict[str, list[str]]:
+    """Group -> served versions, preferred first, core group as ""; in table order."""
+    out: dict[str, list[str]] = {}
+    for kind in kinds:
+        versions = out.setdefault(kind.group, [])
+        if kind.version not in versions:
+            versions.append(kind.version)
+    return out
+
+
+# -- legacy ---------------------------------------------------------------------------------------
 def _resource(kind: Kind) -> Doc:
-    doc: Doc = {
-        "name": kind.resource,
-        "singularName": kind.singular,
-        "namespaced": kind.namespaced,
-        "kind": kind.kind,
-        "verbs": list(kind.verbs),
-    }
+    doc: Doc = {"name": kind.resource, "singularName": kind.singular, "namespaced": kind.namespaced,
+                "kind": kind.kind, "verbs": list(kind.verbs)}  # fmt: skip
     if kind.short_names:
         doc["shortNames"] = list(kind.short_names)
     if kind.categories:
@@ -52,31 +76,27 @@ def _resource(kind: Kind) -> Doc:
 
 
 def _subresource(kind: Kind, sub: str) -> Doc:
-    group, version, sub_kind, verbs = _SUBRESOURCES[sub]
-    doc: Doc = {
-        "name": f"{kind.resource}/{sub}",
-        "singularName": "",
-        "namespaced": kind.namespaced,
-        "kind": sub_kind or kind.kind,
-        "verbs": verbs,
-    }
-    if group:
+    group, version, sub_kind, verbs = _sub(kind, sub)
+    doc: Doc = {"name": f"{kind.resource}/{sub}", "singularName": "", "namespaced": kind.namespaced,
+                "kind": sub_kind, "verbs": verbs}  # fmt: skip
+    if (group, version) != (kind.group, kind.version):
         doc["group"], doc["version"] = group, version
     return doc
 
 
-def resource_list(group: str, version: str) -> Doc | None:
-    kinds = TABLE.in_group_version(group, version)
-    if not kinds:
+def resource_list(kinds: list[Kind], group: str, version: str) -> Doc | None:
+    chosen = [k for k in kinds if k.group == group and k.version == version]
+    if not chosen:
         return None
     resources = []
-    for kind in kinds:
+    for kind in chosen:
         resources.append(_resource(kind))
         resources.extend(_subresource(kind, sub) for sub in kind.subresources)
+    groupversion = f"{group}/{version}" if group else version
     return {
         "kind": "APIResourceList",
         "apiVersion": "v1",
-        "groupVersion": f"{group}/{version}" if group else version,
+        "groupVersion": groupversion,
         "resources": resources,
     }
 
@@ -94,95 +114,64 @@ def _group(name: str, versions: list[str]) -> Doc:
     return {"name": name, "versions": listed, "preferredVersion": listed[0]}
 
 
-def api_group_list() -> Doc:
-    groups = [_group(g, vs) for g, vs in TABLE.group_versions().items() if g]
+def api_group_list(kinds: list[Kind]) -> Doc:
+    groups = [_group(g, vs) for g, vs in group_versions(kinds).items() if g]
     return {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}
 
 
-def api_group(name: str) -> Doc | None:
-    versions = TABLE.group_versions().get(name)
+def api_group(kinds: list[Kind], name: str) -> Doc | None:
+    versions = group_versions(kinds).get(name)
     if not name or not versions:
         return None
     return {"kind": "APIGroup", "apiVersion": "v1", **_group(name, versions)}
 
 
-# -- OpenAPI ------------------------------------------------------------------------------------
-def _gv_path(group: str, version: str) -> str:
-    return f"apis/{group}/{version}" if group else f"api/{version}"
+# -- aggregated (apidiscovery.k8s.io/v2) ----------------------------------------------------------
+def aggregated_version(accept: str) -> str | None:
+    """The apidiscovery version of the first aggregated document the client accepts, if any."""
+    for part in accept.split(","):
+        params = dict(p.strip().partition("=")[::2] for p in part.split(";")[1:])
+        if params.get("as") == "APIGroupDiscoveryList" and params.get("g") == "apidiscovery.k8s.io":
+            if params.get("v") in AGGREGATED_VERSIONS:
+                return params["v"]
+        elif "json" in part or "*/*" in part:
+            return None
+    return None
 
 
-def _query(name: str) -> Doc:
-    return {"name": name, "in": "query", "schema": {"type": "string", "uniqueItems": True}}
-
-
-def _patch_operation(kind: Kind) -> Doc:
-    gvk = {"group": kind.group, "version": kind.version, "kind": kind.kind}
-    schema = {"$ref": f"#/components/schemas/{_schema_name(kind)}"}
-    # No strategic-merge content type: kubectl then builds its patches from its compiled-in types.
-    content = {
-        t: {"schema": {"type": "object"}}
-        for t in (
-            "application/json-patch+json",
-            "application/merge-patch+json",
-            "application/apply-patch+yaml",
-        )
+def _aggregated_resource(kind: Kind) -> Doc:
+    doc: Doc = {
+        "resource": kind.resource,
+        "responseKind": {"group": kind.group, "version": kind.version, "kind": kind.kind},
+        "scope": "Namespaced" if kind.namespaced else "Cluster",
+        "singularResource": kind.singular,
+        "verbs": list(kind.verbs),
     }
-    return {
-        "operationId": f"patch{kind.kind}",
-        "x-kubernetes-action": "patch",
-        "x-kubernetes-group-version-kind": gvk,
-        "parameters": [_query(n) for n in ("dryRun", "fieldManager", "fieldValidation", "force")],
-        "requestBody": {"content": content, "required": True},
-        "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": schema}}}},
-    }
+    if kind.short_names:
+        doc["shortNames"] = list(kind.short_names)
+    if kind.categories:
+        doc["categories"] = list(kind.categories)
+    subs = []
+    for sub in kind.subresources:
+        group, version, sub_kind, verbs = _sub(kind, sub)
+        subs.append({"subresource": sub, "responseKind": {"group": group, "version": version,
+                     "kind": sub_kind}, "verbs": verbs})  # fmt: skip
+    if subs:
+        doc["subresources"] = subs
+    return doc
 
 
-def _schema_name(kind: Kind) -> str:
-    group = ".".join(reversed(kind.group.split("."))) if kind.group else "core"
-    return f"io.k8s.api.{group}.{kind.version}.{kind.kind}"
-
-
-def openapi_v3_group_version(group: str, version: str) -> Doc | None:
-    kinds = [k for k in TABLE.in_group_version(group, version) if k.stored]
-    if not TABLE.in_group_version(group, version):
-        return None
-    paths: Doc = {}
-    for kind in kinds:
-        scope = "/namespaces/{namespace}" if kind.namespaced else ""
-        paths[f"/{_gv_path(group, version)}{scope}/{kind.resource}/{{name}}"] = {
-            "patch": _patch_operation(kind)
-        }
-    schemas = {
-        _schema_name(k): {
-            "type": "object",
-            "x-kubernetes-group-version-kind": [{"group": k.group, "version": k.version, "kind": k.kind}],
-        }
-        for k in kinds
-    }
-    return {
-        "openapi": "3.0.0",
-        "info": {"title": "Kubernetes (chaos sim)", "version": "v1.32.0"},
-        "paths": paths,
-        "components": {"schemas": schemas},
-    }
-
-
-def openapi_v3_root() -> Doc:
-    paths = {}
-    for group, versions in TABLE.group_versions().items():
-        for version in versions:
-            doc = openapi_v3_group_version(group, version)
-            digest = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:32].upper()
-            paths[_gv_path(group, version)] = {
-                "serverRelativeURL": f"/openapi/v3/{_gv_path(group, version)}?hash={digest}"
-            }
-    return {"paths": paths}
-
-
-def openapi_v2() -> Doc:
-    return {
-        "swagger": "2.0",
-        "info": {"title": "Kubernetes (chaos sim)", "version": "v1.32.0"},
-        "paths": {},
-        "definitions": {},
-    }
+def aggregated(kinds: list[Kind], *, core: bool, version: str = "v2") -> Doc:
+    items = []
+    for group, versions in group_versions(kinds).items():
+        if (group == "") != core:
+            continue
+        listed = [
+            {"version": v, "resources": [_aggregated_resource(k) for k in kinds
+                                          if k.group == group and k.version == v], "freshness": "Current"}
+            for v in versions
+        ]  # fmt: skip
+        meta: Doc = {"name": group, "creationTimestamp": None} if group else {"creationTimestamp": None}
+        items.append({"metadata": meta, "versions": listed})
+    return {"kind": "APIGroupDiscoveryList", "apiVersion": f"apidiscovery.k8s.io/{version}", "metadata": {},
+            "items": items}  # fmt: skip

@@ -27,6 +27,9 @@ class SimOptions:
     anonymous: bool = False
     bootstrap: Path | None = None
     """YAML of RBAC objects; default: cluster-admin bound to group system:masters."""
+    system_pods: bool = False
+    """Run kube-system's workloads (CoreDNS, kube-proxy, static control-plane pods), as a fresh cluster
+    does; off by default so that pod counts are the seeded ones."""
     seed_objects: int = 0
     """Pods pre-created, spread over namespaces seed-0..seed-9."""
     seed_object_bytes: int = 2048

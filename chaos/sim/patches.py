@@ -1,9 +1,10 @@
 """The four patch types the api-server accepts, applied to plain JSON objects.
 
 JSON merge patch (RFC 7386) and JSON patch (RFC 6902) are exact. Strategic merge patch is an honest
-approximation: maps merge, lists of objects merge by the merge keys the built-in kinds use
-(containers by name, ports by containerPort, ...), other lists are replaced, and the `$patch`,
-`$retainKeys`, `$setElementOrder` and `$deleteFromPrimitiveList` directives are honoured or dropped.
+approximation: maps merge, lists of objects merge by the merge keys of the kind's schema (a
+container's ports by containerPort, a Service's by port; a name-keyed table for kinds without
+one), other lists are replaced, and the `$patch`, `$retainKeys`, `$setElementOrder` and
+`$deleteFromPrimitiveList` directives are honoured or dropped.
 Server-side apply uses the same merge. This module must never touch the store or HTTP.
 """
 
@@ -12,9 +13,10 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from chaos.sim import schema
 from chaos.sim.status import StatusError, bad_request
 
-MERGE_KEYS = {
+FALLBACK_MERGE_KEYS = {
     "containers": "name",
     "initContainers": "name",
     "ephemeralContainers": "name",
@@ -116,8 +118,8 @@ def json_patch(target: Any, ops: Any) -> Any:
 
 
 # -- strategic merge ----------------------------------------------------------------------------
-def _merge_list(key: str, target: list[Any], patch: list[Any]) -> list[Any]:
-    merge_key = MERGE_KEYS.get(key)
+def _merge_list(key: str, target: list[Any], patch: list[Any], message: str | None) -> list[Any]:
+    item_message, merge_key = _keyed(message, key)
     if not merge_key or not all(isinstance(p, dict) for p in patch + target):
         return [copy.deepcopy(p) for p in patch if not (isinstance(p, dict) and "$patch" in p)]
     if any(p.get("$patch") == "replace" for p in patch):
@@ -129,13 +131,21 @@ def _merge_list(key: str, target: list[Any], patch: list[Any]) -> list[Any]:
             if index is not None:
                 result.pop(index)
         elif index is None:
-            result.append(strategic_merge({}, item))
+            result.append(strategic_merge({}, item, item_message))
         else:
-            result[index] = strategic_merge(result[index], item)
+            result[index] = strategic_merge(result[index], item, item_message)
     return result
 
 
-def strategic_merge(target: Any, patch: Any) -> Any:
+def _keyed(message: str | None, key: str) -> tuple[str | None, str]:
+    """The message of field `key` and its merge key: the schema's, else the fallback table's."""
+    if message is None:
+        return None, FALLBACK_MERGE_KEYS.get(key, "")
+    return schema.merge_key(message, key)
+
+
+def strategic_merge(target: Any, patch: Any, message: str | None = None) -> Any:
+    """Merge `patch` into `target`; `message` is the target's schema message (None: the fallback keys)."""
     if not isinstance(patch, dict):
         return copy.deepcopy(patch)
     if patch.get("$patch") == "replace":
@@ -150,22 +160,21 @@ def strategic_merge(target: Any, patch: Any) -> Any:
             result[name] = [v for v in result.get(name) or [] if v not in value]
         elif value is None:
             result.pop(key, None)
-        elif isinstance(value, list) and isinstance(result.get(key), list):
-            result[key] = _merge_list(key, result[key], value)
         elif isinstance(value, list):
-            result[key] = _merge_list(key, [], value)
+            current = result.get(key)
+            result[key] = _merge_list(key, current if isinstance(current, list) else [], value, message)
         else:
-            result[key] = strategic_merge(result.get(key), value)
+            result[key] = strategic_merge(result.get(key), value, _keyed(message, key)[0])
     if isinstance(retain, list):
         result = {k: v for k, v in result.items() if k in retain}
     return result
 
 
-def apply_patch(patch_type: str, target: Any, patch: Any) -> Any:
+def apply_patch(patch_type: str, target: Any, patch: Any, message: str | None = None) -> Any:
     if patch_type == "json":
         return json_patch(target, patch)
     if not isinstance(patch, dict):
         raise bad_request("json: cannot unmarshal array into Go value of type map[string]interface {}")
     if patch_type == "merge":
         return merge_patch(target, patch)
-    return strategic_merge(target, patch)
+    return strategic_merge(target, patch, message)

@@ -1,59 +1,30 @@
-"""Just enough of the api-server's protobuf encoding to read the review requests kubectl sends as
-`application/vnd.kubernetes.protobuf` (SelfSubjectAccessReview for `auth can-i`, SelfSubjectReview
-for `auth whoami`, SubjectAccessReview, TokenReview).
+"""The api-server's protobuf envelope and wire format: `k8s\\0` + `runtime.Unknown`, varints, fields.
 
-A body is the magic `k8s\\0` then a `runtime.Unknown` (typeMeta, raw); `raw` is the object. Answers
-go back as JSON, which kubectl also accepts. It must never be used for kinds without a schema here:
-those get 415 from the caller.
+A body is the magic `k8s\\0` then a `runtime.Unknown` {1 typeMeta {1 apiVersion, 2 kind}, 2 raw,
+3 contentEncoding, 4 contentType}; `raw` is the object's own message, which `chaos.sim.protojson`
+maps to and from JSON by the generated schema. A watch stream frames each `WatchEvent` {1 type,
+2 object {1 raw}} with a 4-byte big-endian length and no magic; the embedded object keeps its own.
+This module must never know a Kubernetes kind: it moves bytes and field numbers.
 """
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 MAGIC = b"k8s\x00"
 CONTENT_TYPE = "application/vnd.kubernetes.protobuf"
-Fields = dict[int, list[Any]]
-
-# message -> field number -> (json name, sub-message or "string"/"strings"/"bool"/"extra")
-_RESOURCE_ATTRIBUTES = {
-    1: ("namespace", "string"),
-    2: ("verb", "string"),
-    3: ("group", "string"),
-    4: ("version", "string"),
-    5: ("resource", "string"),
-    6: ("subresource", "string"),
-    7: ("name", "string"),
-}
-_NON_RESOURCE_ATTRIBUTES = {1: ("path", "string"), 2: ("verb", "string")}
-_SAR_SPEC = {
-    1: ("resourceAttributes", _RESOURCE_ATTRIBUTES),
-    2: ("nonResourceAttributes", _NON_RESOURCE_ATTRIBUTES),
-    3: ("user", "string"),
-    4: ("groups", "strings"),
-    5: ("extra", "extra"),
-    6: ("uid", "string"),
-}
-_SSAR_SPEC = {
-    1: ("resourceAttributes", _RESOURCE_ATTRIBUTES),
-    2: ("nonResourceAttributes", _NON_RESOURCE_ATTRIBUTES),
-}
-_TOKEN_REVIEW_SPEC = {1: ("token", "string"), 2: ("audiences", "strings")}
-_META = {1: ("name", "string"), 3: ("namespace", "string")}
-SCHEMAS: dict[str, dict[int, tuple[str, Any]]] = {
-    "SubjectAccessReview": {1: ("metadata", _META), 2: ("spec", _SAR_SPEC)},
-    "LocalSubjectAccessReview": {1: ("metadata", _META), 2: ("spec", _SAR_SPEC)},
-    "SelfSubjectAccessReview": {1: ("metadata", _META), 2: ("spec", _SSAR_SPEC)},
-    "SelfSubjectReview": {1: ("metadata", _META)},
-    "TokenReview": {1: ("metadata", _META), 2: ("spec", _TOKEN_REVIEW_SPEC)},
-}
+WATCH_CONTENT_TYPE = "application/vnd.kubernetes.protobuf;stream=watch"
+VARINT, FIXED64, LENGTH, FIXED32 = 0, 1, 2, 5
+Fields = dict[int, list[tuple[int, Any]]]
+"""Field number -> every (wire type, value) seen, in order; value is an int or bytes."""
 
 
 class ProtobufError(ValueError):
-    """The body is not a protobuf message this module can read."""
+    """The bytes are not a protobuf message this simulator can read."""
 
 
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
+def read_varint(data: bytes, pos: int) -> tuple[int, int]:
     value, shift = 0, 0
     while True:
         if pos >= len(data):
@@ -63,64 +34,100 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
         pos, shift = pos + 1, shift + 7
         if not byte & 0x80:
             return value, pos
+        if shift > 70:
+            raise ProtobufError("varint too long")
 
 
 def fields(data: bytes) -> Fields:
+    """Every field of one message; raises ProtobufError on truncation or an unknown wire type."""
     out: Fields = {}
     pos = 0
     while pos < len(data):
-        key, pos = _varint(data, pos)
+        key, pos = read_varint(data, pos)
         number, wire = key >> 3, key & 7
-        if wire == 0:
-            value, pos = _varint(data, pos)
-        elif wire == 2:
-            size, pos = _varint(data, pos)
+        if number == 0:
+            raise ProtobufError("field number 0")
+        if wire == VARINT:
+            value, pos = read_varint(data, pos)
+        elif wire == LENGTH:
+            size, pos = read_varint(data, pos)
+            if pos + size > len(data):
+                raise ProtobufError("truncated length-delimited field")
             value, pos = data[pos : pos + size], pos + size
-        elif wire in (1, 5):
-            width = 8 if wire == 1 else 4
+        elif wire in (FIXED64, FIXED32):
+            width = 8 if wire == FIXED64 else 4
+            if pos + width > len(data):
+                raise ProtobufError("truncated fixed-width field")
             value, pos = data[pos : pos + width], pos + width
         else:
             raise ProtobufError(f"unsupported wire type {wire}")
-        out.setdefault(number, []).append(value)
+        out.setdefault(number, []).append((wire, value))
     return out
 
 
-def _extra(entries: list[bytes]) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for entry in entries:
-        pair = fields(entry)
-        key = pair.get(1, [b""])[0].decode()
-        values = fields(pair.get(2, [b""])[0]).get(1, [])
-        out[key] = [v.decode() for v in values]
-    return out
+def varint(value: int) -> bytes:
+    if value < 0:
+        value += 1 << 64  # negative int32/int64 take ten bytes, as in Go
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
 
 
-def decode(data: bytes, schema: dict[int, tuple[str, Any]]) -> dict[str, Any]:
-    parsed, out = fields(data), {}
-    for number, (name, kind) in schema.items():
-        values = parsed.get(number)
-        if not values:
-            continue
-        if kind == "string":
-            out[name] = values[-1].decode()
-        elif kind == "strings":
-            out[name] = [v.decode() for v in values]
-        elif kind == "extra":
-            out[name] = _extra(values)
-        else:
-            out[name] = decode(values[-1], kind)
-    return out
+def tag(number: int, wire: int) -> bytes:
+    return varint(number << 3 | wire)
 
 
-def decode_object(body: bytes) -> dict[str, Any]:
-    """The JSON shape of a protobuf-encoded review; raises ProtobufError for anything else."""
+def length_field(number: int, payload: bytes) -> bytes:
+    return tag(number, LENGTH) + varint(len(payload)) + payload
+
+
+def varint_field(number: int, value: int) -> bytes:
+    return tag(number, VARINT) + varint(value)
+
+
+def double_field(number: int, value: float, *, width: int = 8) -> bytes:
+    if width == 4:
+        return tag(number, FIXED32) + struct.pack("<f", value)
+    return tag(number, FIXED64) + struct.pack("<d", value)
+
+
+def signed(value: int, bits: int = 64) -> int:
+    """A varint read back as Go's int32/int64."""
+    value &= (1 << 64) - 1
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def last_bytes(parsed: Fields, number: int) -> bytes:
+    values = [v for wire, v in parsed.get(number, []) if wire == LENGTH]
+    return values[-1] if values else b""
+
+
+def string(parsed: Fields, number: int) -> str:
+    try:
+        return last_bytes(parsed, number).decode()
+    except UnicodeDecodeError as e:
+        raise ProtobufError(f"field {number} is not UTF-8") from e
+
+
+def unwrap(body: bytes) -> tuple[str, str, bytes]:
+    """(apiVersion, kind, raw) of an enveloped body."""
     if not body.startswith(MAGIC):
         raise ProtobufError("missing the k8s protobuf magic prefix")
     unknown = fields(body[len(MAGIC) :])
-    type_meta = fields(unknown.get(1, [b""])[0])
-    api_version = type_meta.get(1, [b""])[0].decode()
-    kind = type_meta.get(2, [b""])[0].decode()
-    schema = SCHEMAS.get(kind)
-    if schema is None:
-        raise ProtobufError(f"protobuf is not supported for {kind or 'this kind'}")
-    return {"apiVersion": api_version, "kind": kind, **decode(unknown.get(2, [b""])[0], schema)}
+    type_meta = fields(last_bytes(unknown, 1))
+    return string(type_meta, 1), string(type_meta, 2), last_bytes(unknown, 2)
+
+
+def wrap(api_version: str, kind: str, raw: bytes) -> bytes:
+    type_meta = length_field(1, api_version.encode()) + length_field(2, kind.encode())
+    unknown = length_field(1, type_meta) + length_field(2, raw) + length_field(3, b"") + length_field(4, b"")
+    return MAGIC + unknown
+
+
+def watch_frame(event_type: str, embedded: bytes) -> bytes:
+    """One length-prefixed frame of a protobuf watch: WatchEvent {type, object {raw}}."""
+    event = length_field(1, event_type.encode()) + length_field(2, length_field(1, embedded))
+    return struct.pack(">I", len(event)) + event

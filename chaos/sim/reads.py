@@ -32,7 +32,7 @@ _TOO_OLD = (
 def selected(call: Call) -> list[Obj]:
     try:
         labels = parse_labels(call.query.get("labelSelector"))
-        fields = parse_fields(call.query.get("fieldSelector"))
+        fields = parse_fields(call.query.get("fieldSelector"), call.kind.kind)
     except SelectorError as e:
         raise bad_request(f"unable to parse requirement: {e}" if "parse" not in str(e) else str(e)) from e
     return [obj for _, obj in call.sim.store.items(call.kind, call.namespace) if matches(obj, labels, fields)]

@@ -87,7 +87,7 @@ def _name_of(target: Target, query: dict[str, str]) -> str:
         fields = parse_fields(query.get("fieldSelector"))
     except SelectorError:
         return ""
-    names = [f.values[0] for f in fields if f.key == "metadata.name" and f.op == "="]
+    names = [f.value for f in fields if f.key == "metadata.name" and f.op == "="]
     return names[0] if len(names) == 1 else ""
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from chaos.sim.authn import Authenticator, load_token_file
 from chaos.sim.bootstrap import populate, read_bootstrap
+from chaos.sim.controllers import Controllers
 from chaos.sim.options import SimOptions
 from chaos.sim.rbac import Authorizer
 from chaos.sim.recorder import Recorder
@@ -37,6 +38,10 @@ class Simulation:
     recorder: Recorder = field(default_factory=Recorder)
     issuer: Any | None = None
     """chaos.sim.oidc.Issuer when that module exists: signs and verifies service-account JWTs."""
+    controllers: Controllers | None = None
+    """The workload controllers, listening to the store's writes."""
+    files: dict[str, Any] = field(default_factory=dict)
+    """Each container's in-memory file system (chaos.sim.filesystem), by pod uid and container."""
 
     @classmethod
     def from_options(cls, options: SimOptions) -> Simulation:
@@ -46,12 +51,20 @@ class Simulation:
         store = Store(window=options.watch_cache_window)
         oidc = optional_module("chaos.sim.oidc")
         issuer = oidc.Issuer() if oidc is not None else None
+        control = Controllers(store)
         populate(
             store,
             bootstrap=bootstrap,
             seed_objects=options.seed_objects,
             seed_bytes=options.seed_object_bytes,
+            system_pods=options.system_pods,
         )
+        control.drain()
         return cls(
-            options, store, Authenticator(tokens, options.anonymous, issuer), Authorizer(store), issuer=issuer
+            options,
+            store,
+            Authenticator(tokens, options.anonymous, issuer),
+            Authorizer(store),
+            issuer=issuer,
+            controllers=control,
         )

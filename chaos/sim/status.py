@@ -35,11 +35,21 @@ def status_body(
         "status": "Failure",
         "message": message,
         "reason": reason or REASONS.get(code, "Unknown"),
-        "code": code,
     }
-    if details:
-        body["details"] = details
+    if details is not None:
+        body["details"] = _details(details)
+    body["code"] = code
     return body
+
+
+_DETAIL_ORDER = ("name", "group", "kind", "uid", "causes", "retryAfterSeconds")
+
+
+def _details(details: dict[str, Any]) -> dict[str, Any]:
+    """StatusDetails in Go's field order, empty strings omitted as Go's omitempty does."""
+    ordered = {k: details[k] for k in _DETAIL_ORDER if k in details and details[k] not in ("", None)}
+    ordered.update({k: v for k, v in details.items() if k not in _DETAIL_ORDER})
+    return ordered
 
 
 def success_body(details: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -108,6 +118,27 @@ def invalid(kind: str, group: str, name: str, field: str, detail: str) -> Status
             "causes": [{"reason": "FieldValueInvalid", "message": detail, "field": field}],
         },
     )
+
+
+def invalid_fields(kind: str, group: str, name: str, errors: list[tuple[str, str]]) -> StatusError:
+    """422 for several fields at once: `Pod "x" is invalid: [a: Required value, b: Required value]`."""
+    listed = [f"{field}: {detail}" for field, detail in errors]
+    joined = listed[0] if len(listed) == 1 else "[" + ", ".join(listed) + "]"
+    qualified = f"{kind}.{group}" if group else kind
+    return StatusError(
+        422,
+        f'{qualified} "{name}" is invalid: {joined}',
+        details={
+            "name": name,
+            "group": group,
+            "kind": kind,
+            "causes": [
+                {"reason": "FieldValueRequired" if d == "Required value" else "FieldValueInvalid",
+                 "message": d, "field": f}
+                for f, d in errors
+            ],
+        },
+    )  # fmt: skip
 
 
 def expired(message: str) -> StatusError:

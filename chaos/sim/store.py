@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import secrets
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -23,10 +24,12 @@ from chaos.sim.status import already_exists, conflict, expired, not_found
 
 Obj = dict[str, Any]
 ObjKey = tuple[str, str]  # (namespace, name); namespace "" for cluster-scoped kinds
+_SUFFIX = "bcdfghjklmnpqrstvwxz2456789"  # the api-server's generateName alphabet
 
 
-def now_rfc3339() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def now_rfc3339(*, micro: bool = False) -> str:
+    """Now as the api-server writes a Time (seconds) or a MicroTime (microseconds)."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ" if micro else "%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,8 @@ class Store:
         self.events: deque[Event] = deque(maxlen=window)
         self.watchers: set[Watcher] = set()
         self.generated = 0
+        self.listeners: list[Callable[[Kind, str, Obj], None]] = []
+        """Called after every write with (kind, event type, object): the controllers' trigger."""
 
     # -- reads ---------------------------------------------------------------------------------
     def bucket(self, kind: Kind) -> dict[ObjKey, Obj]:
@@ -97,6 +102,8 @@ class Store:
         for watcher in self.watchers:
             if watcher.kind_key == kind.key:
                 watcher.queue.put_nowait(event)
+        for listener in self.listeners:
+            listener(kind, type_, obj)
 
     def prepare_create(self, kind: Kind, namespace: str, obj: Obj) -> Obj:
         """Fill in server-set metadata; raises AlreadyExists. Does not store (dryRun uses it alone)."""
@@ -104,7 +111,7 @@ class Store:
         meta = obj.setdefault("metadata", {})
         if not meta.get("name") and meta.get("generateName"):
             self.generated += 1
-            meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
+            meta["name"] = meta["generateName"] + "".join(secrets.choice(_SUFFIX) for _ in range(5))
         name = meta.get("name", "")
         if (namespace, name) in self.bucket(kind):
             raise already_exists(kind.resource, kind.group, name)

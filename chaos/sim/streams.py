@@ -1,12 +1,14 @@
-"""Pod streams of the simulated api-server: `pods/log` (with follow) and `pods/exec` over WebSocket.
+"""Pod streams of the simulated api-server: `pods/log` (with follow), `pods/exec` and `pods/attach`
+over WebSocket.
 
 Every simulated container prints one line per second since the pod started, so logs are
 deterministic and `kubectl logs -f` sees a new line each second. Exec speaks the remotecommand
 WebSocket protocols kubectl 1.32 offers (`v5.channel.k8s.io`, then `v4.channel.k8s.io`): each
 binary message starts with a channel byte — 0 stdin, 1 stdout, 2 stderr, 3 the final Status,
-4 resize — and v5 adds 255, "close this channel" (how a client says stdin ended). Commands run in
-the built-in shell of `chaos.sim.shell`. This module never runs a real process and never blocks
-on anything but the client and its own clock.
+4 resize — and v5 adds 255, "close this channel" (how a client says stdin ended); stdout and stderr
+flow only when the request asks for them. Commands run in the built-in shell of `chaos.sim.shell`
+on the container's in-memory file system, kept per container for the pod's lifetime. This module
+never runs a real process and never blocks on anything but the client and its own clock.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from chaos.sim import shell
+from chaos.sim import portforward, shell, spdy
+from chaos.sim.filesystem import Filesystem
 
 PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
 STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
@@ -41,7 +44,9 @@ def _pod_name(pod: dict[str, Any]) -> str:
 
 
 def _containers(pod: dict[str, Any]) -> list[dict[str, Any]]:
-    return list(pod.get("spec", {}).get("containers", []) or [{"name": "main"}])
+    spec = pod.get("spec", {})
+    kinds = ("containers", "initContainers", "ephemeralContainers")
+    return [c for k in kinds for c in spec.get(k) or []] or [{"name": "main"}]
 
 
 def _container_or_error(request: web.Request, pod: dict[str, Any]) -> dict[str, Any] | web.Response:
@@ -121,17 +126,29 @@ def _pod_exists(sim: Any, pod: dict[str, Any]) -> bool:
     return current is not None and current.get("metadata", {}).get("uid") == meta.get("uid")
 
 
-def _exec_container(pod: dict[str, Any], container: dict[str, Any]) -> shell.Container:
+def container_files(sim: Any, pod: dict[str, Any], container: str) -> Filesystem:
+    """The in-memory file system of one container, kept for the pod's lifetime (one per uid)."""
+    files: dict[str, Filesystem] | None = getattr(sim, "files", None)
+    key = f"{pod.get('metadata', {}).get('uid', '')}/{container}"
+    if files is None:
+        return Filesystem.for_container(_pod_name(pod))
+    if key not in files:
+        files[key] = Filesystem.for_container(_pod_name(pod))
+    return files[key]
+
+
+def _exec_container(pod: dict[str, Any], container: dict[str, Any], sim: Any) -> shell.Container:
     name = _pod_name(pod)
     env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOSTNAME": name}
     for var in container.get("env", []) or []:
         if "name" in var and "value" in var:
             env[str(var["name"])] = str(var["value"])
     env.update({"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443", "HOME": "/root"})
-    return shell.Container(hostname=name, env=env)
+    files = container_files(sim, pod, str(container.get("name", "")))
+    return shell.Container(hostname=name, env=env, files=files)
 
 
-def _exit_status(commands: list[str], code: int) -> dict[str, Any]:
+def exit_status(commands: list[str], code: int) -> dict[str, Any]:
     """The channel-3 Status client-go turns into the exit code of `kubectl exec`."""
     if code == 0:
         return {"metadata": {}, "status": "Success"}
@@ -145,6 +162,19 @@ def _exit_status(commands: list[str], code: int) -> dict[str, Any]:
     }
 
 
+def _wanted(request: web.Request, name: str, default: bool) -> bool:
+    value = request.query.get(name)
+    return default if value is None else value.lower() in _TRUE
+
+
+async def _upgrade(request: web.Request) -> web.WebSocketResponse | web.Response:
+    ws = web.WebSocketResponse(protocols=PROTOCOLS)
+    if not ws.can_prepare(request).ok:
+        return _status(400, "BadRequest", "Upgrade request required")
+    await ws.prepare(request)
+    return ws
+
+
 async def serve_exec(
     request: web.Request, pod: dict[str, Any], commands: list[str], sim: Any
 ) -> web.StreamResponse:
@@ -154,43 +184,129 @@ async def serve_exec(
         return container
     if not commands:
         return _status(400, "BadRequest", "you must specify at least 1 command")
-    ws = web.WebSocketResponse(protocols=PROTOCOLS)
-    if not ws.can_prepare(request).ok:
-        return _status(400, "BadRequest", "Upgrade request required")
-    await ws.prepare(request)
-    channels = _Channels(ws, closable=ws.ws_protocol == PROTOCOLS[0])
-    reader = asyncio.get_running_loop().create_task(channels.read())
-    try:
-        want_stdin = request.query.get("stdin", "").lower() in _TRUE
-        streams = shell.Streams(
-            stdout=channels.writer(STDOUT),
-            stderr=channels.writer(STDERR),
-            stdin=channels.stdin() if want_stdin else None,
-        )
-        code = await shell.run(commands, _exec_container(pod, container), streams)
-        await ws.send_bytes(bytes([ERROR]) + json.dumps(_exit_status(commands, code)).encode())
-    except ConnectionError:
-        pass  # the client went away: nobody is left to tell
-    finally:
-        reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await reader
-        await ws.close()
+    async def run(streams: shell.Streams) -> int:
+        return await shell.run(commands, _exec_container(pod, container, sim), streams)
+
+    return await _session(request, pod, run, lambda code: exit_status(commands, code))
+
+
+async def _session(request: web.Request, pod: dict[str, Any], run: Any, status: Any) -> web.StreamResponse:
+    """Serve `run` over the WebSocket protocols, or over SPDY for the kubectl versions that upgrade so."""
+    if request.headers.get("Upgrade", "").lower().startswith("spdy/"):
+        return await spdy.serve(request, pod, run=spdy.exec_runner(request, _over_spdy(request, run), status))
+    ws = await _upgrade(request)
+    if isinstance(ws, web.Response):
+        return ws
+    await Channels(ws, closable=ws.ws_protocol == PROTOCOLS[0]).serve(request, run, status)
     return ws
 
 
-class _Channels:
-    """Demultiplexes the client's messages: stdin chunks until closed; resize is ignored."""
+def _over_spdy(request: web.Request, run: Any) -> Any:
+    async def work(session: spdy.Session, stdin: asyncio.Queue[bytes | None] | None) -> int:
+        def writer(name: str) -> shell.Write:
+            stream = session.stream_of(name)
+
+            async def write(data: bytes) -> None:
+                if stream is not None and _wanted(request, name, name == "stdout"):
+                    for chunk in portforward.chunks(data):
+                        await session.write(stream, chunk)
+
+            return write
+
+        async def read() -> AsyncIterator[bytes]:
+            while stdin is not None and (chunk := await stdin.get()) is not None:
+                yield chunk
+
+        return int(await run(shell.Streams(writer("stdout"), writer("stderr"), read() if stdin else None)))
+
+    return work
+
+
+async def serve_attach(request: web.Request, pod: dict[str, Any], sim: Any) -> web.StreamResponse:
+    """Attach to a container's main process: a shell (`kubectl run -it -- sh`, `kubectl debug -it`)
+    reads its commands from stdin; any other prints a log line a second and echoes stdin back."""
+    container = _container_or_error(request, pod)
+    if isinstance(container, web.Response):
+        return container
+    name, cname, started = _pod_name(pod), str(container.get("name", "main")), _started_at(pod)
+    main = [str(w) for w in [*(container.get("command") or []), *(container.get("args") or [])]]
+
+    async def interactive(streams: shell.Streams) -> int:
+        code = await shell.run(main[:1], _exec_container(pod, container, sim), streams)
+        _main_exited(sim, pod, container, code)
+        return code
+
+    async def run(streams: shell.Streams) -> int:
+        async def lines() -> None:
+            n = int(time.time() - started) + 1
+            while True:
+                await asyncio.sleep(max(0.0, started + n - time.time()))
+                await streams.stdout(_log_line(name, cname, started, n, False))
+                n += 1
+
+        printer = asyncio.get_running_loop().create_task(lines())
+        try:
+            async for chunk in streams.input():
+                await streams.stdout(chunk)
+            await asyncio.Event().wait()  # no stdin: attached until the client leaves
+        finally:
+            printer.cancel()
+        return 0
+
+    chosen = interactive if main and main[0] in shell.SHELLS and "-c" not in main else run
+    return await _session(request, pod, chosen, lambda code: exit_status([], code))
+
+
+def _main_exited(sim: Any, pod: dict[str, Any], container: dict[str, Any], code: int) -> None:
+    """A pod whose main shell exited stops, unless its restart policy brings it back."""
+    from chaos.sim import pods  # the kubelet's view of a pod, needed only when a main process exits
+    from chaos.sim.kinds import TABLE
+
+    spec = pod.get("spec") or {}
+    regular = any(c.get("name") == container.get("name") for c in spec.get("containers") or [])
+    if sim is None or not regular or spec.get("restartPolicy", "Always") == "Always":
+        return
+    kind, meta = TABLE.lookup("", "v1", "pods"), pod.get("metadata") or {}
+    current = sim.store.find(kind, meta.get("namespace", ""), meta.get("name", ""))
+    if current is not None and current["metadata"].get("uid") == meta.get("uid"):
+        sim.store.update(kind, meta["namespace"], meta["name"], pods.finished(current, code))
+
+
+class Channels:
+    """One remotecommand WebSocket: stdin in (binary or text frames), stdout/stderr/status out."""
 
     def __init__(self, ws: web.WebSocketResponse, *, closable: bool) -> None:
         self._ws = ws
         self._closable = closable
         self._stdin: asyncio.Queue[bytes | None] = asyncio.Queue()
 
+    async def serve(self, request: web.Request, run: Any, status: Any) -> None:
+        """Run `run(streams)` with the streams the request asked for; send its exit Status; close."""
+        reader = asyncio.get_running_loop().create_task(self.read())
+        try:
+            streams = shell.Streams(
+                stdout=self.writer(STDOUT) if _wanted(request, "stdout", True) else _discard,
+                stderr=self.writer(STDERR) if _wanted(request, "stderr", False) else _discard,
+                stdin=self.stdin() if _wanted(request, "stdin", False) else None,
+            )
+            worker = asyncio.get_running_loop().create_task(run(streams))
+            done, _ = await asyncio.wait({worker, reader}, return_when=asyncio.FIRST_COMPLETED)
+            if worker in done:
+                await self._ws.send_bytes(bytes([ERROR]) + json.dumps(status(worker.result())).encode())
+            else:
+                worker.cancel()
+        except ConnectionError:
+            pass  # the client went away: nobody is left to tell
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+            await self._ws.close()
+
     def writer(self, channel: int) -> shell.Write:
         async def write(data: bytes) -> None:
-            if data:
-                await self._ws.send_bytes(bytes([channel]) + data)
+            for chunk in portforward.chunks(data):
+                await self._ws.send_bytes(bytes([channel]) + chunk)
 
         return write
 
@@ -203,6 +319,8 @@ class _Channels:
             async for msg in self._ws:
                 if msg.type == WSMsgType.BINARY and msg.data:
                     self._dispatch(bytes(msg.data))
+                elif msg.type == WSMsgType.TEXT and msg.data:
+                    self._dispatch(str(msg.data).encode())  # the Python client sends str as text frames
         finally:
             self._stdin.put_nowait(None)  # the socket closed: so did stdin
 
@@ -212,3 +330,7 @@ class _Channels:
             self._stdin.put_nowait(payload)
         elif channel == CLOSE and self._closable and payload[:1] == bytes([STDIN]):
             self._stdin.put_nowait(None)
+
+
+async def _discard(data: bytes) -> None:
+    return None

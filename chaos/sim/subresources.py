@@ -1,5 +1,6 @@
-"""The subresources that are not plain object views: pod log and exec (handed to
-`chaos.sim.streams` when it exists) and service-account tokens (signed by `chaos.sim.oidc`).
+"""The subresources that are not plain object views: pod log, exec and attach (handed to
+`chaos.sim.streams`), port-forward (`chaos.sim.portforward`), eviction and binding, and
+service-account tokens (signed by `chaos.sim.oidc`).
 
 It must never authorize (the chain has, with verb get on pods/log and create on pods/exec) and never
 print a token it issues anywhere but the response.
@@ -12,9 +13,10 @@ from typing import Any
 
 from aiohttp import web
 
+from chaos.sim import portforward
 from chaos.sim.calls import Call, read_object, respond
 from chaos.sim.simulation import optional_module
-from chaos.sim.status import StatusError, bad_request
+from chaos.sim.status import StatusError, bad_request, success_body
 
 
 def _container(call: Call, pod: dict[str, Any]) -> str:
@@ -49,6 +51,50 @@ async def exec_(call: Call) -> web.StreamResponse:
     commands = list(call.query.getall("command", []))
     response: web.StreamResponse = await streams.serve_exec(call.request, pod, commands, call.sim)
     return response
+
+
+async def attach(call: Call) -> web.StreamResponse:
+    pod = call.sim.store.get(call.kind, call.namespace, call.target.name)
+    return await streams_module().serve_attach(call.request, pod, call.sim)  # type: ignore[no-any-return]
+
+
+async def portforward_(call: Call) -> web.StreamResponse:
+    pod = call.sim.store.get(call.kind, call.namespace, call.target.name)
+    containers = (pod.get("spec") or {}).get("containers") or [{}]
+    web_server = next((c for c in containers if "nginx" in str(c.get("image", ""))), containers[0])
+    files = streams_module().container_files(call.sim, pod, str(web_server.get("name", "")))
+    return await portforward.serve(call.request, pod, spdy_module(), files)
+
+
+async def eviction(call: Call) -> web.Response:
+    """policy/v1 Eviction: the pod is deleted (no disruption budget stands in the way here)."""
+    call.sim.store.get(call.kind, call.namespace, call.target.name)
+    await read_object(call.request)
+    if not call.dry_run:
+        call.sim.store.delete(call.kind, call.namespace, call.target.name)
+    return respond(success_body(), 201)
+
+
+async def binding(call: Call) -> web.Response:
+    """A scheduler's Binding: the pod is placed on the target node."""
+    body = await read_object(call.request) or {}
+    node = ((body.get("target") or {}) if isinstance(body, dict) else {}).get("name", "")
+    pod = call.sim.store.get(call.kind, call.namespace, call.target.name)
+    spec = {**pod.get("spec", {}), "nodeName": node}
+    call.sim.store.update(call.kind, call.namespace, call.target.name, {**pod, "spec": spec})
+    return respond(success_body(), 201)
+
+
+def streams_module() -> Any:
+    streams = optional_module("chaos.sim.streams")
+    if streams is None:
+        raise StatusError(400, "streams are not available in this simulator build")
+    return streams
+
+
+def spdy_module() -> Any:
+    spdy = optional_module("chaos.sim.spdy")
+    return None if spdy is None else spdy.serve
 
 
 async def token(call: Call) -> web.Response:

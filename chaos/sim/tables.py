@@ -1,7 +1,8 @@
 """`Table` answers for `kubectl get` (Accept: application/json;as=Table;g=meta.k8s.io;v=v1).
 
-Columns follow the api-server's printers for the kinds kubectl users look at most (pods, deployments,
-namespaces, services) and NAME/AGE elsewhere. It must never change the objects it prints.
+Columns follow the api-server's printers for the kinds kubectl users look at most (pods, nodes,
+deployments, replica/stateful/daemon sets, jobs, namespaces, services, configmaps, secrets) and
+NAME/AGE elsewhere. It must never change the objects it prints.
 """
 
 from __future__ import annotations
@@ -46,13 +47,42 @@ def _status(obj: Obj) -> Any:
     return obj.get("status") or {}
 
 
+def _pod_status(pod: Obj) -> str:
+    """What kubectl shows: Terminating, a waiting or terminated reason (ContainerCreating, Completed),
+    else the phase."""
+    if (pod.get("metadata") or {}).get("deletionTimestamp"):
+        return "Terminating"
+    for status in _status(pod).get("containerStatuses") or []:
+        state = status.get("state") or {}
+        reason = (state.get("waiting") or state.get("terminated") or {}).get("reason")
+        if reason:
+            return str(reason)
+    return str(_status(pod).get("phase", ""))
+
+
+def _node_status(node: Obj) -> str:
+    ready = next((c for c in _status(node).get("conditions") or [] if c.get("type") == "Ready"), {})
+    return "Ready" if ready.get("status") == "True" else "NotReady"
+
+
+def _roles(node: Obj) -> str:
+    labels = (node.get("metadata") or {}).get("labels") or {}
+    roles = sorted(k.split("/", 1)[1] for k in labels if k.startswith("node-role.kubernetes.io/"))
+    return ",".join(roles) or "<none>"
+
+
+def _job_status(job: Obj) -> str:
+    conditions = {c.get("type"): c.get("status") for c in _status(job).get("conditions") or []}
+    return "Complete" if conditions.get("Complete") == "True" else "Running"
+
+
 _NAME: Column = ("Name", "string", lambda o: o["metadata"]["name"])
 _AGE: Column = ("Age", "string", age)
 COLUMNS: dict[str, list[Column]] = {
     "Pod": [
         _NAME,
         ("Ready", "string", _ready),
-        ("Status", "string", lambda o: _status(o).get("phase", "")),
+        ("Status", "string", _pod_status),
         ("Restarts", "integer", _restarts),
         _AGE,
     ],
@@ -64,6 +94,41 @@ COLUMNS: dict[str, list[Column]] = {
         _AGE,
     ],
     "Namespace": [_NAME, ("Status", "string", lambda o: _status(o).get("phase", "Active")), _AGE],
+    "Node": [
+        _NAME,
+        ("Status", "string", _node_status),
+        ("Roles", "string", _roles),
+        _AGE,
+        ("Version", "string", lambda o: (_status(o).get("nodeInfo") or {}).get("kubeletVersion", "")),
+    ],
+    "ReplicaSet": [
+        _NAME,
+        ("Desired", "integer", lambda o: (o.get("spec") or {}).get("replicas", 1)),
+        ("Current", "integer", lambda o: _status(o).get("replicas", 0)),
+        ("Ready", "integer", lambda o: _status(o).get("readyReplicas", 0)),
+        _AGE,
+    ],
+    "StatefulSet": [
+        _NAME,
+        ("Ready", "string", lambda o: f"{_status(o).get('readyReplicas', 0)}/{o['spec'].get('replicas', 1)}"),
+        _AGE,
+    ],
+    "DaemonSet": [
+        _NAME,
+        ("Desired", "integer", lambda o: _status(o).get("desiredNumberScheduled", 0)),
+        ("Current", "integer", lambda o: _status(o).get("currentNumberScheduled", 0)),
+        ("Ready", "integer", lambda o: _status(o).get("numberReady", 0)),
+        ("Up-to-date", "integer", lambda o: _status(o).get("updatedNumberScheduled", 0)),
+        ("Available", "integer", lambda o: _status(o).get("numberAvailable", 0)),
+        _AGE,
+    ],
+    "Job": [
+        _NAME,
+        ("Status", "string", _job_status),
+        ("Completions", "string",
+         lambda o: f"{_status(o).get('succeeded', 0)}/{(o.get('spec') or {}).get('completions', 1)}"),
+        _AGE,
+    ],
     "Service": [
         _NAME,
         ("Type", "string", lambda o: o.get("spec", {}).get("type", "ClusterIP")),

@@ -17,6 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
+from chaos.sim import protobuf, protojson, wire
 from chaos.sim.calls import Call
 from chaos.sim.reads import selected
 from chaos.sim.selectors import matches, parse_fields, parse_labels
@@ -35,6 +36,7 @@ class _Stream:
         self.call, self.response = call, response
         self.table = wants_table(call.request.headers.get("Accept", ""))
         self.include = call.query.get("includeObject", "Metadata")
+        self.protobuf = _content_type(call) == protobuf.WATCH_CONTENT_TYPE
 
     async def send(self, type_: str, obj: Obj) -> None:
         if self.table and type_ in ("ADDED", "MODIFIED", "DELETED"):
@@ -44,7 +46,13 @@ class _Stream:
                 resource_version=obj["metadata"]["resourceVersion"],
                 include=self.include,
             )
-        await self.response.write(json.dumps({"type": type_, "object": obj}).encode() + b"\n")
+        if self.protobuf:
+            embedded = protojson.encode_object(obj)
+            if embedded is not None:
+                await self.response.write(protobuf.watch_frame(type_, embedded))
+                return
+        line = json.dumps({"type": type_, "object": obj}, separators=(",", ":"))  # Go's spelling
+        await self.response.write(line.encode() + b"\n")
 
     async def bookmark(self) -> None:
         kind = self.call.kind
@@ -83,7 +91,7 @@ def _gone(call: Call) -> bool:
 async def watch(call: Call) -> web.StreamResponse:
     store = call.sim.store
     labels = parse_labels(call.query.get("labelSelector"))
-    fields = parse_fields(call.query.get("fieldSelector"))
+    fields = parse_fields(call.query.get("fieldSelector"), call.kind.kind)
     deadline = time.monotonic() + _timeout(call)
     bookmarks = call.query.get("allowWatchBookmarks", "").lower() == "true"
     bookmark_every = call.sim.options.bookmark_interval_s
@@ -101,8 +109,9 @@ async def watch(call: Call) -> web.StreamResponse:
             except StatusError as e:
                 expired = e
             last = store.rv
+        encoding = _content_type(call)
         response = web.StreamResponse(
-            headers={"Content-Type": "application/json", "Cache-Control": "no-cache, private"}
+            headers={"Content-Type": encoding, "Cache-Control": "no-cache, private"}
         )
         response.enable_chunked_encoding()
         await response.prepare(call.request)
@@ -124,6 +133,17 @@ async def watch(call: Call) -> web.StreamResponse:
         store.unsubscribe(watcher)
 
 
+def _content_type(call: Call) -> str:
+    accept = call.request.headers.get("Accept", "")
+    if not wants_table(accept) and wire.wants_protobuf(accept) and _has_message(call):
+        return protobuf.WATCH_CONTENT_TYPE
+    return "application/json"
+
+
+def _has_message(call: Call) -> bool:
+    return protojson.message_for(call.kind.api_version, call.kind.kind) is not None
+
+
 def _wanted(call: Call, event: Event) -> bool:
     namespace = call.namespace
     return not namespace or event.obj["metadata"].get("namespace") == namespace
@@ -138,7 +158,7 @@ async def _follow(
     bookmark_every: float,
 ) -> None:
     labels = parse_labels(call.query.get("labelSelector"))
-    fields = parse_fields(call.query.get("fieldSelector"))
+    fields = parse_fields(call.query.get("fieldSelector"), call.kind.kind)
     next_bookmark = time.monotonic() + bookmark_every
     while (now := time.monotonic()) < deadline and not _gone(call):
         wait = min(deadline - now, POLL_S, (next_bookmark - now) if bookmark_every else POLL_S)

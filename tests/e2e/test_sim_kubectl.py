@@ -61,13 +61,18 @@ def test_get_prints_tables_json_and_yaml(sim: SimServer) -> None:
 
 
 def test_create_then_apply_client_side_then_server_side(sim: SimServer) -> None:
-    """create -f, a client-side apply that changes the image, a server-side apply that scales."""
+    """create -f, a client-side apply that changes the image, a server-side apply that scales: it
+    conflicts with kubectl-create's replicas until it forces."""
     assert "created" in ok(sim.kubectl("create", "-f", "-", stdin=DEPLOYMENT))
     changed = DEPLOYMENT.replace("nginx:1", "nginx:2")
     assert "configured" in ok(sim.kubectl("apply", "-f", "-", stdin=changed))
     assert deployment(sim)["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:2"
     scaled = changed.replace("replicas: 2", "replicas: 4")
-    assert "serverside-applied" in ok(sim.kubectl("apply", "--server-side", "-f", "-", stdin=scaled))
+    refused = sim.kubectl("apply", "--server-side", "-f", "-", stdin=scaled)
+    assert refused.returncode != 0
+    assert 'conflict with "kubectl-create" using apps/v1: .spec.replicas' in refused.stderr
+    forced = sim.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", stdin=scaled)
+    assert "serverside-applied" in ok(forced)
     assert deployment(sim)["spec"]["replicas"] == 4
 
 
@@ -111,6 +116,7 @@ def test_patch_label_scale_and_dry_run_edit(sim: SimServer) -> None:
     assert "web" in ok(sim.kubectl("get", "deployments", "-l", "tier=front"))
     assert "scaled" in ok(sim.kubectl("scale", "deployment", "web", "--replicas=5"))
     assert deployment(sim)["spec"]["replicas"] == 5
+    ok(sim.kubectl("rollout", "status", "deployment/web", "--timeout=20s"))  # its controller is done writing
     edited = ok(sim.kubectl("get", "deployment", "web", "-o", "yaml")).replace("replicas: 5", "replicas: 9")
     assert "server dry run" in ok(sim.kubectl("replace", "--dry-run=server", "-f", "-", stdin=edited))
     assert deployment(sim)["spec"]["replicas"] == 5

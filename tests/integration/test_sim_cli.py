@@ -41,9 +41,9 @@ def test_bad_input_is_one_clear_line(args: list[str], complaint: str) -> None:
 def test_bad_bootstrap_kind_names_the_file(tmp_path: Path) -> None:
     """A bootstrap object of a kind the simulator lacks is refused before serving."""
     bad = tmp_path / "rbac.yaml"
-    bad.write_text("apiVersion: v1\nkind: Node\nmetadata: {name: n}\n")
+    bad.write_text("apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: n}\n")
     result = sim("--bootstrap", str(bad))
-    assert result.returncode == 2 and str(bad) in result.stderr and "v1/Node" in result.stderr
+    assert result.returncode == 2 and str(bad) in result.stderr and "example.com/v1/Widget" in result.stderr
 
 
 def test_help_lists_the_options() -> None:

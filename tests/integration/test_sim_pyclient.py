@@ -57,14 +57,14 @@ def test_watch_receives_an_event_and_a_bookmark(core: client.CoreV1Api) -> None:
 
 
 def test_create_replace_stale_conflicts_and_delete(core: client.CoreV1Api) -> None:
-    """A replace with a stale resourceVersion is 409; delete removes the pod."""
+    """A replace with a stale resourceVersion is 409; delete without a grace period removes the pod."""
     created = core.create_namespaced_pod("default", POD)
     core.patch_namespaced_pod("py", "default", {"metadata": {"labels": {"fresh": "yes"}}})
     created.metadata.labels = {"stale": "yes"}
     with pytest.raises(client.ApiException) as raised:
         core.replace_namespaced_pod("py", "default", created)
     assert raised.value.status == 409
-    core.delete_namespaced_pod("py", "default")
+    core.delete_namespaced_pod("py", "default", grace_period_seconds=0)
     with pytest.raises(client.ApiException) as missing:
         core.read_namespaced_pod("py", "default")
     assert missing.value.status == 404

@@ -59,8 +59,47 @@ def test_field_selector_matches(selector: str, expected: bool) -> None:
     assert matches(POD, (), parse_fields(selector)) is expected
 
 
-@pytest.mark.parametrize("selector", ["spec.nodeName=x", "metadata.name", "status.phase!=Running"])
+@pytest.mark.parametrize(
+    "selector", ["spec.nodeName=x", "metadata.name", "status.phase!=Running", "spec.x=1"]
+)
 def test_unsupported_field_selectors_are_errors(selector: str) -> None:
-    """Fields other than metadata.name/namespace are rejected, like the api-server does for most kinds."""
+    """Fields a kind does not support are rejected (ConfigMaps: only metadata.name/namespace)."""
     with pytest.raises(SelectorError):
-        parse_fields(selector)
+        parse_fields(selector, "ConfigMap")
+
+
+@pytest.mark.parametrize(
+    ("selector", "expected"),
+    [
+        ("status.phase=Running", True),
+        ("status.phase!=Running", False),
+        ("spec.nodeName=sim-worker,status.podIP=10.244.1.7", True),
+        ("spec.restartPolicy=Never", False),
+        ("spec.hostNetwork=false", True),
+        ("status.podIPs=10.244.1.7", True),
+        ("metadata.name=web-1,", True),
+        (",metadata.name=web-2", False),
+    ],
+)
+def test_pod_field_selectors_and_empty_terms(selector: str, expected: bool) -> None:
+    """Pods support the api-server's pod field labels; empty terms are skipped, not errors."""
+    pod = {
+        **POD,
+        "spec": {"nodeName": "sim-worker", "restartPolicy": "Always"},
+        "status": {"phase": "Running", "podIP": "10.244.1.7", "podIPs": [{"ip": "10.244.1.7"}]},
+    }
+    assert matches(pod, (), parse_fields(selector, "Pod")) is expected
+
+
+def test_event_field_selectors() -> None:
+    """Events select on involvedObject.*, reason and type."""
+    event = {
+        "metadata": {"name": "e"},
+        "involvedObject": {"kind": "Pod", "name": "web-1"},
+        "reason": "Started",
+        "type": "Normal",
+    }
+    assert matches(
+        event, (), parse_fields("involvedObject.kind=Pod,involvedObject.name=web-1,type=Normal", "Event")
+    )
+    assert not matches(event, (), parse_fields("reason=Killing", "Event"))
