@@ -25,6 +25,7 @@ from guard.http import answers, client, headers, tunnel
 from guard.http.relay import relay
 from guard.http.request import Request
 from guard.identity.authn import Credentials
+from guard.kube.canonical import canonical
 from guard.kube.errors import GuardError, TooManyRequests, Unauthorized
 from guard.kube.identity import Identity
 from guard.kube.requestinfo import RequestInfo, classify
@@ -69,7 +70,7 @@ class Proxy:
         self.inflight: dict[str, int] = {}
         """Admitted requests being served per tenant (bounded by the policies' tenants)."""
         self._sizer = ListSizer()
-        self._classified: dict[tuple[str, str], RequestInfo] = {}
+        self._classified: dict[tuple[str, str], tuple[RequestInfo, str | None]] = {}
         metrics.watch_admission(lambda: (serving.runtime.upstream.name, serving.runtime.admission),
                                 lambda: self.inflight)
         metrics.watch_requests(self._in_flight)
@@ -170,16 +171,22 @@ class Proxy:
             record.gate.report(time.perf_counter() - sent, record.info, status=status, error=error)
 
     def _classify(self, request: Request) -> RequestInfo:
-        """classify(), remembered per (method, request target): controllers and kubectl repeat the
-        same requests, and a RequestInfo is immutable."""
+        """classify() of the target's canonical form (guard.kube.canonical), remembered per (method,
+        request target): controllers and kubectl repeat the same requests, and a RequestInfo is
+        immutable. A target whose canonical form differs is sent upstream in that form, so the
+        api-server serves what guard classified; one guard refuses is a 400 Status."""
         key = (request.method, request.raw_path)
-        info = self._classified.get(key)
-        if info is None:
-            info = classify(request.method, request.path, request.query)
+        found = self._classified.get(key)
+        if found is None:
+            target = canonical(request.raw_path)
+            info = classify(request.method, target.path, target.params)
+            found = (info, target.forward if target.changed else None)
             if len(self._classified) >= CLASSIFIED_KEPT:
                 self._classified.clear()
-            self._classified[key] = info
-        return info
+            self._classified[key] = found
+        if found[1] is not None:
+            request.retarget(found[1])
+        return found[0]
 
     async def _identify(self, rt: Runtime, request: Request) -> Identity:
         auth = request.headers.get("Authorization", "")
@@ -240,7 +247,7 @@ class Proxy:
         guard.admission.listsize: a byte scan of small bodies, an estimate for streamed ones)."""
         if "json" not in upstream.content_type or not self._sizer.due(cluster, info):
             return
-        paged = "continue" in request.query
+        paged = info.has_continue
         if body is not None:
             count = self._sizer.whole(cluster, info, body, paged=paged)
         elif paged or "as=Table" in upstream.headers.get("Content-Type", ""):
