@@ -20,7 +20,7 @@ import aiohttp
 
 from guard.admission.capacity import AtCapacity, CapacityGate
 from guard.admission.decision import Ticket, Verdict
-from guard.admission.listsize import ListSizer
+from guard.admission.listsize import ListSizer, encoding_of, learnable
 from guard.http import answers, client, headers, tunnel
 from guard.http.relay import relay
 from guard.http.request import Request
@@ -244,16 +244,18 @@ class Proxy:
     def _observe_list(self, request: Request, info: RequestInfo, upstream: client.Response,
                       body: bytes | None, sent: int, cluster: str) -> None:
         """Tell admission how many objects this LIST returned, to price the next ones (see
-        guard.admission.listsize: a byte scan of small bodies, an estimate for streamed ones)."""
-        if "json" not in upstream.content_type or not self._sizer.due(cluster, info):
+        guard.admission.listsize: an exact count of small JSON or protobuf bodies, an estimate for
+        streamed ones; only GETs of the whole collection as it stands teach anything)."""
+        encoding = encoding_of(upstream.content_type)
+        if (encoding is None or not learnable(request.method, info)
+                or not self._sizer.due(cluster, info)):
             return
-        paged = info.has_continue
         if body is not None:
-            count = self._sizer.whole(cluster, info, body, paged=paged)
-        elif paged or "as=Table" in upstream.headers.get("Content-Type", ""):
+            count = self._sizer.whole(cluster, info, body, encoding=encoding)
+        elif "as=Table" in upstream.headers.get("Content-Type", ""):
             count = None  # a Table row is not an object: the learnt object size does not apply
         else:
-            count = self._sizer.streamed(cluster, info, sent)
+            count = self._sizer.streamed(cluster, info, sent, encoding=encoding)
         if count is not None:
             self.serving.runtime.admission.observe_list(cluster, info, count)
 

@@ -80,9 +80,10 @@ async def test_the_refill_follows_the_injected_clock(tmp_path: Path) -> None:
     assert await _outcomes(controller, 1) == ["admitted"]
 
 
-async def test_lists_cost_more_by_their_limit(tmp_path: Path) -> None:
-    """A LIST of limit=500 at 100 objects per token costs 6: a burst of 10 holds one, not two."""
-    controller = _controller(tmp_path, "    - {name: reads, quota: {rate: 1/s, burst: 10}}\n")
+async def test_lists_of_a_resource_never_measured_cost_the_most(tmp_path: Path) -> None:
+    """A LIST of a resource guard has not seen listed costs the cap (10): a burst of 14 holds one
+    LIST and four GETs."""
+    controller = _controller(tmp_path, "    - {name: reads, quota: {rate: 1/s, burst: 14}}\n")
     assert await _outcomes(controller, 2, LIST) == ["admitted", "rejected"]
     assert await _outcomes(controller, 4, GET) == ["admitted"] * 4
 
