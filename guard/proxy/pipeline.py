@@ -24,7 +24,7 @@ from guard.admission.listsize import ListSizer, encoding_of, learnable
 from guard.http import answers, client, headers, tunnel
 from guard.http.relay import relay
 from guard.http.request import Request
-from guard.identity.authn import Credentials
+from guard.identity.authn import Credentials, bearer_token
 from guard.kube.canonical import canonical
 from guard.kube.errors import GuardError, TooManyRequests, Unauthorized
 from guard.kube.identity import Identity
@@ -189,10 +189,9 @@ class Proxy:
         return found[0]
 
     async def _identify(self, rt: Runtime, request: Request) -> Identity:
-        auth = request.headers.get("Authorization", "")
-        token = auth[7:].strip() if auth[:7].lower() == "bearer " else None
+        token = bearer_token(request.headers.get("Authorization"))
         return await rt.authenticator.authenticate(Credentials(
-            bearer_token=token or None, peer_certificate_der=request.peer_certificate(),
+            bearer_token=token, peer_certificate_der=request.peer_certificate(),
             remote_addr=request.remote))
 
     async def _forward(self, rt: Runtime, request: Request, record: _Record, ticket: Ticket,
