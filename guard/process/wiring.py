@@ -128,9 +128,12 @@ async def build_runtime(settings: Settings, *, workers: int = 1,
         upstream = Upstream(cluster.name, credentials[cluster.name], health=cluster.health,
                             previous=previous.get(cluster.name))
         reviews = FailoverReviews(upstream, timeout=REVIEW_TIMEOUT)
+        authenticator = authn.Authenticator(identity, reviews)
         routes.runtimes[cluster.name] = Runtime(
-            settings=settings, upstream=upstream, authenticator=authn.Authenticator(identity, reviews),
-            impersonation=impersonation.ImpersonationCheck(reviews), admission=admission,
+            settings=settings, upstream=upstream, authenticator=authenticator,
+            impersonation=impersonation.ImpersonationCheck(reviews, settings=identity,
+                                                           stats=authenticator.stats),
+            admission=admission,
             impersonation_headers=impersonation.impersonation_headers,
             authorizer=authz.build_authorizer(cluster.authorize, reviews), access_log=access_log,
             routes=routes, capacity=_gate(cluster, gates.get(cluster.name), workers))
