@@ -183,7 +183,7 @@ class AdmissionController:
         match = self.policies.match(identity, info, cluster)
         rule = match.rule
         if rule.exempt:
-            return self._verdict(rule, "exempt", rule.id_headers, _Held(None, "", None, 0))
+            return self._exempt(match, info, identity.user)
         cost = (
             request_cost(info, rule.list_cost, self.counts.get(cluster, info))
             if info.verb in ("list", "watch")
@@ -204,6 +204,20 @@ class AdmissionController:
             held.level = level
             return self._verdict(rule, "admitted", headers, held, match.flow)
         return await self._queue(match, level, held, headers, identity.user)
+
+    def _exempt(self, match: Match, info: RequestInfo, client: str) -> Ticket:
+        """An exempt request never queues nor takes a seat; only its rule's generous per-identity
+        quota and in-flight cap hold it (no quarantine: system identities are not tenants)."""
+        rule = match.rule
+        if rule.limit is not None:
+            take = self.store.take(match.bucket_key, rule.limit, 1.0)
+            if not take.allowed:
+                return self._refuse(match, "quota", take.retry_after, rule.id_headers, client)
+        cap_key, reason = self._cap(match, info)
+        if reason:
+            return self._refuse(match, reason, 1.0, rule.id_headers, client)
+        return self._verdict(rule, "exempt", rule.id_headers, _Held(self._caps if cap_key else None,
+                                                                    cap_key, None, 0), match.flow)
 
     def _quota(self, match: Match, cost: float, client: str) -> tuple[Headers, str, float]:
         rule = match.rule

@@ -110,6 +110,12 @@ class ListSizer:
             return count + remaining
         return None if continues else count
 
+    def one_object(self, cluster: str, info: RequestInfo, body: bytes, *, encoding: str = JSON) -> None:
+        """Learn the resource's object size from a GET of one object read whole, so a streamed LIST
+        of a resource never listed small can still be estimated."""
+        if body and not self._size.get((cluster, info.api_group, info.resource, encoding)):
+            self._learn(cluster, info, encoding, float(len(body)))
+
     def streamed(self, cluster: str, info: RequestInfo, size: int, *, encoding: str = JSON) -> int | None:
         """An estimate for a streamed learnable LIST of `size` bytes, or None when nothing fits."""
         if info.limit:

@@ -243,7 +243,8 @@ def compile_policies(
         _Tenant(
             EXEMPT_TENANT,
             _Members(e.subjects, ()),
-            (CompiledRule(EXEMPT_TENANT, Rule(e.name, selector=e.selector), level="", exempt=True),),
+            (CompiledRule(EXEMPT_TENANT, Rule(e.name, selector=e.selector, quota=e.quota,
+                                              max_inflight=e.max_inflight), level="", exempt=True),),
         )
         for e in settings.exempt
     ]

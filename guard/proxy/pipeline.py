@@ -237,8 +237,16 @@ class Proxy:
                                                                draining=lambda: self.draining)
         finally:
             self._long_running.pop(upstream, None)
-        if record.info is not None and record.info.verb == "list" and record.status == 200:
-            self._observe_list(request, record.info, upstream, body, record.sent, record.cluster)
+        info = record.info
+        if info is None or record.status != 200:
+            return
+        if info.verb == "list":
+            self._observe_list(request, info, upstream, body, record.sent, record.cluster)
+        elif info.verb == "get" and info.name and not info.subresource and body is not None:
+            encoding = encoding_of(upstream.content_type)  # one object: its size prices streamed LISTs
+            table = "as=Table" in upstream.headers.get("Content-Type", "")
+            if encoding is not None and request.method == "GET" and not table:
+                self._sizer.one_object(record.cluster, info, body, encoding=encoding)
 
     def _observe_list(self, request: Request, info: RequestInfo, upstream: client.Response,
                       body: bytes | None, sent: int, cluster: str) -> None:

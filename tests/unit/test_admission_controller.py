@@ -148,12 +148,27 @@ async def test_requests_queue_for_a_seat_and_time_out_when_none_frees(tmp_path: 
     assert controller.stats.queue_waits["global-default"].count == 1
 
 
-async def test_exempt_callers_are_never_limited(tmp_path: Path) -> None:
+async def test_exempt_callers_pass_tenant_quotas(tmp_path: Path) -> None:
     """system:masters passes however tight the tenants' quotas are."""
     controller = _controller(tmp_path, "    - {name: reads, quota: {rate: 1/s, burst: 1}}\n")
     root = Identity("root", ("system:masters", "team-a"))
     outcomes = [(await controller.admit(root, GET, "dev")).verdict.outcome for _ in range(20)]
     assert outcomes == ["exempt"] * 20
+
+
+async def test_even_exempt_traffic_is_bounded_per_identity(tmp_path: Path) -> None:
+    """A compromised system:masters identity gets its generous burst (1,000), then 429; another
+    master is unaffected; its in-flight requests are capped (200)."""
+    controller = _controller(tmp_path, "    - {name: reads}\n")
+    root, other = Identity("root", ("system:masters",)), Identity("root-2", ("system:masters",))
+    counted = []
+    for _ in range(1200):
+        ticket = await controller.admit(root, GET, "dev")
+        counted.append(ticket.verdict.outcome)
+        ticket.release()
+    assert (counted.count("exempt"), counted.count("rejected")) == (1000, 200)
+    held = [await controller.admit(other, GET, "dev") for _ in range(250)]
+    assert [t.verdict.outcome for t in held].count("exempt") == 200
 
 
 async def test_a_broken_reload_keeps_the_previous_policies(tmp_path: Path) -> None:

@@ -162,3 +162,14 @@ def test_a_protobuf_list_read_whole_is_learnt_like_a_json_one() -> None:
     json_body = json.dumps({"kind": "PodList", "metadata": {"resourceVersion": "1"},
                             "items": [{"metadata": {"resourceVersion": "1"}}]}).encode()
     assert sizer.whole("dev", info, json_body, encoding="json") == 1
+
+
+def test_a_single_object_teaches_the_size_a_streamed_list_is_estimated_by() -> None:
+    """A GET of one 2 KB pod lets a 2 MB streamed LIST of pods be estimated at 1,000 objects; a
+    size learnt from LISTs is not replaced by one object's."""
+    sizer = ListSizer()
+    info = classify("GET", PODS, {})
+    sizer.one_object("dev", classify("GET", PODS + "/web", {}), b"x" * 2000)
+    assert sizer.streamed("dev", info, 2_000_000) == 1000
+    sizer.one_object("dev", classify("GET", PODS + "/big", {}), b"x" * 20_000)
+    assert sizer.streamed("dev", info, 2_000_000) == 1000

@@ -116,7 +116,13 @@ ROWS = [
     (NODE, "PATCH", "/api/v1/nodes/n1/status", {}, "dev", EXEMPT_TENANT, "node-status"),
     (NODE, "GET", "/api/v1/pods", {}, "dev", CATCH_ALL_TENANT, "default"),
     (CONTROLLER, "PUT", "/apis/coordination.k8s.io/v1/namespaces/x/leases/l", {}, "dev", EXEMPT_TENANT,
-     "service-account-leader-election"),
+     "leader-election"),
+    (CONTROLLER, "PUT", "/api/v1/namespaces/kube-system/endpoints/kube-scheduler", {}, "dev", EXEMPT_TENANT,
+     "leader-election-legacy-locks"),
+    (OTHER_SA, "PUT", "/apis/coordination.k8s.io/v1/namespaces/team-b/leases/l", {}, "dev",
+     CATCH_ALL_TENANT, "default"),
+    (NODE, "DELETE", "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/n1", {}, "dev",
+     CATCH_ALL_TENANT, "default"),
     (CONTROLLER, "DELETE", "/apis/coordination.k8s.io/v1/namespaces/x/leases/l", {}, "dev",
      CATCH_ALL_TENANT, "default"),
     (Identity("anon", ()), "GET", "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/l",
@@ -135,11 +141,19 @@ def test_the_first_matching_rule_by_precedence_decides(
     assert match.exempt == (tenant == EXEMPT_TENANT)
 
 
-def test_stranger_in_kube_system_leases_is_exempt_only_when_authenticated(policies: PolicySet) -> None:
-    """Leader election in kube-system is exempt for authenticated callers (the default exempt rule)."""
-    caller = Identity("system:kube-scheduler", ("system:authenticated",))
+@pytest.mark.parametrize(("user", "groups", "rule"), [
+    ("system:kube-scheduler", ("system:authenticated",), "leader-election"),
+    ("system:kube-controller-manager", ("system:authenticated",), "leader-election"),
+    ("system:serviceaccount:kube-system:endpoint-controller", ("system:serviceaccounts",), "leader-election"),
+    ("mallory", ("system:authenticated",), "default"),  # the old rule named every authenticated user
+    ("system:serviceaccount:team-b:bot", ("system:serviceaccounts",), "default"),  # and every SA
+])
+def test_only_the_control_plane_elects_leaders_exempt(
+        policies: PolicySet, user: str, groups: tuple[str, ...], rule: str) -> None:
+    """Lease renewals in kube-system are exempt for kube-controller-manager, kube-scheduler and the
+    kube-system service accounts (APF's system-leader-election), not for anyone authenticated."""
     info = classify("PUT", "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/sched", {})
-    assert policies.match(caller, info, "dev").rule.name == "kube-system-leader-election"
+    assert policies.match(Identity(user, groups), info, "dev").rule.name == rule
 
 
 def test_bucket_keys_follow_the_quota_scope() -> None:
