@@ -26,7 +26,7 @@ from guard.http.relay import relay
 from guard.http.request import Request
 from guard.identity.authn import Credentials, bearer_token
 from guard.kube.canonical import canonical
-from guard.kube.errors import GuardError, TooManyRequests, Unauthorized
+from guard.kube.errors import BadRequest, GuardError, TooManyRequests, Unauthorized
 from guard.kube.identity import Identity
 from guard.kube.requestinfo import RequestInfo, classify
 from guard.proxy.runtime import Runtime, Serving, clusters_of
@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 CLASSIFIED_KEPT = 1024
 """Request targets whose classification is remembered (forgotten all at once when full)."""
 REJECTED = "Too many requests, please try again later."
+CERTIFICATE_AND_TOKEN = ("a client certificate and an Authorization header together: guard forwards the "
+                         "header (forwarding: passthrough), so send one credential, not both")
 
 
 @dataclass
@@ -189,10 +191,14 @@ class Proxy:
         return found[0]
 
     async def _identify(self, rt: Runtime, request: Request) -> Identity:
+        certificate = request.peer_certificate()
+        if (certificate is not None and "Authorization" in request.headers
+                and rt.settings.forwarding == "passthrough"):
+            # guard would charge the certificate's user while the api-server runs the header's
+            raise BadRequest(CERTIFICATE_AND_TOKEN)
         token = bearer_token(request.headers.get("Authorization"))
         return await rt.authenticator.authenticate(Credentials(
-            bearer_token=token, peer_certificate_der=request.peer_certificate(),
-            remote_addr=request.remote))
+            bearer_token=token, peer_certificate_der=certificate, remote_addr=request.remote))
 
     async def _forward(self, rt: Runtime, request: Request, record: _Record, ticket: Ticket,
                        caller: Identity) -> None:
