@@ -59,10 +59,10 @@ async def test_passthrough_refuses_a_certificate_with_a_token(tmp_path: Path, ap
                 assert "client certificate" in body["message"] and "Authorization" in body["message"]
             assert api.token_reviews == 0 and api.seen == []
         plain = ssl.create_default_context(cafile=pki / "ca.crt")
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=plain)) as client:
-            async with client.get(guard.url + "/api/v1/namespaces/team-a/pods",
-                                  headers={"Authorization": "Bearer mallory-token"}) as r:
-                assert r.status == 200
+        async with (aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=plain)) as client,
+                    client.get(guard.url + "/api/v1/namespaces/team-a/pods",
+                               headers={"Authorization": "Bearer mallory-token"}) as r):
+            assert r.status == 200
         assert api.seen[0].header("Authorization") == ["Bearer mallory-token"]
     finally:
         await guard.stop()
@@ -73,10 +73,10 @@ async def test_impersonate_mode_acts_as_the_certificate_user(tmp_path: Path, api
     """With forwarding: impersonate the token never leaves guard: carol's certificate decides."""
     guard = await guard_with(tmp_path, api, pki, "impersonate")
     try:
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=client_tls(pki))) as client:
-            async with client.get(guard.url + "/api/v1/namespaces/team-a/pods",
-                                  headers={"Authorization": "Bearer mallory-token"}) as r:
-                assert r.status == 200
+        async with (aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=client_tls(pki))) as client,
+                    client.get(guard.url + "/api/v1/namespaces/team-a/pods",
+                               headers={"Authorization": "Bearer mallory-token"}) as r):
+            assert r.status == 200
         assert api.seen[0].header("Impersonate-User") == ["carol"]
         assert api.seen[0].header("Authorization") != ["Bearer mallory-token"]
     finally:
