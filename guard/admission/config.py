@@ -7,7 +7,7 @@ Pure: validates plain data (already read from YAML) and reports every problem at
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from guard.policy import fields as check
@@ -100,12 +100,16 @@ class AdmissionSettings:
     exempt: tuple[ExemptRule, ...] = DEFAULT_EXEMPT  # `exempt:` in guard.yaml replaces these
     catch_all: CatchAll = CatchAll()
     shadow: bool = False  # count what would be rejected, reject nothing
+    id_secret: str = field(default="", repr=False)
+    """Keys the opaque tenant and rule ids of responses (`idSecret`); the same in every replica of
+    a fleet so they agree on ids. "" = a random secret per process."""
 
     def level(self, name: str) -> PriorityLevel | None:
         return next((lvl for lvl in self.priority_levels if lvl.name == name), None)
 
 
-_KEYS = {"priorityLevels", "defaultPriorityLevel", "exempt", "catchAll", "shadow"}
+_KEYS = {"priorityLevels", "defaultPriorityLevel", "exempt", "catchAll", "shadow", "idSecret"}
+ID_SECRET_LENGTH = 16
 _LEVEL_KEYS = {"name", "seats", "queues", "handSize", "queueLengthLimit", "maxQueueWait"}
 
 
@@ -146,6 +150,12 @@ def _settings(section: Mapping[str, Any], report: check.Report) -> AdmissionSett
         values["catch_all"] = _catch_all(section["catchAll"], report)
     if "shadow" in section:
         values["shadow"] = check.flag(section["shadow"], ("shadow",), report)
+    if "idSecret" in section:
+        secret = section["idSecret"]
+        if not isinstance(secret, str) or len(secret) < ID_SECRET_LENGTH:
+            report(("idSecret",), f"must be a string of at least {ID_SECRET_LENGTH} characters")
+        else:
+            values["id_secret"] = secret
     return AdmissionSettings(**values)
 
 

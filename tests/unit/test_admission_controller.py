@@ -215,3 +215,12 @@ def test_admission_section_problems_name_their_field(raw: object, problem: str) 
     settings, problems = parse_admission(raw, "a: admission")
     assert problems[0] == problem
     assert settings == AdmissionSettings()
+
+
+@pytest.mark.parametrize(("raw", "problem"), [
+    ({"idSecret": "short"}, "a: admission.idSecret: must be a string of at least 16 characters"),
+    ({"idSecret": 12345678901234567}, "a: admission.idSecret: must be a string of at least 16 characters"),
+])
+def test_the_id_secret_is_checked(raw: dict[str, object], problem: str) -> None:
+    """admission.idSecret must be long enough to key the ids."""
+    assert parse_admission(raw, "a: admission")[1] == [problem]

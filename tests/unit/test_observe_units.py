@@ -207,3 +207,15 @@ def test_plain_counter_sources_export_levels_as_gauges() -> None:
     assert "guard_federation_lease_calls_total 3.0" in text
     assert "# TYPE guard_federation_degraded gauge" in text and "guard_federation_degraded 1.0" in text
     assert "guard_federation_live_replicas 2.0" in text and "live_replicas_total" not in text
+
+
+def test_the_id_secret_never_shows_on_the_config_page() -> None:
+    """/debug/guard/config redacts admission.idSecret like every other secret."""
+    from guard import settings as settings_module
+    from guard.telemetry.admin import config_view
+
+    loaded = settings_module.parse({"listen": "127.0.0.1:0", "clusters": [{"name": "dev", "server": "http://a:1"}],
+                                    "admission": {"idSecret": "do-not-show-this-secret"}}, "guard.yaml")
+    assert loaded.admission is not None and loaded.admission.id_secret == "do-not-show-this-secret"
+    view = json.dumps(config_view(loaded))
+    assert "do-not-show-this-secret" not in view and "<redacted>" in view

@@ -178,3 +178,26 @@ def test_header_ids_are_opaque_and_stable(policies: PolicySet) -> None:
     match = policies.match(ALICE, classify("GET", "/api/v1/namespaces/team-a/pods", {}), "dev")
     assert match.rule.tenant_id == opaque_id("team-a") and "team-a" not in match.rule.tenant_id
     assert match.rule.rule_id == opaque_id("team-a", "no-watch-reads") != match.rule.tenant_id
+
+
+def test_header_ids_cannot_be_reversed_from_a_list_of_names(policies: PolicySet) -> None:
+    """The ids are keyed: hashing likely tenant names (sha256, as guard once did) matches nothing."""
+    import hashlib
+
+    match = policies.match(ALICE, classify("GET", "/api/v1/namespaces/team-a/pods", {}), "dev")
+    guesses = {hashlib.sha256(name.encode()).hexdigest()[:12] for name in ("team-a", "team-b", "ops")}
+    assert match.rule.tenant_id not in guesses
+
+
+def test_replicas_sharing_an_id_secret_agree_on_ids() -> None:
+    """Two compilations with one admission.idSecret give the same ids; another secret, others."""
+    policy = load_text("apiVersion: guard.io/v1alpha1\nkind: TenantPolicy\nmetadata: {name: t}\n"
+                       "spec:\n  subjects: [{kind: Group, name: g}]\n  rules: [{name: r}]\n", "t.yaml")[0]
+    assert policy is not None
+
+    def ids(secret: str) -> tuple[str, str]:
+        rule = compile_policies([policy], AdmissionSettings(id_secret=secret))[0].tenants[-1].rules[0]
+        return rule.tenant_id, rule.rule_id
+
+    assert ids("fleet-secret-0123456789") == ids("fleet-secret-0123456789") != ids("other-secret-0123456789")
+    assert ids("fleet-secret-0123456789")[0] == opaque_id("t", secret=b"fleet-secret-0123456789")
