@@ -30,6 +30,7 @@ from guard.kube.errors import BadRequest, GuardError, TooManyRequests, Unauthori
 from guard.kube.identity import Identity
 from guard.kube.requestinfo import RequestInfo, classify
 from guard.proxy.runtime import Runtime, Serving, clusters_of
+from guard.routing.router import UnknownCluster
 from guard.telemetry.accesslog import AccessRecord
 from guard.telemetry.metrics import GuardMetrics, verb_label
 from guard.upstream.exchange import Outbound, exchange, request_body
@@ -90,7 +91,7 @@ class Proxy:
         try:
             try:
                 if rt.routes is not None:  # route: which cluster, and the target past /clusters/{name}
-                    rt, request = rt.routes.route(request)
+                    rt, request = await self._route(rt, request)
                 record.cluster = rt.upstream.name
                 await self._serve(rt, request, record)
             except GuardError as e:
@@ -105,6 +106,17 @@ class Proxy:
                 await self._refuse(request, record, GuardError("internal error in guard"))
         finally:
             self._record(rt, request, record)
+
+    async def _route(self, rt: Runtime, request: Request) -> tuple[Runtime, Request]:
+        """The routed cluster's runtime and the retargeted request. A prefix naming no cluster is
+        answered 404 only to a caller the default cluster authenticates: anyone else gets what an
+        unauthenticated request to a served cluster gets, so cluster names cannot be enumerated."""
+        assert rt.routes is not None
+        try:
+            return rt.routes.route(request)
+        except UnknownCluster:
+            await self._identify(rt, request)
+            raise
 
     async def _refuse(self, request: Request, record: _Record, error: GuardError) -> None:
         """Answer `error` as a Status, noted in `record` so metrics and the access log say what the
