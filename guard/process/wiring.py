@@ -10,6 +10,7 @@ must never hold request state.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 
@@ -26,6 +27,7 @@ from guard.federation.bundles import Bundle, bundle_policies
 from guard.federation.fleet import Fleet, build_fleet
 from guard.federation.quarantine import QuarantineBoard
 from guard.identity import authn, authz, impersonation
+from guard.policy.loading import load_policies
 from guard.policy.model import TenantPolicy
 from guard.proxy.runtime import Runtime, Serving, clusters_of
 from guard.routing.breaker import EndpointHealth
@@ -115,7 +117,11 @@ async def build_runtime(settings: Settings, *, workers: int = 1,
     generation. `workers` is how many processes share the listen port (`guard serve --workers N`);
     `shared` the process's store (a fresh embedded one when not given)."""
     credentials = {c.name: resolve_credential(c) for c in settings.clusters}
-    admission = build_admission(settings, workers=workers, shared=shared)
+    loaded = None
+    if settings.policies is not None and (shared is None or shared.bundle is None):
+        # Off the event loop: reading and walking the files must not hold up requests in flight.
+        loaded = await asyncio.to_thread(load_policies, [settings.policies])
+    admission = build_admission(settings, workers=workers, shared=shared, loaded=loaded)
     identity = settings.identity
     access_log = AccessLog(settings.access_log.path, enabled=settings.access_log.enabled,
                            quiet_tenants=frozenset(settings.access_log.quiet_tenants))
@@ -179,9 +185,11 @@ def per_worker(settings: AdaptiveSettings, workers: int) -> AdaptiveSettings:
     return dataclasses.replace(settings, min=low, initial=initial, max=high)
 
 
-def build_admission(settings: Settings, *, workers: int = 1, shared: ProcessState | None = None) -> Admission:
+def build_admission(settings: Settings, *, workers: int = 1, shared: ProcessState | None = None,
+                    loaded: tuple[list[TenantPolicy], list[str]] | None = None) -> Admission:
     """Admission for these settings over the shared store: the live signed bundle's policies when
-    there is one, else the policy files. ConfigError lists every problem.
+    there is one, else the policy files (`loaded`: already read, with their problems).
+    ConfigError lists every problem.
 
     With N workers on the embedded store each enforces 1/N of every quota (see guard.process.workers)."""
     if shared is None:
@@ -192,6 +200,10 @@ def build_admission(settings: Settings, *, workers: int = 1, shared: ProcessStat
     if shared.bundle is not None:
         return AdmissionController.from_policies(shared.bundle, admission, shared.store,
                                                  isolation=shared.board)
+    if loaded is not None:
+        policies, problems = loaded
+        return AdmissionController.from_policies(policies, admission, shared.store, isolation=shared.board,
+                                                 problems=problems)
     paths = [settings.policies] if settings.policies is not None else []
     return AdmissionController.from_paths(paths, admission, shared.store, isolation=shared.board)
 
