@@ -20,7 +20,6 @@ import aiohttp
 
 from guard.admission.capacity import AtCapacity, CapacityGate
 from guard.admission.decision import Ticket, Verdict
-from guard.admission.listsize import ListSizer, encoding_of, learnable
 from guard.http import answers, client, headers, tunnel
 from guard.http.relay import relay
 from guard.http.request import Request
@@ -29,6 +28,7 @@ from guard.kube.canonical import canonical
 from guard.kube.errors import BadRequest, GuardError, TooManyRequests, Unauthorized
 from guard.kube.identity import Identity
 from guard.kube.requestinfo import RequestInfo, classify
+from guard.proxy.listing import ObjectSizes
 from guard.proxy.runtime import Runtime, Serving, clusters_of
 from guard.routing.router import UnknownCluster
 from guard.telemetry.accesslog import AccessRecord
@@ -72,7 +72,7 @@ class Proxy:
         """Watches and tunnels being served, and their cluster."""
         self.inflight: dict[str, int] = {}
         """Admitted requests being served per tenant (bounded by the policies' tenants)."""
-        self._sizer = ListSizer()
+        self._sizes = ObjectSizes(lambda: self.serving.runtime.admission)
         self._classified: dict[tuple[str, str], tuple[RequestInfo, str | None]] = {}
         metrics.watch_admission(lambda: (serving.runtime.upstream.name, serving.runtime.admission),
                                 lambda: self.inflight)
@@ -255,34 +255,8 @@ class Proxy:
                                                                draining=lambda: self.draining)
         finally:
             self._long_running.pop(upstream, None)
-        info = record.info
-        if info is None or record.status != 200:
-            return
-        if info.verb == "list":
-            self._observe_list(request, info, upstream, body, record.sent, record.cluster)
-        elif info.verb == "get" and info.name and not info.subresource and body is not None:
-            encoding = encoding_of(upstream.content_type)  # one object: its size prices streamed LISTs
-            table = "as=Table" in upstream.headers.get("Content-Type", "")
-            if encoding is not None and request.method == "GET" and not table:
-                self._sizer.one_object(record.cluster, info, body, encoding=encoding)
-
-    def _observe_list(self, request: Request, info: RequestInfo, upstream: client.Response,
-                      body: bytes | None, sent: int, cluster: str) -> None:
-        """Tell admission how many objects this LIST returned, to price the next ones (see
-        guard.admission.listsize: an exact count of small JSON or protobuf bodies, an estimate for
-        streamed ones; only GETs of the whole collection as it stands teach anything)."""
-        encoding = encoding_of(upstream.content_type)
-        if (encoding is None or not learnable(request.method, info)
-                or not self._sizer.due(cluster, info)):
-            return
-        if body is not None:
-            count = self._sizer.whole(cluster, info, body, encoding=encoding)
-        elif "as=Table" in upstream.headers.get("Content-Type", ""):
-            count = None  # a Table row is not an object: the learnt object size does not apply
-        else:
-            count = self._sizer.streamed(cluster, info, sent, encoding=encoding)
-        if count is not None:
-            self.serving.runtime.admission.observe_list(cluster, info, count)
+        if record.info is not None and record.status == 200:
+            self._sizes.learn(request.method, record.info, record.cluster, upstream, body, record.sent)
 
     def _headers(self, rt: Runtime, request: Request, effective: Identity,
                  caller: Identity) -> list[tuple[str, str]]:
