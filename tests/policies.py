@@ -12,15 +12,19 @@ spec:
   rules:
     - name: all
       quota: {{rate: {rate}, burst: {burst}{more}}}
-{extra}"""
+{cost}{extra}"""
 
 
 def write_policy(directory: Path, name: str, rate: str, burst: int, *, scope: str = "",
-                 fail_mode: str = "", extra: str = "") -> Path:
+                 fail_mode: str = "", extra: str = "", unmeasured: int | None = 0) -> Path:
     """`directory`/`name`.yaml: tenant `name` (the group of the same name) limited to `rate` and
-    `burst`; `extra` is appended to the spec (e.g. a quarantine). Returns the directory."""
+    `burst`; `extra` is appended to the spec (e.g. a quarantine). These tests are about quotas, so a
+    LIST of a resource guard has not measured yet is priced at `unmeasured` objects (0: one token,
+    not guard's conservative default, which would drain a small burst on the first LIST); None
+    keeps guard's default. Returns the directory."""
     directory.mkdir(parents=True, exist_ok=True)
     more = (f", scope: {scope}" if scope else "") + (f", failMode: {fail_mode}" if fail_mode else "")
+    cost = f"      cost: {{list: {{unmeasured: {unmeasured}}}}}\n" if unmeasured is not None else ""
     (directory / f"{name}.yaml").write_text(POLICY.format(name=name, rate=rate, burst=burst, more=more,
-                                                          extra=extra))
+                                                          cost=cost, extra=extra))
     return directory

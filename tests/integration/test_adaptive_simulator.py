@@ -106,17 +106,13 @@ async def _sim_figures(sim: SimServer) -> dict[str, float]:
 def _config(tmp_path: Path, sim: SimServer) -> Path:
     policies = tmp_path / "policies"
     for name in ("team-a", "team-b"):
-        write_policy(policies, name, "100000/s", 100000, scope="tenant")
+        write_policy(policies, name, "1000/s", 1000, scope="tenant")
     config = tmp_path / "guard.yaml"
     config.write_text(
         "listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\n"
         f"clusters:\n  - name: sim\n    server: {sim.url}\n    token: {sim.tokens['admin']}\n"
         "    adaptive: {min: 2, initial: 8, max: 200}\n"
-        f"policies: {policies}\naccessLog: {{path: {tmp_path / 'access.log'}}}\n"
-        # Tokens and seats for every flood LIST (guard never sees a small one of these pods, so each
-        # is priced at the cap, 10): the adaptive limit, not the quota or the priority level, is
-        # what must hold the flood here.
-        "admission:\n  priorityLevels: [{name: global-default, seats: 1000}, {name: catch-all, seats: 5}]\n")
+        f"policies: {policies}\naccessLog: {{path: {tmp_path / 'access.log'}}}\n")
     return config
 
 
