@@ -14,3 +14,7 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+    async def sleep(self, seconds: float) -> None:
+        """An `asyncio.sleep` that moves this clock instead of waiting."""
+        self.now += seconds

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from guard.admission.concurrency import InflightCaps
@@ -79,6 +79,7 @@ class AdmissionController:
         policies: PolicySet | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         counts: ObjectCounts | None = None,
         isolation: Isolation | None = None,
         quarantines: Quarantines | None = None,
@@ -91,9 +92,12 @@ class AdmissionController:
         self.counts = counts if counts is not None else ObjectCounts()
         self.stats = AdmissionStats()
         self._clock = clock
+        self._sleep = sleep
         self._levels = {lvl.name: FairQueue(lvl) for lvl in settings.priority_levels}
         self._caps = InflightCaps()
         self._streaks: dict[str, int] = {}
+        self._waiting: dict[str, int] = {}
+        """Requests held for a token, per bucket key (bounded by what the bucket can serve in time)."""
 
     @classmethod
     def from_paths(
@@ -103,11 +107,12 @@ class AdmissionController:
         store: QuotaStore,
         *,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         isolation: Isolation | None = None,
     ) -> AdmissionController:
         """A controller for the policies under `paths`; raises ConfigError listing every problem."""
         policies, problems = load_policies(paths)
-        return cls.from_policies(policies, settings, store, clock=clock, isolation=isolation,
+        return cls.from_policies(policies, settings, store, clock=clock, sleep=sleep, isolation=isolation,
                                  problems=problems)
 
     @classmethod
@@ -118,6 +123,7 @@ class AdmissionController:
         store: QuotaStore,
         *,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         isolation: Isolation | None = None,
         problems: Sequence[str] = (),
     ) -> AdmissionController:
@@ -125,7 +131,7 @@ class AdmissionController:
         compiled, more = compile_policies(policies, settings)
         if problems or more:
             raise ConfigError([*problems, *more])
-        return cls(settings, store, compiled, clock=clock, isolation=isolation,
+        return cls(settings, store, compiled, clock=clock, sleep=sleep, isolation=isolation,
                    quarantines=quarantines_of(policies))
 
     def reload(self, paths: Sequence[str | Path]) -> list[str]:
@@ -160,39 +166,43 @@ class AdmissionController:
         match = self.policies.match(identity, info, cluster)
         rule = match.rule
         if rule.exempt:
-            return self._exempt(match, info, identity.user)
+            return self._exempt(match, info, identity.user, cluster)
         cost = (
             request_cost(info, rule.list_cost, self.counts.get(cluster, info))
             if info.verb in ("list", "watch")
             else 1.0
         )
         headers, reason, retry = self._quota(match, cost, identity.user)
+        outcome: Outcome = "admitted"
+        if reason == "quota" and self._may_wait(match, retry):
+            headers, reason, retry = await self._wait_for_tokens(match, cost, identity.user, retry)
+            outcome = "queued"
         cap_key = ""
         if not reason:
             cap_key, reason = self._cap(match, info)
         if reason:
-            return self._refuse(match, reason, retry, headers, identity.user)
+            return self._refuse(match, reason, retry, headers, identity.user, cluster)
         held = _Held(self._caps if cap_key else None, cap_key, None, 0)
         if info.is_long_running:
-            return self._verdict(rule, "admitted", headers, held, match.flow)
+            return self._verdict(rule, outcome, headers, held, match.flow)
         level = self._levels[rule.level]
         held.width = level.width(cost)
         if level.try_acquire(held.width):
             held.level = level
-            return self._verdict(rule, "admitted", headers, held, match.flow)
-        return await self._queue(match, level, held, headers, identity.user)
+            return self._verdict(rule, outcome, headers, held, match.flow)
+        return await self._queue(match, level, held, headers, identity.user, cluster)
 
-    def _exempt(self, match: Match, info: RequestInfo, client: str) -> Ticket:
+    def _exempt(self, match: Match, info: RequestInfo, client: str, cluster: str) -> Ticket:
         """An exempt request never queues nor takes a seat; only its rule's generous per-identity
         quota and in-flight cap hold it (no quarantine: system identities are not tenants)."""
         rule = match.rule
         if rule.limit is not None:
             take = self.store.take(match.bucket_key, rule.limit, 1.0)
             if not take.allowed:
-                return self._refuse(match, "quota", take.retry_after, rule.id_headers, client)
+                return self._refuse(match, "quota", take.retry_after, rule.id_headers, client, cluster)
         cap_key, reason = self._cap(match, info)
         if reason:
-            return self._refuse(match, reason, 1.0, rule.id_headers, client)
+            return self._refuse(match, reason, 1.0, rule.id_headers, client, cluster)
         return self._verdict(rule, "exempt", rule.id_headers, _Held(self._caps if cap_key else None,
                                                                     cap_key, None, 0), match.flow)
 
@@ -206,6 +216,37 @@ class AdmissionController:
         state = f'"{rule.rule_id}";r={int(take.remaining)};t={math.ceil(take.reset_after)}'
         headers = (*rule.id_headers, ("RateLimit-Policy", rule.policy_header), ("RateLimit", state))
         return headers, ("" if take.allowed else "quota"), take.retry_after
+
+    def _may_wait(self, match: Match, retry: float) -> bool:
+        """Whether a request over quota is held for its token: its token comes within the rule's
+        `maxWait`, fewer requests wait on the bucket than could be served in that time, and nothing
+        is shadowed (shadow mode only counts)."""
+        quota = match.rule.quota
+        if quota is None or retry > quota.max_wait or match.rule.shadow or self.settings.shadow:
+            return False
+        return self._waiting.get(match.bucket_key, 0) < max(1.0, quota.rate * quota.max_wait)
+
+    async def _wait_for_tokens(self, match: Match, cost: float, client: str,
+                               retry: float) -> tuple[Headers, str, float]:
+        """Hold a request over quota until its bucket has its token (no seat is held meanwhile),
+        or refuse it once its token would come after `maxWait` from its arrival."""
+        assert match.rule.quota is not None
+        key, started = match.bucket_key, self._clock()
+        deadline = started + match.rule.quota.max_wait
+        self._waiting[key] = self._waiting.get(key, 0) + 1
+        try:
+            while True:
+                await self._sleep(retry)
+                headers, reason, retry = self._quota(match, cost, client)
+                if not reason:
+                    self.stats.waited_for_tokens(match.rule.tenant, self._clock() - started)
+                    return headers, reason, retry
+                if self._clock() + retry > deadline:
+                    return headers, reason, retry
+        finally:
+            self._waiting[key] -= 1
+            if not self._waiting[key]:
+                del self._waiting[key]
 
     def _isolated(self, rule: CompiledRule, cost: float, client: str) -> tuple[Headers, str, float]:
         """A quarantined client's own bucket, shared by all its rules (fleet-wide on Redis)."""
@@ -228,12 +269,12 @@ class AdmissionController:
         return "", "watches" if watch else "inflight"
 
     async def _queue(self, match: Match, level: FairQueue, held: _Held, headers: Headers,
-                     client: str) -> Ticket:
+                     client: str, cluster: str) -> Ticket:
         granted = asyncio.get_running_loop().create_future()
         waiter = level.enqueue(match.flow, held.width, lambda: _wake(granted))
         if waiter is None:
             held.release()
-            return self._refuse(match, "queue-full", 1.0, headers, client)
+            return self._refuse(match, "queue-full", 1.0, headers, client, cluster)
         started = self._clock()
         try:
             async with asyncio.timeout(level.level.max_queue_wait):
@@ -241,7 +282,7 @@ class AdmissionController:
         except TimeoutError:
             if level.cancel(waiter):
                 held.release()
-                return self._refuse(match, "queue-wait", 1.0, headers, client)
+                return self._refuse(match, "queue-wait", 1.0, headers, client, cluster)
         except asyncio.CancelledError:
             if not level.cancel(waiter):
                 level.release(held.width)  # granted as the client went away: give the seat back
@@ -251,9 +292,10 @@ class AdmissionController:
         self.stats.waited(level.level.name, self._clock() - started)
         return self._verdict(match.rule, "queued", headers, held, match.flow)
 
-    def _refuse(self, match: Match, reason: str, retry: float, headers: Headers, client: str) -> Ticket:
+    def _refuse(self, match: Match, reason: str, retry: float, headers: Headers, client: str,
+                cluster: str) -> Ticket:
         rule = match.rule
-        self.stats.reasons[(rule.tenant, reason)] += 1
+        self.stats.reasons[(cluster, rule.tenant, reason)] += 1
         if rule.shadow or self.settings.shadow:
             return self._verdict(rule, "shadow", headers, _Held(None, "", None, 0), reason=reason)
         policy = self.quarantines.get(rule.tenant)

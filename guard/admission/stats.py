@@ -1,5 +1,6 @@
 """Counters the admission step keeps for metrics and debugging: decisions per tenant, rule and
-outcome, queue waits per priority level as a histogram, and policy reloads.
+outcome, seat waits per priority level and token waits per tenant as histograms, and policy
+reloads.
 
 Plain in-process numbers, cheap to bump on the hot path; `guard.telemetry.metrics` turns them into
 Prometheus metrics at scrape time. Never holds a user name or a token (tenant and rule names only).
@@ -32,19 +33,29 @@ class WaitHistogram:
 
 @dataclass
 class AdmissionStats:
-    """decisions[(cluster, tenant, rule, outcome)] counts every verdict; reasons[(tenant, reason)]
-    every rejection (or shadow would-be rejection) by cause: quota, inflight, watches, queue-full,
+    """decisions[(cluster, tenant, rule, outcome)] counts every verdict; reasons[(cluster, tenant,
+    reason)] every rejection (or shadow would-be rejection) by cause: quota, inflight, watches, queue-full,
     queue-wait."""
 
     decisions: Counter[tuple[str, str, str, str]] = field(default_factory=Counter)
-    reasons: Counter[tuple[str, str]] = field(default_factory=Counter)
+    reasons: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     queue_waits: dict[str, WaitHistogram] = field(default_factory=dict)
+    """Seat waits by priority level."""
+    quota_waits: dict[str, WaitHistogram] = field(default_factory=dict)
+    """Waits for a token (a request over quota held up to its rule's maxWait, then admitted), by tenant."""
     reloads: int = 0
     reload_failures: int = 0
     last_reload_problems: list[str] = field(default_factory=list)
 
     def waited(self, level: str, seconds: float) -> None:
-        histogram = self.queue_waits.get(level)
-        if histogram is None:
-            histogram = self.queue_waits[level] = WaitHistogram()
-        histogram.observe(seconds)
+        _observe(self.queue_waits, level, seconds)
+
+    def waited_for_tokens(self, tenant: str, seconds: float) -> None:
+        _observe(self.quota_waits, tenant, seconds)
+
+
+def _observe(histograms: dict[str, WaitHistogram], key: str, seconds: float) -> None:
+    histogram = histograms.get(key)
+    if histogram is None:
+        histogram = histograms[key] = WaitHistogram()
+    histogram.observe(seconds)

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
+from guard import __version__
 from guard.cli import certs, kubeconfig, policy, quarantine, serve
 
 DESCRIPTION = "guard: a rate-limiting, RBAC-aware reverse proxy in front of Kubernetes api-servers."
@@ -39,6 +40,7 @@ def build_parser(prog: str = "guard", description: str = DESCRIPTION,
                  commands: Mapping[str, tuple[Command, str]] = COMMANDS) -> argparse.ArgumentParser:
     """One subparser per command, filled by its module's `add_arguments`, running its `run`."""
     parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, help_text) in commands.items():
         command = sub.add_parser(name, help=help_text, description=help_text)

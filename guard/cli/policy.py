@@ -1,4 +1,5 @@
-"""`guard policy validate PATH...`, and the bundle commands push, show and keygen (guard.cli.bundles).
+"""`guard policy validate PATH...` and `guard policy schema [--crd]`, and the bundle commands push,
+show and keygen (guard.cli.bundles).
 
 validate prints every problem (file, line, field path) on stderr and exits 1, else one OK line per
 file on stdout. Sub-subcommands are argparse subparsers that set `run`. validate never writes a file.
@@ -7,6 +8,7 @@ file on stdout. Sub-subcommands are argparse subparsers that set `run`. validate
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from guard.admission.config import AdmissionSettings, parse_admission
 from guard.admission.rules import compile_policies
 from guard.cli import bundles
 from guard.config import yamlbounds
+from guard.policy import jsonschema
 from guard.policy.loading import load_policies
 
 
@@ -27,6 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     validate.add_argument("--config", metavar="FILE",
                           help="guard.yaml whose admission: section (priority levels) the rules must fit")
     validate.set_defaults(run=run_validate)
+    described = sub.add_parser("schema", help="print TenantPolicy's JSON Schema (or its CRD with --crd)",
+                               description="Print the JSON Schema of a TenantPolicy file, for editors and "
+                                           "kubeconform, or with --crd a CustomResourceDefinition (YAML).")
+    described.add_argument("--crd", action="store_true", help="a CustomResourceDefinition instead")
+    described.set_defaults(run=run_schema)
     bundles.add_policy_commands(sub)
 
 
@@ -45,6 +53,14 @@ def _admission(config: str | None) -> tuple[AdmissionSettings, list[str]]:
         return AdmissionSettings(), [f"{config}: cannot be read: {e.__class__.__name__}"]
     raw = doc.get("admission") if isinstance(doc, dict) else None
     return parse_admission(raw, f"{config}: admission")
+
+
+def run_schema(args: argparse.Namespace) -> int:
+    if args.crd:
+        sys.stdout.write(yaml.safe_dump(jsonschema.crd(), sort_keys=False))
+    else:
+        sys.stdout.write(json.dumps(jsonschema.json_schema(), indent=2) + "\n")
+    return 0
 
 
 def run_validate(args: argparse.Namespace) -> int:

@@ -60,11 +60,13 @@ class ReviewClient(Protocol):
 class HttpReviewClient:
     """Posts reviews (and reads discovery documents) over one shared aiohttp session."""
 
-    def __init__(self, session: aiohttp.ClientSession, base_url: str, headers: Mapping[str, str],
-                 *, timeout: float = 10.0) -> None:
+    def __init__(self, session: aiohttp.ClientSession, base_url: str,
+                 headers: Mapping[str, str] | Callable[[], Mapping[str, str]], *,
+                 timeout: float = 10.0) -> None:
         self._session = session
         self._base = base_url.rstrip("/")
-        self._headers = dict(headers)
+        self._headers = headers
+        """guard's credential: fixed, or read per call (a token an exec plugin renews)."""
         self._timeout = aiohttp.ClientTimeout(total=timeout)
 
     async def create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -76,7 +78,8 @@ class HttpReviewClient:
 
     async def _call(self, method: str, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
         try:
-            async with self._session.request(method, self._base + path, json=body, headers=self._headers,
+            headers = self._headers() if callable(self._headers) else self._headers
+            async with self._session.request(method, self._base + path, json=body, headers=headers,
                                              timeout=self._timeout) as response:
                 if response.status == 429:  # the api-server sheds guard's reviews: the caller waits too
                     raise TooManyRequests("the cluster is busy, please try again later",

@@ -67,6 +67,10 @@ class Selector:
     clusters: tuple[str, ...] | None = None
 
 
+DEFAULT_MAX_WAIT = 1.0
+"""Seconds a request over quota may wait for its token before 429 (`quota.maxWait`)."""
+
+
 @dataclass(frozen=True)
 class Quota:
     """A token bucket: `rate` tokens per second, `burst` banked, one bucket per `scope`."""
@@ -75,6 +79,10 @@ class Quota:
     burst: float
     scope: Scope = "tenant"
     fail_mode: FailMode = "local"
+    max_wait: float = DEFAULT_MAX_WAIT
+    """Seconds a request over quota is held for its token before it is refused: a brief burst is
+    smoothed, as nginx's `limit_req ... burst` and APF's queues do, so clients that never retry a
+    429 (lightkube, kr8s, the JavaScript client) do not fail on it. 0: refuse at once."""
 
 
 @dataclass(frozen=True)

@@ -85,7 +85,7 @@ def selector(raw: Mapping[str, Any], path: FieldPath, report: Report) -> Selecto
 
 
 def quota(value: object, path: FieldPath, report: Report) -> Quota | None:
-    allowed = {"rate", "burst", "scope", "failMode"}
+    allowed = {"rate", "burst", "scope", "failMode", "maxWait"}
     raw = check.fields(value, path, report, allowed=allowed, required=("rate",))
     if raw is None or "rate" not in raw:
         return None
@@ -93,13 +93,16 @@ def quota(value: object, path: FieldPath, report: Report) -> Quota | None:
     burst = check.number(raw["burst"], (*path, "burst"), report, minimum=1) if "burst" in raw else None
     scope = check.choice(raw.get("scope", "tenant"), (*path, "scope"), report, model.SCOPES)
     fail = check.choice(raw.get("failMode", "local"), (*path, "failMode"), report, model.FAIL_MODES)
-    if per_second is None or scope is None or fail is None or ("burst" in raw and burst is None):
+    wait = check.duration(raw.get("maxWait", model.DEFAULT_MAX_WAIT), (*path, "maxWait"), report)
+    if per_second is None or scope is None or fail is None or wait is None or (
+            "burst" in raw and burst is None):
         return None
     return Quota(
         per_second,
         burst if burst is not None else max(1.0, per_second),
         cast(model.Scope, scope),
         cast(FailMode, fail),
+        wait,
     )
 
 

@@ -136,6 +136,6 @@ async def _ready(serving: Serving) -> bool:
     for rt in clusters_of(serving.runtime):
         upstream = rt.upstream
         sessions = [(ep.session, ep.url) for ep in upstream.endpoints]
-        if await admin.any_endpoint_ready(sessions, dict(upstream.credential.auth_headers())):
+        if await admin.any_endpoint_ready(sessions, upstream.credential.headers()):
             return True
     return False

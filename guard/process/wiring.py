@@ -116,10 +116,11 @@ async def build_runtime(settings: Settings, *, workers: int = 1,
     `routes` reach the others. Breaker states of unchanged endpoints carry over from the running
     generation. `workers` is how many processes share the listen port (`guard serve --workers N`);
     `shared` the process's store (a fresh embedded one when not given)."""
-    credentials = {c.name: resolve_credential(c) for c in settings.clusters}
+    # In a thread: an exec plugin (aws eks get-token) or a credential file read must not stall traffic.
+    credentials = {c.name: await asyncio.to_thread(resolve_credential, c) for c in settings.clusters}
     loaded = None
     if settings.policies is not None and (shared is None or shared.bundle is None):
-        # Off the event loop: reading and walking the files must not hold up requests in flight.
+        # Off the event loop too: reading and walking the files must not hold up requests in flight.
         loaded = await asyncio.to_thread(load_policies, [settings.policies])
     admission = build_admission(settings, workers=workers, shared=shared, loaded=loaded)
     identity = settings.identity
@@ -146,6 +147,10 @@ async def build_runtime(settings: Settings, *, workers: int = 1,
         checker = HealthChecker(upstream)
         checker.start()
         upstream.on_close.append(checker.stop)
+        source = credentials[cluster.name].source
+        if source is not None:  # a token an exec plugin or auth-provider issued: renew it in time
+            source.start()
+            upstream.on_close.append(source.stop)
     return routes.default
 
 

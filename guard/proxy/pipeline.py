@@ -33,7 +33,7 @@ from guard.proxy.runtime import Runtime, Serving, clusters_of
 from guard.routing.router import UnknownCluster
 from guard.telemetry.accesslog import AccessRecord
 from guard.telemetry.metrics import GuardMetrics, verb_label
-from guard.upstream.exchange import Outbound, exchange, request_body
+from guard.upstream.exchange import Exchange, Outbound, request_body
 
 log = logging.getLogger(__name__)
 CLASSIFIED_KEPT = 1024
@@ -70,8 +70,9 @@ class Proxy:
         self.draining = False
         self._long_running: dict[client.Response, str] = {}
         """Watches and tunnels being served, and their cluster."""
-        self.inflight: dict[str, int] = {}
-        """Admitted requests being served per tenant (bounded by the policies' tenants)."""
+        self.inflight: dict[tuple[str, str], int] = {}
+        """Admitted requests being served per (cluster, tenant) (bounded by the settings' clusters
+        and the policies' tenants)."""
         self._sizes = ObjectSizes(lambda: self.serving.runtime.admission)
         self._classified: dict[tuple[str, str], tuple[RequestInfo, str | None]] = {}
         metrics.watch_admission(lambda: (serving.runtime.upstream.name, serving.runtime.admission),
@@ -145,8 +146,9 @@ class Proxy:
         ticket = await rt.admission.admit(effective, info, rt.upstream.name)
         verdict = ticket.verdict
         record.decision, record.tenant, record.rule = verdict.outcome, verdict.tenant, verdict.rule
-        tenant = verdict.tenant if verdict.outcome != "rejected" else ""
-        if tenant:
+        admitted = verdict.outcome != "rejected" and verdict.tenant
+        tenant = (rt.upstream.name, verdict.tenant) if admitted else None
+        if tenant is not None:
             self.inflight[tenant] = self.inflight.get(tenant, 0) + 1
         try:
             gate = await self._enter(rt, record, verdict) if rt.capacity is not None else None
@@ -157,7 +159,7 @@ class Proxy:
                     gate.leave()
         finally:
             ticket.release()
-            if tenant:
+            if tenant is not None:
                 self.inflight[tenant] -= 1
 
     @staticmethod
@@ -222,7 +224,7 @@ class Proxy:
         out = await self._outbound(rt, request, record, caller)
         sent, reported = time.perf_counter(), False
         try:
-            async with exchange(rt.upstream, out) as answer:
+            async with Exchange(rt.upstream, out) as answer:
                 self._report(record, sent, answer.status)
                 reported = True
                 self._observe_latency(rt, record)

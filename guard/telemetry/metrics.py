@@ -10,16 +10,18 @@ name in one place — which is why this module is longer than the others.
 
 from __future__ import annotations
 
+import platform
 from bisect import bisect_left
 from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from itertools import accumulate
 from typing import Any, NamedTuple
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from guard import __version__
 from guard.admission.capacity import CapacityGate
 from guard.admission.controller import AdmissionController
 from guard.admission.stats import AdmissionStats, WaitHistogram
@@ -61,6 +63,11 @@ class GuardMetrics:
         self._upstream_error_children: dict[tuple[str, str], Any] = {}
         self.reloads = Counter("guard_settings_reloads_total", "SIGHUP reloads, by result.", ["result"],
                                registry=r)
+        for result in ("applied", "rejected"):  # at 0 from the start, so the first change shows
+            self.reloads.labels(result)
+        Gauge("guard_build_info", "guard's version and the Python it runs on (always 1).",
+              ["version", "python"], registry=r).labels(__version__, platform.python_version()).set(1)
+        ProcessCollector(registry=r)  # process_resident_memory_bytes, process_open_fds, ... (Linux)
         self.admission = AdmissionCollector()
         r.register(self.admission)
         self.endpoints = EndpointCollector()
@@ -93,9 +100,10 @@ class GuardMetrics:
         """Export the adaptive concurrency limit of every cluster that has one, from `current()`."""
         self.capacity.current = current
 
-    def watch_admission(self, current: AdmissionNow, inflight: Callable[[], Mapping[str, int]]) -> None:
+    def watch_admission(self, current: AdmissionNow,
+                        inflight: Callable[[], Mapping[tuple[str, str], int]]) -> None:
         """Export the admission controller that `current()` returns at each scrape (it changes on
-        reload), and the admitted requests in flight per tenant that `inflight()` returns."""
+        reload), and the admitted requests in flight per (cluster, tenant) that `inflight()` returns."""
         self.admission.current, self.admission.inflight = current, inflight
 
 
@@ -311,7 +319,7 @@ class AdmissionCollector(Collector):
 
     def __init__(self) -> None:
         self.current: AdmissionNow = _nothing
-        self.inflight: Callable[[], Mapping[str, int]] = dict
+        self.inflight: Callable[[], Mapping[tuple[str, str], int]] = dict
         self._history: list[tuple[str, AdmissionStats]] = []
 
     def describe(self) -> Iterator[Metric]:
@@ -326,7 +334,13 @@ class AdmissionCollector(Collector):
         yield _decisions(stats)
         yield _rejections(stats)
         yield _reloads(stats)
-        yield _waits(stats)
+        yield _waits(HistogramMetricFamily(
+            "guard_admission_queue_wait_seconds", "Time queued requests waited for a seat, by priority "
+            "level.", labels=["priority_level"]), stats, lambda s: s.queue_waits)
+        yield _waits(HistogramMetricFamily(
+            "guard_admission_quota_wait_seconds", "Time requests over quota were held for a token before "
+            "admission (up to their rule's maxWait), by tenant.", labels=["tenant"]), stats,
+            lambda s: s.quota_waits)
         yield _inflight(self.inflight())
         if controller is not None:
             yield _seats(controller)
@@ -347,6 +361,8 @@ class AdmissionCollector(Collector):
                                 reload_failures=a.reload_failures + b.reload_failures)
         for level in {*a.queue_waits, *b.queue_waits}:
             merged.queue_waits[level] = _merge_waits(a.queue_waits.get(level), b.queue_waits.get(level))
+        for tenant in {*a.quota_waits, *b.quota_waits}:
+            merged.quota_waits[tenant] = _merge_waits(a.quota_waits.get(tenant), b.quota_waits.get(tenant))
         self._history[:2] = [(cluster, merged)]
 
 
@@ -374,8 +390,8 @@ def _decisions(history: Iterable[tuple[str, AdmissionStats]]) -> Metric:
 def _rejections(history: Iterable[tuple[str, AdmissionStats]]) -> Metric:
     family = CounterMetricFamily("guard_admission_rejections", "Rejections (and shadow would-be "
                                  "rejections) by tenant and reason: quota, inflight, watches, queue-full, "
-                                 "queue-wait.", labels=["tenant", "reason"])
-    totals: Tally[tuple[str, str]] = Tally()
+                                 "queue-wait.", labels=["cluster", "tenant", "reason"])
+    totals: Tally[tuple[str, str, str]] = Tally()
     for _, stats in history:
         totals.update(stats.reasons)
     for labels, n in sorted(totals.items()):
@@ -393,12 +409,11 @@ def _reloads(history: Iterable[tuple[str, AdmissionStats]]) -> Metric:
     return family
 
 
-def _waits(history: Iterable[tuple[str, AdmissionStats]]) -> Metric:
-    family = HistogramMetricFamily("guard_admission_queue_wait_seconds", "Time queued requests waited "
-                                   "for a seat, by priority level.", labels=["priority_level"])
+def _waits(family: HistogramMetricFamily, history: Iterable[tuple[str, AdmissionStats]],
+           histograms: Callable[[AdmissionStats], dict[str, WaitHistogram]]) -> Metric:
     merged: dict[str, WaitHistogram] = {}
     for _, stats in history:
-        for level, h in stats.queue_waits.items():
+        for level, h in histograms(stats).items():
             merged[level] = _merge_waits(merged.get(level), h)
     for level, h in sorted(merged.items()):
         cumulative, buckets = 0, []
@@ -414,11 +429,11 @@ def _le(bound: float) -> str:
     return repr(float(bound))
 
 
-def _inflight(per_tenant: Mapping[str, int]) -> Metric:
-    family = GaugeMetricFamily("guard_admission_inflight", "Admitted requests being served, by tenant.",
-                               labels=["tenant"])
-    for tenant, n in sorted(per_tenant.items()):
-        family.add_metric([tenant], n)
+def _inflight(per_tenant: Mapping[tuple[str, str], int]) -> Metric:
+    family = GaugeMetricFamily("guard_admission_inflight", "Admitted requests being served, by cluster and "
+                               "tenant.", labels=["cluster", "tenant"])
+    for (cluster, tenant), n in sorted(per_tenant.items()):
+        family.add_metric([cluster, tenant], n)
     return family
 
 

@@ -17,6 +17,8 @@ from pathlib import Path
 from guard.kube.errors import ConfigError
 from guard.settings import ClusterSettings
 from guard.upstream import kubeconfig
+from guard.upstream.kubeconfig import PluginToken
+from guard.upstream.renewal import TokenSource
 
 
 @dataclass(frozen=True)
@@ -26,9 +28,17 @@ class Credential:
     servers: tuple[str, ...]
     token: str | None = field(default=None, repr=False)
     ssl: ssl.SSLContext | None = field(default=None, repr=False)
+    source: TokenSource | None = None
+    """Where a renewed token comes from (an exec plugin or auth-provider); None: `token` is fixed."""
 
     def auth_headers(self) -> tuple[tuple[str, str], ...]:
-        return (("Authorization", f"Bearer {self.token}"),) if self.token else ()
+        token = self.source.token if self.source is not None else self.token
+        return (("Authorization", f"Bearer {token}"),) if token else ()
+
+    def headers(self) -> dict[str, str]:
+        """The headers of guard's own calls (reviews, checks) now: read per call, since a renewed
+        token replaces the last one."""
+        return dict(self.auth_headers())
 
 
 def resolve_credential(cluster: ClusterSettings) -> Credential:
@@ -37,16 +47,17 @@ def resolve_credential(cluster: ClusterSettings) -> Credential:
     token, servers, ctx = cluster.token, cluster.servers, None
     if cluster.token_file is not None:
         token = _read_text(cluster.token_file, f"{at}.tokenFile").strip()
+    source = None
     if cluster.kubeconfig is not None or cluster.in_cluster:
-        token, servers, ctx = _from_kubeconfig(cluster, token, servers)
+        token, servers, ctx, source = _from_kubeconfig(cluster, token, servers)
     if ctx is None:
         ctx = _ssl_context(cluster.ca_file, cluster.cert_file, cluster.key_file,
                            cluster.insecure_skip_tls_verify, at)
-    return Credential(servers=tuple(servers), token=token or None, ssl=ctx)
+    return Credential(servers=tuple(servers), token=token or None, ssl=ctx, source=source)
 
 
-def _from_kubeconfig(cluster: ClusterSettings, token: str | None,
-                     servers: tuple[str, ...]) -> tuple[str | None, tuple[str, ...], ssl.SSLContext]:
+def _from_kubeconfig(cluster: ClusterSettings, token: str | None, servers: tuple[str, ...]
+                     ) -> tuple[str | None, tuple[str, ...], ssl.SSLContext, TokenSource | None]:
     """guard's credential from a kubeconfig context or the pod's service account."""
     if cluster.in_cluster:
         cred = kubeconfig.in_cluster_credential()
@@ -54,10 +65,13 @@ def _from_kubeconfig(cluster: ClusterSettings, token: str | None,
         assert cluster.kubeconfig is not None
         cred = kubeconfig.load_credential(cluster.kubeconfig, cluster.context)
     servers = servers or (cred.server.rstrip("/"),)
-    token = token or cred.token
     ctx = _ssl_from_data(cred.ca_data, cred.client_cert_data, cred.client_key_data, cred.insecure,
                          cluster.ca_file, cluster.insecure_skip_tls_verify)
-    return token, servers, ctx
+    source = None
+    if cred.plugin is not None and not token:  # a token the settings name wins over the plugin's
+        first = PluginToken(token=cred.token, expires=cred.expires)
+        source = TokenSource(first, cred.plugin, where=f"{cluster.kubeconfig} (clusters[{cluster.name}])")
+    return token or cred.token, servers, ctx, source
 
 
 def _ssl_context(ca_file: Path | None, cert_file: Path | None, key_file: Path | None, insecure: bool,

@@ -14,8 +14,7 @@ import itertools
 import logging
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -39,6 +38,22 @@ FAILURES = (client.ConnectFailed, client.ConnectionBroken, client.BadResponse, T
 Clock = Callable[[], float]
 
 
+class _Slot:
+    """An endpoint's in-flight count as a context manager; one object per endpoint serves every
+    request, since entering and leaving carry no state of their own (no generator per request)."""
+
+    __slots__ = ("_endpoint",)
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self._endpoint = endpoint
+
+    def __enter__(self) -> None:
+        self._endpoint.in_flight += 1
+
+    def __exit__(self, *_: object) -> None:
+        self._endpoint.in_flight -= 1
+
+
 class Endpoint:
     """One api-server URL with its own connection pool, in-flight count and circuit breaker."""
 
@@ -49,6 +64,7 @@ class Endpoint:
         parts = urlsplit(url)
         self.base_path = parts.path.rstrip("/")
         self.in_flight = 0
+        self._slot = _Slot(self)
         self.health = health or EndpointHealth(HealthSettings())
         self.clock = clock
         tls = (credential.ssl or ssl.create_default_context()) if parts.scheme == "https" else None
@@ -70,14 +86,10 @@ class Endpoint:
     def __repr__(self) -> str:
         return f"Endpoint({self.url!r}, in_flight={self.in_flight}, {self.health.state})"
 
-    @contextmanager
-    def slot(self) -> Iterator[None]:
-        """Count one request in flight here while the block runs (least-in-flight balancing)."""
-        self.in_flight += 1
-        try:
-            yield
-        finally:
-            self.in_flight -= 1
+    def slot(self) -> _Slot:
+        """`with endpoint.slot():` counts one request in flight here while the block runs
+        (least-in-flight balancing)."""
+        return self._slot
 
     async def request(self, method: str, target: str, headers: Iterable[tuple[str, str]], body: client.Body,
                       *, chunked: bool, read_timeout: float | None, retry_stale: bool) -> client.Response:

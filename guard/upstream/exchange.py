@@ -12,8 +12,7 @@ broken or invalid exchange 502, no reachable endpoint 503. The request body stre
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import aiohttp
 
@@ -33,8 +32,7 @@ class PayloadTooLarge(GuardError):
     reason = "RequestEntityTooLarge"
 
 
-@dataclass(frozen=True)
-class Outbound:
+class Outbound(NamedTuple):
     """What guard sends upstream: the request as the api-server should see it."""
 
     method: str
@@ -53,40 +51,62 @@ class Outbound:
         return self.method in SAFE_METHODS and (self.body is None or isinstance(self.body, bytes))
 
 
-@asynccontextmanager
-async def exchange(upstream: Upstream, out: Outbound) -> AsyncIterator[client.Response]:
-    """The api-server's answer to `out`, with the endpoint's in-flight slot held until the caller
-    leaves the block (the answer is then released: its connection pooled when read whole)."""
-    tried: list[Endpoint] = []
-    for _ in range(len(upstream.endpoints) + 1):
-        ep = upstream.pick(tried)
-        if ep is None:
-            break
-        with ep.slot():
+class Exchange:
+    """`async with Exchange(upstream, out) as answer:` — the api-server's answer to `out`, with the
+    endpoint's in-flight slot held until the block is left (the answer is then released: its
+    connection pooled when read whole). A class rather than a generator-based context manager:
+    it runs once per request."""
+
+    __slots__ = ("_out", "_response", "_slot", "_upstream")
+
+    def __init__(self, upstream: Upstream, out: Outbound) -> None:
+        self._upstream, self._out = upstream, out
+
+    async def __aenter__(self) -> client.Response:
+        upstream, out = self._upstream, self._out
+        tried: list[Endpoint] = []
+        for _ in range(len(upstream.endpoints) + 1):
+            ep = upstream.pick(tried)
+            if ep is None:
+                break
+            slot = ep.slot()
+            slot.__enter__()
             try:
-                response = await ep.request(out.method, out.target, out.headers, out.body,
-                                            chunked=out.chunked, read_timeout=out.read_timeout,
-                                            retry_stale=out.replayable)  # the breaker hears the outcome
-            except client.ConnectFailed:
-                tried.append(ep)
+                self._response = await ep.request(out.method, out.target, out.headers, out.body,
+                                                  chunked=out.chunked, read_timeout=out.read_timeout,
+                                                  retry_stale=out.replayable)  # the breaker hears it
+            except BaseException as e:
+                slot.__exit__()
+                if not _retried(ep, e, out, tried, len(upstream.endpoints)):
+                    raise
                 continue
-            except client.ConnectionBroken as e:
-                if not out.replayable:
-                    raise UpstreamError(f"api-server {ep.origin} broke the connection") from e
-                if len(upstream.endpoints) > 1:
-                    tried.append(ep)
-                continue
-            except TimeoutError as e:
-                raise ServiceUnavailable(f"api-server {ep.origin} did not answer in time",
-                                         retry_after=1) from e
-            except (client.BadResponse, aiohttp.ClientError) as e:
-                raise UpstreamError(f"api-server {ep.origin}: {type(e).__name__}") from e
-            try:
-                yield response
-            finally:
-                response.release()
-            return
-    raise ServiceUnavailable(f"no api-server of cluster {upstream.name} is reachable", retry_after=1)
+            self._slot = slot
+            return self._response
+        raise ServiceUnavailable(f"no api-server of cluster {upstream.name} is reachable", retry_after=1)
+
+    async def __aexit__(self, *_: object) -> None:
+        self._response.release()
+        self._slot.__exit__()
+
+
+def _retried(ep: Endpoint, error: BaseException, out: Outbound, tried: list[Endpoint],
+             endpoints: int) -> bool:
+    """True when `error` leaves the request free to try another endpoint (noted in `tried`); else
+    raises the GuardError the client gets for it (other exceptions propagate as they are)."""
+    if isinstance(error, client.ConnectFailed):
+        tried.append(ep)
+        return True
+    if isinstance(error, client.ConnectionBroken):
+        if not out.replayable:
+            raise UpstreamError(f"api-server {ep.origin} broke the connection") from error
+        if endpoints > 1:
+            tried.append(ep)
+        return True
+    if isinstance(error, TimeoutError):
+        raise ServiceUnavailable(f"api-server {ep.origin} did not answer in time", retry_after=1) from error
+    if isinstance(error, client.BadResponse | aiohttp.ClientError):
+        raise UpstreamError(f"api-server {ep.origin}: {type(error).__name__}") from error
+    return False
 
 
 async def request_body(request: Request, max_bytes: int) -> tuple[client.Body, bool]:

@@ -1,17 +1,19 @@
-"""Kubeconfig files both ways: guard's own upstream credential in, a kubeconfig pointing at guard out.
+"""guard's own upstream credential from a kubeconfig context, or from the pod's service account.
 
 Reading resolves one context to a `ClusterCredential` (server, CA, token or client certificate); every
-error names the file and the field. The in-cluster variant reads the pod's service-account mount. Writing
-(`guard kubeconfig`) embeds guard's CA and the user's credential, to stdout or atomically to a file with
-mode 0600. Secrets never appear in a repr, an error message or the log.
+error names the file and the field. A user that authenticates through an `exec` plugin or an
+`auth-provider` (EKS, GKE, AKS, OIDC) is read through the `kubernetes` package, which runs them as
+kubectl does; the credential then carries how to renew the token (guard.upstream.renewal). Secrets
+never appear in a repr, an error message or the log.
 """
 
 from __future__ import annotations
 
 import base64
+import datetime
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -36,6 +38,20 @@ class ClusterCredential:
     client_key_data: bytes | None = field(default=None, repr=False)
     insecure: bool = False
     tls_server_name: str | None = None
+    plugin: Callable[[], PluginToken] | None = field(default=None, repr=False)
+    """Runs the user's exec plugin or auth-provider again: the next token (None: a static one)."""
+    expires: float | None = None
+    """When `token` expires (epoch seconds), when a plugin said."""
+
+
+@dataclass(frozen=True)
+class PluginToken:
+    """What an exec plugin or auth-provider issued: a token and when it expires."""
+
+    token: str | None = field(default=None, repr=False)
+    expires: float | None = None
+    client_cert_data: bytes | None = field(default=None, repr=False)
+    client_key_data: bytes | None = field(default=None, repr=False)
 
 
 def _fail(path: Path, where: str, problem: str) -> ConfigError:
@@ -87,8 +103,80 @@ def load_credential(path: Path | str, context: str | None = None) -> ClusterCred
     cluster_name, user_name = str(ctx.get("cluster", "")), str(ctx.get("user", ""))
     cluster = _named(doc, "clusters", cluster_name, path)
     user = _named(doc, "users", user_name, path) if user_name else {}
-    return _credential(path, f"clusters[name={cluster_name}].cluster", cluster,
-                       f"users[name={user_name}].user", user)
+    uwhere = f"users[name={user_name}].user"
+    credential = _credential(path, f"clusters[name={cluster_name}].cluster", cluster, uwhere, user)
+    if "exec" in user:
+        plugin = _exec_runner(user["exec"], cluster, path, f"{uwhere}.exec")
+    elif "auth-provider" in user:
+        plugin = _auth_provider_runner(doc, str(name), path, f"{uwhere}.auth-provider")
+    else:
+        return credential
+    issued = plugin()
+    return replace(credential, token=issued.token or credential.token, expires=issued.expires, plugin=plugin,
+                   client_cert_data=issued.client_cert_data or credential.client_cert_data,
+                   client_key_data=issued.client_key_data or credential.client_key_data)
+
+
+# The kubernetes package runs exec plugins and auth-providers as kubectl does. It is imported in
+# these functions only: it is heavy, and only these users need it.
+
+def _exec_runner(config: Mapping[str, Any], cluster: Mapping[str, Any], path: Path,
+                 where: str) -> Callable[[], PluginToken]:
+    """Runs the user's exec plugin (client.authentication.k8s.io ExecCredential) and returns what it
+    issued; ConfigError naming `path` and `where` when it fails."""
+    def run() -> PluginToken:
+        from kubernetes.config.config_exception import ConfigException
+        from kubernetes.config.exec_provider import ExecProvider
+        from kubernetes.config.kube_config import ConfigNode
+
+        try:
+            provider = ExecProvider(ConfigNode("exec", dict(config)), str(path.parent),  # type: ignore[no-untyped-call]
+                                    ConfigNode("cluster", dict(cluster)))  # type: ignore[no-untyped-call]
+            status = provider.run()  # type: ignore[no-untyped-call]
+        except (ConfigException, OSError, ValueError, KeyError) as e:
+            raise _fail(path, where, f"failed: {str(e)[:300]}") from e
+        return _from_status(status, path, where)
+    return run
+
+
+def _from_status(status: Mapping[str, Any], path: Path, where: str) -> PluginToken:
+    token = status.get("token") or None
+    cert, key = status.get("clientCertificateData"), status.get("clientKeyData")
+    if token is None and not (cert and key):
+        raise _fail(path, where, "issued neither a token nor a client certificate and key")
+    expires = status.get("expirationTimestamp")
+    try:
+        when = datetime.datetime.fromisoformat(str(expires).replace("Z", "+00:00")).timestamp() \
+            if expires else None
+    except ValueError as e:
+        raise _fail(path, where, f"expirationTimestamp {expires!r} is not an RFC 3339 time") from e
+    return PluginToken(token=str(token) if token else None, expires=when,
+                       client_cert_data=str(cert).encode() if cert else None,
+                       client_key_data=str(key).encode() if key else None)
+
+
+def _auth_provider_runner(doc: Mapping[str, Any], context: str, path: Path,
+                          where: str) -> Callable[[], PluginToken]:
+    """Runs the user's auth-provider (oidc, gcp, azure) through the kubernetes package's loader."""
+    def run() -> PluginToken:
+        from kubernetes.client import Configuration
+        from kubernetes.config.config_exception import ConfigException
+        from kubernetes.config.kube_config import KubeConfigLoader
+
+        configuration = Configuration()
+        try:
+            loader = KubeConfigLoader(config_dict=dict(doc), active_context=context,  # type: ignore[no-untyped-call]
+                                      config_base_path=str(path.parent))
+            loader.load_and_set(configuration)  # type: ignore[no-untyped-call]
+        except (ConfigException, OSError, ValueError, KeyError) as e:
+            raise _fail(path, where, f"failed: {str(e)[:300]}") from e
+        # The key is "BearerToken" in recent kubernetes packages, "authorization" in older ones.
+        bearer = next((str(v) for v in configuration.api_key.values() if str(v).startswith("Bearer ")), "")
+        expiry = getattr(loader, "expiry", None)
+        stamp = expiry.isoformat() if isinstance(expiry, datetime.datetime) else None
+        return _from_status({"token": bearer.removeprefix("Bearer ").strip(), "expirationTimestamp": stamp},
+                            path, where)
+    return run
 
 
 def _credential(path: Path, cwhere: str, cluster: Mapping[str, Any], uwhere: str,
@@ -96,9 +184,10 @@ def _credential(path: Path, cwhere: str, cluster: Mapping[str, Any], uwhere: str
     server = str(cluster.get("server", ""))
     if urlsplit(server).scheme not in ("http", "https") or not urlsplit(server).hostname:
         raise _fail(path, f"{cwhere}.server", f"want an http(s) URL, got {server!r}")
-    for unsupported in ("exec", "auth-provider", "username", "password"):
+    for unsupported in ("username", "password"):
         if user.get(unsupported):
-            raise _fail(path, f"{uwhere}.{unsupported}", "not supported; use a token or a client certificate")
+            raise _fail(path, f"{uwhere}.{unsupported}", "not supported; use a token, a client certificate, "
+                        "an exec plugin or an auth-provider")
     token, token_file = user.get("token"), user.get("tokenFile")
     if token_file and not token:
         token_file = path.parent / str(token_file)

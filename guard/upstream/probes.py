@@ -25,7 +25,6 @@ class HealthChecker:
         self.settings = upstream.health
         self.checks = 0
         """Checks made so far (tests count them)."""
-        self._headers = dict(upstream.credential.auth_headers())
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -49,7 +48,8 @@ class HealthChecker:
         self.checks += 1
         timeout = aiohttp.ClientTimeout(total=self.settings.check_timeout)
         try:
-            async with ep.session.get(ep.url + "/readyz", headers=self._headers, timeout=timeout) as r:
+            headers = self.upstream.credential.headers()
+            async with ep.session.get(ep.url + "/readyz", headers=headers, timeout=timeout) as r:
                 status = r.status
         except (aiohttp.ClientError, TimeoutError) as e:
             ep.failed(type(e).__name__)

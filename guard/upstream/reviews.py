@@ -21,7 +21,7 @@ class FailoverReviews:
     tries the next one when an endpoint fails, so one dead api-server does not fail identity."""
 
     def __init__(self, upstream: Upstream, *, timeout: float) -> None:
-        headers = dict(upstream.credential.auth_headers())
+        headers = upstream.credential.headers
         self._upstream = upstream
         self._clients = {id(ep): HttpReviewClient(ep.session, ep.url, headers, timeout=timeout)
                          for ep in upstream.endpoints}

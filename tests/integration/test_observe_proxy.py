@@ -119,8 +119,8 @@ async def test_after_a_flood_metrics_show_the_tenants_rejections(
     assert (counts[("team-a", "admitted")], counts[("team-a", "rejected")]) == (3, 7)
     assert ('guard_admission_decisions_total{cluster="dev",decision="rejected",rule="reads",'
             'tenant="team-a"} 7.0') in text
-    assert 'guard_admission_rejections_total{reason="quota",tenant="team-a"} 7.0' in text
-    assert 'guard_admission_inflight{tenant="team-a"} 0.0' in text
+    assert 'guard_admission_rejections_total{cluster="dev",reason="quota",tenant="team-a"} 7.0' in text
+    assert 'guard_admission_inflight{cluster="dev",tenant="team-a"} 0.0' in text
     assert 'guard_admission_seats_in_use{priority_level="global-default"} 0.0' in text
     tokens = [v for n, labels, v in parse_metrics(text)
               if n == "guard_bucket_tokens" and labels == {"tenant": "team-a", "rule": "reads"}]

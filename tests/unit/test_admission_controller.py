@@ -33,7 +33,7 @@ def _controller(tmp_path: Path, rules: str, *, settings: AdmissionSettings | Non
     _write(tmp_path, "team-a", rules)
     clock = clock or FakeClock()
     return AdmissionController.from_paths([tmp_path], settings or AdmissionSettings(),
-                                          EmbeddedStore(clock=clock), clock=clock)
+                                          EmbeddedStore(clock=clock), clock=clock, sleep=clock.sleep)
 
 
 async def _outcomes(controller: AdmissionController, n: int, info: object = GET) -> list[str]:
@@ -47,7 +47,7 @@ async def _outcomes(controller: AdmissionController, n: int, info: object = GET)
 
 async def test_over_quota_is_rejected_with_retry_after_and_ratelimit_headers(tmp_path: Path) -> None:
     """Burst 3 admits 3; the 4th is a rejection naming the rule by opaque id with RateLimit headers."""
-    controller = _controller(tmp_path, "    - {name: reads, quota: {rate: 1/s, burst: 3}}\n")
+    controller = _controller(tmp_path, "    - {name: reads, quota: {rate: 1/s, burst: 3, maxWait: 0}}\n")
     assert await _outcomes(controller, 4) == ["admitted"] * 3 + ["rejected"]
     ticket = await controller.admit(ALICE, GET, "dev")
     verdict = ticket.verdict
@@ -58,12 +58,12 @@ async def test_over_quota_is_rejected_with_retry_after_and_ratelimit_headers(tmp
     assert headers["RateLimit-Policy"] == f'"{rule_id}";q=3;w=3'
     assert headers["RateLimit"] == f'"{rule_id}";r=0;t=3'
     assert controller.stats.decisions[("dev", "team-a", "reads", "rejected")] == 2
-    assert controller.stats.reasons[("team-a", "quota")] == 2
+    assert controller.stats.reasons[("dev", "team-a", "quota")] == 2
 
 
 async def test_sustained_rejection_lengthens_retry_after_up_to_a_cap(tmp_path: Path) -> None:
     """A flow that keeps knocking is told to wait longer (x2 per 10 refusals), never beyond 60 s."""
-    controller = _controller(tmp_path, "    - {name: reads, quota: {rate: 1/s, burst: 1}}\n")
+    controller = _controller(tmp_path, "    - {name: reads, quota: {rate: 1/s, burst: 1, maxWait: 0}}\n")
     waits = []
     for _ in range(80):
         waits.append((await controller.admit(ALICE, GET, "dev")).verdict.retry_after)
@@ -74,7 +74,8 @@ async def test_sustained_rejection_lengthens_retry_after_up_to_a_cap(tmp_path: P
 async def test_the_refill_follows_the_injected_clock(tmp_path: Path) -> None:
     """After waiting Retry-After on the clock, the request is admitted."""
     clock = FakeClock()
-    controller = _controller(tmp_path, "    - {name: reads, quota: {rate: 2/s, burst: 1}}\n", clock=clock)
+    controller = _controller(tmp_path, "    - {name: reads, quota: {rate: 2/s, burst: 1, maxWait: 0}}\n",
+                             clock=clock)
     assert await _outcomes(controller, 2) == ["admitted", "rejected"]
     clock.now += 0.5
     assert await _outcomes(controller, 1) == ["admitted"]
@@ -101,7 +102,7 @@ async def test_shadow_rules_admit_everything_and_count_what_they_would_reject(tm
     controller = _controller(tmp_path, "    - {name: reads, shadow: true, quota: {rate: 1/s, burst: 2}}\n")
     assert await _outcomes(controller, 5) == ["admitted"] * 2 + ["shadow"] * 3
     assert controller.stats.decisions[("dev", "team-a", "reads", "shadow")] == 3
-    assert controller.stats.reasons[("team-a", "quota")] == 3
+    assert controller.stats.reasons[("dev", "team-a", "quota")] == 3
 
 
 async def test_global_shadow_mode_rejects_nothing(tmp_path: Path) -> None:
@@ -148,6 +149,51 @@ async def test_requests_queue_for_a_seat_and_time_out_when_none_frees(tmp_path: 
     assert controller.stats.queue_waits["global-default"].count == 1
 
 
+async def test_a_brief_burst_over_quota_waits_for_its_tokens_instead_of_429(tmp_path: Path) -> None:
+    """Burst 2 at 10/s with maxWait 1s: 5 requests at once are all admitted, the 3 over the burst
+    after waiting for their tokens (0.1 s apart: never more than the rate), and counted as queued."""
+    clock = FakeClock()
+    controller = _controller(tmp_path, "    - {name: reads, quota: {rate: 10/s, burst: 2, maxWait: 1s}}\n",
+                             clock=clock)
+    tickets = await asyncio.gather(*[controller.admit(ALICE, GET, "dev") for _ in range(5)])
+    assert sorted(t.verdict.outcome for t in tickets) == ["admitted"] * 2 + ["queued"] * 3
+    assert clock.now == pytest.approx(1000.3)  # the third token came 0.3 s later, not sooner
+    assert controller.stats.quota_waits["team-a"].count == 3
+
+
+async def test_a_wait_longer_than_max_wait_is_refused_at_once(tmp_path: Path) -> None:
+    """At 1/s a request over quota would wait 1 s; maxWait 500ms refuses it at once with Retry-After."""
+    clock = FakeClock()
+    controller = _controller(tmp_path, "    - {name: reads, quota: {rate: 1/s, burst: 1, maxWait: 500ms}}\n",
+                             clock=clock)
+    assert await _outcomes(controller, 2) == ["admitted", "rejected"]
+    assert clock.now == 1000.0  # nobody waited
+
+
+async def test_no_more_wait_on_a_bucket_than_it_can_serve_within_max_wait(tmp_path: Path) -> None:
+    """At 2/s with maxWait 1s, at most 2 requests wait for a token at once; the rest are refused
+    now rather than held for a token they could not get in time."""
+    clock = FakeClock()
+    gate = asyncio.Event()
+
+    async def slow_sleep(seconds: float) -> None:
+        await gate.wait()
+        clock.now += seconds
+
+    _write(tmp_path, "team-a", "    - {name: reads, quota: {rate: 2/s, burst: 1, maxWait: 1s}}\n")
+    controller = AdmissionController.from_paths([tmp_path], AdmissionSettings(), EmbeddedStore(clock=clock),
+                                                clock=clock, sleep=slow_sleep)
+    first = await controller.admit(ALICE, GET, "dev")
+    waiting = [asyncio.ensure_future(controller.admit(ALICE, GET, "dev")) for _ in range(4)]
+    await asyncio.sleep(0)
+    refused = [w for w in waiting if w.done()]
+    assert first.verdict.outcome == "admitted" and len(refused) == 2
+    assert all(w.result().verdict.outcome == "rejected" for w in refused)
+    gate.set()
+    outcomes = [(await w).verdict.outcome for w in waiting if w not in refused]
+    assert outcomes == ["queued", "queued"]
+
+
 async def test_exempt_callers_pass_tenant_quotas(tmp_path: Path) -> None:
     """system:masters passes however tight the tenants' quotas are."""
     controller = _controller(tmp_path, "    - {name: reads, quota: {rate: 1/s, burst: 1}}\n")
@@ -173,7 +219,7 @@ async def test_even_exempt_traffic_is_bounded_per_identity(tmp_path: Path) -> No
 
 async def test_a_broken_reload_keeps_the_previous_policies(tmp_path: Path) -> None:
     """A bad file is reported and counted; the last good set stays in force; a good one swaps in."""
-    controller = _controller(tmp_path, "    - {name: reads, quota: {rate: 1/s, burst: 1}}\n")
+    controller = _controller(tmp_path, "    - {name: reads, quota: {rate: 1/s, burst: 1, maxWait: 0}}\n")
     (tmp_path / "broken.yaml").write_text(HEAD % "broken" + "  subjects: []\n  rulez: []\n")
     problems = controller.reload([tmp_path])
     assert any("rulez" in p for p in problems)

@@ -102,7 +102,10 @@ def test_relative_files_and_token_file_are_read(tmp_path: Path, pki: Path) -> No
 
 
 @pytest.mark.parametrize(("doc", "problem"), [
-    (kubeconfig({"exec": {"command": "aws"}}), "users[name=u].user.exec: not supported"),
+    (kubeconfig({"exec": {"command": "aws"}}), "users[name=u].user.exec: failed: exec: malformed request. "
+                                              "missing key 'apiVersion'"),
+    (kubeconfig({"exec": {"apiVersion": "client.authentication.k8s.io/v1", "command": "/no/plugin"}}),
+     "users[name=u].user.exec: failed:"),
     (kubeconfig({"token": "t"}, {"server": "10.0.0.1"}),
      "clusters[name=k].cluster.server: want an http(s) URL"),
     (kubeconfig({"client-certificate-data": base64.b64encode(b"x").decode()}),

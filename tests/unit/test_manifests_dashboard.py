@@ -100,11 +100,13 @@ SERIES = [  # team-a sends requests only to cluster prod, team-b only to dev
      'tenant="team-a", decision="overload"}', "0+10x20"),
     ('guard_upstream_concurrency_decisions_total{namespace="guard-system", pod="guard-a", cluster="dev", '
      'tenant="team-b", decision="overload"}', "0+10x20"),
-] + [(f'{metric}{{namespace="guard-system", pod="guard-a", tenant="{tenant}"{extra}}}', values)
-     for tenant in ("team-a", "team-b")
-     for metric, extra, values in [("guard_admission_rejections_total", ', reason="quota"', "0+10x20"),
-                                   ("guard_admission_inflight", "", "3x20"),
-                                   ("guard_bucket_tokens", ', rule="reads"', "7x20")]]
+] + [(f'{metric}{{namespace="guard-system", pod="guard-a", cluster="{cluster}", tenant="{tenant}"{extra}}}',
+       values)
+      for tenant, cluster in (("team-a", "prod"), ("team-b", "dev"))
+      for metric, extra, values in [("guard_admission_rejections_total", ', reason="quota"', "0+10x20"),
+                                    ("guard_admission_inflight", "", "3x20")]
+] + [(f'guard_bucket_tokens{{namespace="guard-system", pod="guard-a", tenant="{tenant}", rule="reads"}}',
+      "7x20") for tenant in ("team-a", "team-b")]  # a tenant's buckets serve every cluster: no cluster label
 
 
 @needs_promtool

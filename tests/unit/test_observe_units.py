@@ -117,7 +117,7 @@ async def _admit(controller: AdmissionController, n: int) -> None:
 
 async def test_counters_survive_a_reload_that_builds_a_new_controller(tmp_path: Path) -> None:
     """The collector sums retired controllers: after a settings reload the totals keep growing."""
-    clock, metrics, inflight = FakeClock(100.0), GuardMetrics(), {"team-a": 2}
+    clock, metrics, inflight = FakeClock(100.0), GuardMetrics(), {("dev", "team-a"): 2}
     current = _controller(tmp_path, clock)
     metrics.watch_admission(lambda: ("dev", current), lambda: inflight)
     await _admit(current, 3)
@@ -129,7 +129,7 @@ async def test_counters_survive_a_reload_that_builds_a_new_controller(tmp_path: 
     assert f"guard_admission_decisions_total{{{labels.format('rejected')}}} 1.0" in first
     assert f"guard_admission_decisions_total{{{labels.format('admitted')}}} 4.0" in text
     assert f"guard_admission_decisions_total{{{labels.format('rejected')}}} 2.0" in text
-    assert 'guard_admission_inflight{tenant="team-a"} 2.0' in text
+    assert 'guard_admission_inflight{cluster="dev",tenant="team-a"} 2.0' in text
 
 
 async def test_queue_waits_and_policy_reloads_are_exported(tmp_path: Path) -> None:
