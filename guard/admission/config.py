@@ -7,7 +7,7 @@ Pure: validates plain data (already read from YAML) and reports every problem at
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from guard.policy import fields as check
@@ -33,11 +33,17 @@ class PriorityLevel:
 
 @dataclass(frozen=True)
 class ExemptRule:
-    """Requests that are never limited nor queued (system traffic the cluster needs to live)."""
+    """Requests that never queue behind tenants nor wait for a seat (system traffic the cluster
+    needs to live), held only to a generous per-identity bound so that a compromised system
+    identity cannot flood the api-server either."""
 
     name: str
     subjects: tuple[Subject, ...]
     selector: Selector = ANY_REQUEST
+    quota: Quota | None = None
+    """A token bucket (scope `user`: per identity) beyond which even exempt requests get 429."""
+    max_inflight: int | None = None
+    """Requests in flight at once per identity; beyond: 429."""
 
 
 @dataclass(frozen=True)
@@ -56,28 +62,34 @@ DEFAULT_LEVELS = (
     PriorityLevel("catch-all", seats=5, queues=16, hand_size=4),
 )
 _LEASES = {"api_groups": ("coordination.k8s.io",), "resources": ("leases",)}
+_RENEW = ("get", "create", "update")
+_CONTROL_PLANE = (
+    Subject("User", "system:kube-controller-manager"),
+    Subject("User", "system:kube-scheduler"),
+    Subject("ServiceAccount", "*", "kube-system"),
+)
+"""Who elects leaders among the control plane (APF's system-leader-election and
+workload-leader-election flow schemas): kube-controller-manager, kube-scheduler and the
+kube-system service accounts (controllers run with their own credentials)."""
 DEFAULT_EXEMPT = (
-    ExemptRule("system-masters", (Subject("Group", "system:masters"),)),
-    ExemptRule(
-        "node-leases",
-        (Subject("Group", "system:nodes"),),
-        Selector(namespaces=("kube-node-lease",), **_LEASES),
-    ),
-    ExemptRule(
-        "node-status",
-        (Subject("Group", "system:nodes"),),
-        Selector(api_groups=("",), resources=("nodes/status",)),
-    ),
-    ExemptRule(
-        "kube-system-leader-election",
-        (Subject("Group", "system:authenticated"),),
-        Selector(verbs=("get", "create", "update"), namespaces=("kube-system",), **_LEASES),
-    ),
-    ExemptRule(
-        "service-account-leader-election",
-        (Subject("ServiceAccount", "*", "*"),),
-        Selector(verbs=("get", "update"), **_LEASES),
-    ),
+    # APF's `exempt` flow schema: group system:masters.
+    ExemptRule("system-masters", (Subject("Group", "system:masters"),),
+               quota=Quota(rate=500.0, burst=1000.0, scope="user"), max_inflight=200),
+    # APF's `system-node-high`: kubelets' heartbeats (a lease renewal every 10 s, status updates).
+    ExemptRule("node-leases", (Subject("Group", "system:nodes"),),
+               Selector(verbs=_RENEW, namespaces=("kube-node-lease",), **_LEASES),
+               quota=Quota(rate=2.0, burst=20.0, scope="user"), max_inflight=4),
+    ExemptRule("node-status", (Subject("Group", "system:nodes"),),
+               Selector(verbs=("get", "update", "patch"), api_groups=("",), resources=("nodes/status",)),
+               quota=Quota(rate=2.0, burst=20.0, scope="user"), max_inflight=4),
+    # APF's `system-leader-election`: leases anywhere, and the legacy endpoints/configmaps locks
+    # in kube-system, for the control plane only (it once named every authenticated user).
+    ExemptRule("leader-election", _CONTROL_PLANE, Selector(verbs=_RENEW, **_LEASES),
+               quota=Quota(rate=10.0, burst=50.0, scope="user"), max_inflight=10),
+    ExemptRule("leader-election-legacy-locks", _CONTROL_PLANE,
+               Selector(verbs=_RENEW, api_groups=("",), resources=("endpoints", "configmaps"),
+                        namespaces=("kube-system",)),
+               quota=Quota(rate=10.0, burst=50.0, scope="user"), max_inflight=10),
 )
 
 
@@ -88,12 +100,16 @@ class AdmissionSettings:
     exempt: tuple[ExemptRule, ...] = DEFAULT_EXEMPT  # `exempt:` in guard.yaml replaces these
     catch_all: CatchAll = CatchAll()
     shadow: bool = False  # count what would be rejected, reject nothing
+    id_secret: str = field(default="", repr=False)
+    """Keys the opaque tenant and rule ids of responses (`idSecret`); the same in every replica of
+    a fleet so they agree on ids. "" = a random secret per process."""
 
     def level(self, name: str) -> PriorityLevel | None:
         return next((lvl for lvl in self.priority_levels if lvl.name == name), None)
 
 
-_KEYS = {"priorityLevels", "defaultPriorityLevel", "exempt", "catchAll", "shadow"}
+_KEYS = {"priorityLevels", "defaultPriorityLevel", "exempt", "catchAll", "shadow", "idSecret"}
+ID_SECRET_LENGTH = 16
 _LEVEL_KEYS = {"name", "seats", "queues", "handSize", "queueLengthLimit", "maxQueueWait"}
 
 
@@ -134,6 +150,12 @@ def _settings(section: Mapping[str, Any], report: check.Report) -> AdmissionSett
         values["catch_all"] = _catch_all(section["catchAll"], report)
     if "shadow" in section:
         values["shadow"] = check.flag(section["shadow"], ("shadow",), report)
+    if "idSecret" in section:
+        secret = section["idSecret"]
+        if not isinstance(secret, str) or len(secret) < ID_SECRET_LENGTH:
+            report(("idSecret",), f"must be a string of at least {ID_SECRET_LENGTH} characters")
+        else:
+            values["id_secret"] = secret
     return AdmissionSettings(**values)
 
 
@@ -185,15 +207,19 @@ def _exempt(value: object, report: check.Report) -> tuple[ExemptRule, ...]:
             item,
             path,
             report,
-            allowed={"name", "subjects", *schema.SELECTOR_KEYS},
+            allowed={"name", "subjects", "quota", "maxInflight", *schema.SELECTOR_KEYS},
             required=("name", "subjects"),
         )
         if raw is None or "name" not in raw or "subjects" not in raw:
             continue
         name = check.text(raw["name"], (*path, "name"), report)
         members = schema.subjects(raw["subjects"], (*path, "subjects"), report)
+        quota = schema.quota(raw["quota"], (*path, "quota"), report) if "quota" in raw else None
+        inflight = (check.number(raw["maxInflight"], (*path, "maxInflight"), report, minimum=1, integer=True)
+                    if "maxInflight" in raw else None)
         if name is not None:
-            found.append(ExemptRule(name, members, schema.selector(raw, path, report)))
+            found.append(ExemptRule(name, members, schema.selector(raw, path, report), quota,
+                                    int(inflight) if inflight is not None else None))
     return tuple(found)
 
 

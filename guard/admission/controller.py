@@ -16,23 +16,23 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Protocol
 
 from guard.admission.concurrency import InflightCaps
 from guard.admission.config import AdmissionSettings
 from guard.admission.cost import ObjectCounts, request_cost
 from guard.admission.decision import Outcome, Ticket, Verdict
 from guard.admission.fairqueue import FairQueue
+from guard.admission.isolation import Isolation, Quarantines, isolation_limit, quarantines_of
 from guard.admission.rules import CompiledRule, Match, PolicySet, compile_policies
 from guard.admission.stats import AdmissionStats
-from guard.admission.store import Limit, QuotaStore
+from guard.admission.store import QuotaStore
 from guard.kube.errors import ConfigError
 from guard.kube.identity import Identity
 from guard.kube.requestinfo import RequestInfo
 from guard.policy.loading import load_policies
-from guard.policy.model import Quarantine, TenantPolicy
+from guard.policy.model import TenantPolicy
 
 Headers = tuple[tuple[str, str], ...]
 MAX_RETRY_AFTER = 60
@@ -47,29 +47,6 @@ MESSAGES = {
     "queue-wait": "Timed out waiting for a seat at this priority level, please try again later.",
     "quarantined": "Too many requests: this client is isolated for sending too many, please try again later.",
 }
-Quarantines = Mapping[str, Quarantine]
-"""Tenant name -> its `spec.quarantine`, for the tenants that have one."""
-
-
-class Isolation(Protocol):
-    """Where runaway clients are tracked (`guard.federation.quarantine.QuarantineBoard`)."""
-
-    def is_quarantined(self, client_key: str) -> object | None: ...
-
-    def report_rejection(self, client_key: str, policy: Quarantine, *, tenant: str = "") -> bool: ...
-
-
-def quarantines_of(policies: Sequence[TenantPolicy]) -> dict[str, Quarantine]:
-    return {p.name: p.quarantine for p in policies if p.quarantine is not None}
-
-
-def isolation_limit(policy: Quarantine | None) -> Limit | None:
-    """The bucket a quarantined client gets; None (reject everything) without a positive rate."""
-    if policy is None or not policy.rate:
-        return None
-    return Limit(policy.rate, policy.burst or max(1.0, policy.rate))
-
-
 def _wake(granted: asyncio.Future[None]) -> None:
     if not granted.done():
         granted.set_result(None)
@@ -189,7 +166,7 @@ class AdmissionController:
         match = self.policies.match(identity, info, cluster)
         rule = match.rule
         if rule.exempt:
-            return self._verdict(rule, "exempt", rule.id_headers, _Held(None, "", None, 0))
+            return self._exempt(match, info, identity.user, cluster)
         cost = (
             request_cost(info, rule.list_cost, self.counts.get(cluster, info))
             if info.verb in ("list", "watch")
@@ -214,6 +191,20 @@ class AdmissionController:
             held.level = level
             return self._verdict(rule, outcome, headers, held, match.flow)
         return await self._queue(match, level, held, headers, identity.user, cluster)
+
+    def _exempt(self, match: Match, info: RequestInfo, client: str, cluster: str) -> Ticket:
+        """An exempt request never queues nor takes a seat; only its rule's generous per-identity
+        quota and in-flight cap hold it (no quarantine: system identities are not tenants)."""
+        rule = match.rule
+        if rule.limit is not None:
+            take = self.store.take(match.bucket_key, rule.limit, 1.0)
+            if not take.allowed:
+                return self._refuse(match, "quota", take.retry_after, rule.id_headers, client, cluster)
+        cap_key, reason = self._cap(match, info)
+        if reason:
+            return self._refuse(match, reason, 1.0, rule.id_headers, client, cluster)
+        return self._verdict(rule, "exempt", rule.id_headers, _Held(self._caps if cap_key else None,
+                                                                    cap_key, None, 0), match.flow)
 
     def _quota(self, match: Match, cost: float, client: str) -> tuple[Headers, str, float]:
         rule = match.rule

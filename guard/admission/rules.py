@@ -9,6 +9,8 @@ candidate list is cached per (user, groups). Pure: no I/O, no clock; never raise
 from __future__ import annotations
 
 import hashlib
+import hmac
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -23,9 +25,15 @@ CATCH_ALL_TENANT = "_catch-all"
 _CACHE_SIZE = 4096
 
 
-def opaque_id(*names: str) -> str:
-    """A short stable id that names a tenant or rule in headers without revealing it."""
-    return hashlib.sha256("/".join(names).encode()).hexdigest()[:12]
+PROCESS_SECRET = os.urandom(32)
+"""Keys the ids when the settings give no `admission.idSecret`: stable for the process's life,
+different in every process (replicas then disagree on ids; docs/running.md)."""
+
+
+def opaque_id(*names: str, secret: bytes = PROCESS_SECRET) -> str:
+    """A short stable id that names a tenant or rule in headers without revealing it: an HMAC of the
+    names under a secret, so a list of likely names cannot be hashed and matched against it."""
+    return hmac.new(secret, "/".join(names).encode(), hashlib.sha256).hexdigest()[:12]
 
 
 class Pattern:
@@ -100,9 +108,11 @@ class CompiledSelector:
 class CompiledRule:
     """A rule with its ids, bucket limit, level and headers worked out once."""
 
-    def __init__(self, tenant: str, rule: Rule, *, level: str, exempt: bool = False) -> None:
+    def __init__(self, tenant: str, rule: Rule, *, level: str, exempt: bool = False,
+                 secret: bytes = PROCESS_SECRET) -> None:
         self.tenant, self.name, self.exempt = tenant, rule.name, exempt
-        self.tenant_id, self.rule_id = opaque_id(tenant), opaque_id(tenant, rule.name)
+        self.tenant_id = opaque_id(tenant, secret=secret)
+        self.rule_id = opaque_id(tenant, rule.name, secret=secret)
         self.quota: Quota | None = rule.quota
         self.limit = Limit(rule.quota.rate, rule.quota.burst, rule.quota.fail_mode) if rule.quota else None
         self.list_cost: ListCost = rule.list_cost
@@ -239,11 +249,14 @@ def compile_policies(
     (unknown priority levels) that only the settings can reveal."""
     problems: list[str] = []
     known = {lvl.name for lvl in settings.priority_levels}
+    secret = settings.id_secret.encode() if settings.id_secret else PROCESS_SECRET
     tenants = [
         _Tenant(
             EXEMPT_TENANT,
             _Members(e.subjects, ()),
-            (CompiledRule(EXEMPT_TENANT, Rule(e.name, selector=e.selector), level="", exempt=True),),
+            (CompiledRule(EXEMPT_TENANT, Rule(e.name, selector=e.selector, quota=e.quota,
+                                              max_inflight=e.max_inflight), level="", exempt=True,
+                          secret=secret),),
         )
         for e in settings.exempt
     ]
@@ -256,12 +269,13 @@ def compile_policies(
                     f"{policy.source or policy.name}: spec.rules[{i}].priorityLevel: unknown "
                     f'priority level "{level}" (known: {", ".join(sorted(known))})'
                 )
-            rules.append(CompiledRule(policy.name, rule, level=level))
+            rules.append(CompiledRule(policy.name, rule, level=level, secret=secret))
         tenants.append(_Tenant(policy.name, _Members(policy.subjects, policy.namespaces), tuple(rules)))
     fallback = settings.catch_all
     catch_all = CompiledRule(
         CATCH_ALL_TENANT,
         Rule("default", quota=fallback.quota, max_inflight=fallback.max_inflight),
         level=fallback.priority_level,
+        secret=secret,
     )
     return PolicySet(tenants, catch_all), problems

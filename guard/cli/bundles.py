@@ -1,5 +1,10 @@
 """`guard policy push|show|keygen`: sign and publish a policy directory as the fleet's bundle, show
 the live one, make a signing key pair. Never prints a private key.
+
+push checks the signature it made against the fleet's public key (`--public-key`, or `redis.publicKey`
+of `--config guard.yaml`) before anything reaches Redis: a bundle signed with the wrong key would
+replace the live bundle in Redis and be refused by every replica, leaving the fleet on stale
+policies and the next restart with none from Redis.
 """
 
 from __future__ import annotations
@@ -10,9 +15,13 @@ import json
 import sys
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from guard import settings as settings_module
 from guard.cli.redis import fail, with_gateway
 from guard.federation import bundles
 from guard.federation.connection import Gateway
+from guard.kube.errors import ConfigError
 from guard.policy.loading import load_policies, policy_files
 
 
@@ -22,6 +31,11 @@ def add_policy_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     push.add_argument("directory", metavar="DIR")
     push.add_argument("--redis", required=True, metavar="URL")
     push.add_argument("--signing-key", required=True, metavar="KEY", help="Ed25519 private key (PEM)")
+    check = push.add_mutually_exclusive_group(required=True)
+    check.add_argument("--public-key", metavar="PUB",
+                       help="the fleet's Ed25519 public key (PEM): the signature is checked against it")
+    check.add_argument("--config", metavar="FILE",
+                       help="guard.yaml whose redis.publicKey the fleet verifies bundles with")
     push.set_defaults(run=run_push)
     show = sub.add_parser("show", help="print the live policy bundle's version and files")
     show.add_argument("--redis", required=True, metavar="URL")
@@ -52,6 +66,15 @@ def run_push(args: argparse.Namespace) -> int:
         key = bundles.load_private_key(args.signing_key)
     except (OSError, ValueError) as e:
         return fail(f"{args.signing_key}: cannot load the signing key ({type(e).__name__})")
+    public, where = _fleet_key(args)
+    if public is None:
+        return fail(where)
+    probe = bundles.Bundle(0, files)
+    try:
+        bundles.verify(probe.payload(), bundles.sign(probe, key), public)
+    except bundles.BundleRefused:
+        return fail(f"{args.signing_key}: does not match the fleet's public key {where}; "
+                    "every replica would refuse this bundle, nothing was pushed")
     created = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     async def push(gateway: Gateway) -> int:
@@ -60,6 +83,23 @@ def run_push(args: argparse.Namespace) -> int:
         return 0
 
     return with_gateway(args.redis, push)
+
+
+def _fleet_key(args: argparse.Namespace) -> tuple[Ed25519PublicKey | None, str]:
+    """The fleet's public key and where it came from, or None and one line saying why not."""
+    path: str | None = args.public_key
+    if path is None:
+        try:
+            redis = settings_module.load(args.config).redis
+        except ConfigError as e:
+            return None, e.problems[0]
+        path = redis.public_key if redis is not None else None
+        if path is None:
+            return None, f"{args.config}: redis.publicKey is not set; pass --public-key"
+    try:
+        return bundles.load_public_key(path), path
+    except (OSError, ValueError) as e:
+        return None, f"{path}: cannot load the public key ({type(e).__name__})"
 
 
 def run_show(args: argparse.Namespace) -> int:

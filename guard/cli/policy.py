@@ -17,6 +17,7 @@ import yaml
 from guard.admission.config import AdmissionSettings, parse_admission
 from guard.admission.rules import compile_policies
 from guard.cli import bundles
+from guard.config import yamlbounds
 from guard.policy import jsonschema
 from guard.policy.loading import load_policies
 
@@ -47,8 +48,8 @@ def _admission(config: str | None) -> tuple[AdmissionSettings, list[str]]:
     if config is None:
         return AdmissionSettings(), []
     try:
-        doc = yaml.safe_load(Path(config).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        doc = yamlbounds.safe_load(Path(config).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, yamlbounds.YamlRefused) as e:
         return AdmissionSettings(), [f"{config}: cannot be read: {e.__class__.__name__}"]
     raw = doc.get("admission") if isinstance(doc, dict) else None
     return parse_admission(raw, f"{config}: admission")

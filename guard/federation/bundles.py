@@ -76,8 +76,15 @@ def sign(bundle: Bundle, key: Ed25519PrivateKey) -> bytes:
     return key.sign(bundle.payload())
 
 
+MAX_PAYLOAD = 8 << 20
+"""Largest bundle accepted (8 MiB); each file in it is bounded like a policy file on disk."""
+MAX_FILES = 1000
+
+
 def verify(payload: bytes, signature: bytes, key: Ed25519PublicKey) -> Bundle:
     """The bundle in `payload` if `signature` is valid for it; raises BundleRefused otherwise."""
+    if len(payload) > MAX_PAYLOAD:
+        raise BundleRefused(f"larger than {MAX_PAYLOAD} bytes")
     try:
         key.verify(signature, payload)
     except InvalidSignature as e:
@@ -85,6 +92,8 @@ def verify(payload: bytes, signature: bytes, key: Ed25519PublicKey) -> Bundle:
     try:
         data = json.loads(payload)
         files = {str(k): str(v) for k, v in data["files"].items()}
+        if len(files) > MAX_FILES:
+            raise BundleRefused(f"more than {MAX_FILES} files")
         return Bundle(int(data["version"]), files, str(data.get("created", "")))
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise BundleRefused("malformed bundle") from e

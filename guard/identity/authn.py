@@ -1,10 +1,14 @@
 """Who is calling: client certificates, bearer tokens (TokenReview or local JWKS) → `Identity`.
 
-Token answers are cached under a keyed BLAKE2b hash of the token (per-process random key), successes for
-`token_review_ttl`, failures briefly, with at most one review in flight per token, so a client
-hammering with a bad token reaches the api-server about once per failure TTL. Transport errors are
-never cached. This module must never log, keep or put into an error a raw token: only its keyed hash
-outlives the call.
+Token answers are cached under a keyed BLAKE2b hash of the token (per-process random key): tokens the
+api-server accepted in one LRU (`cacheSize`, reused for `tokenReviewTTL`), rejected ones in another
+(`failureCacheSize`, `failureTTL`), so a flood of garbage tokens can never push a good one out; at
+most one review is in flight per token. A token guard has never seen costs a review made with
+guard's own credential, so those reviews spend a budget per client address and overall
+(`reviewBudget`, guard.identity.budget): when it is spent the caller gets 429 with Retry-After and
+no review is made. A token that was valid before and has expired is reviewed again without
+spending the budget. Transport errors are never cached. This module must never log, keep or put
+into an error a raw token: only its keyed hash outlives the call.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Protocol
 
@@ -23,13 +27,15 @@ import aiohttp
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+from guard.identity.budget import Rate, ReviewBudget, retry_after
 from guard.identity.jwks import JwksSource, JwtRejected, identity_from_claims, verify_jwt
-from guard.kube.errors import Unauthorized, UpstreamError
+from guard.identity.settings import IdentitySettings, parse_identity
+from guard.kube.errors import TooManyRequests, Unauthorized, UpstreamError
 from guard.kube.identity import ANONYMOUS, AUTHENTICATED_GROUP, Identity
 
 __all__ = [
     "Authenticator", "AuthnStats", "Credentials", "HttpReviewClient", "IdentitySettings",
-    "JwksSource", "ReviewClient", "parse_identity",
+    "JwksSource", "Rate", "ReviewClient", "bearer_token", "parse_identity",
 ]
 
 TOKEN_REVIEW_PATH = "/apis/authentication.k8s.io/v1/tokenreviews"
@@ -46,7 +52,8 @@ class Credentials:
 
 class ReviewClient(Protocol):
     async def create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        """POST a review object with guard's own credential; UpstreamError on transport failure."""
+        """POST a review object with guard's own credential; UpstreamError on transport failure,
+        TooManyRequests when the api-server sheds it."""
         ...
 
 
@@ -74,6 +81,9 @@ class HttpReviewClient:
             headers = self._headers() if callable(self._headers) else self._headers
             async with self._session.request(method, self._base + path, json=body, headers=headers,
                                              timeout=self._timeout) as response:
+                if response.status == 429:  # the api-server sheds guard's reviews: the caller waits too
+                    raise TooManyRequests("the cluster is busy, please try again later",
+                                          retry_after=_retry_after(response.headers.get("Retry-After")))
                 if response.status >= 300:
                     raise UpstreamError(f"{method} {path}: upstream answered {response.status}")
                 answer = await response.json(content_type=None)
@@ -84,61 +94,18 @@ class HttpReviewClient:
         return answer
 
 
-@dataclass(frozen=True)
-class IdentitySettings:
-    token_review_ttl: float = 120.0
-    """Seconds a successful token answer is reused. Longer means fewer reviews, slower revocation."""
-    failure_ttl: float = 10.0
-    """Seconds an invalid token's rejection is reused, so a retrying client cannot flood reviews."""
-    cache_size: int = 10000
-    """Most tokens remembered at once (least recently used go first)."""
-    jwks: bool = False
-    """Verify service-account JWTs locally against the cluster's JWKS instead of a TokenReview."""
-    anonymous: bool = False
-    """Callers without credentials become system:anonymous instead of getting 401."""
-    audiences: tuple[str, ...] = ()
-    """Audiences tokens must carry; empty means the cluster's default (its issuer)."""
+def _retry_after(header: str | None) -> int:
+    return max(1, min(60, int(header))) if header is not None and header.isdigit() else 1
 
 
-def parse_identity(raw: object, where: str) -> tuple[IdentitySettings, list[str]]:
-    """The `identity:` settings section, and every problem in it, each naming `where.field`."""
-    if raw is None:
-        return IdentitySettings(), []
-    if not isinstance(raw, dict):
-        return IdentitySettings(), [f"{where}: must be a mapping"]
-    known = {f.name: f for f in fields(IdentitySettings)}
-    aliases = {_camel(name): name for name in known}
-    values: dict[str, Any] = {}
-    problems: list[str] = []
-    for key, value in raw.items():
-        name = aliases.get(key, key if key in known else None)
-        if name is None:
-            problems.append(f"{where}.{key}: unknown field")
-            continue
-        problem = _check_field(name, value)
-        if problem:
-            problems.append(f"{where}.{key}: {problem}")
-        else:
-            values[name] = tuple(value) if name == "audiences" else value
-    return (IdentitySettings(**values) if not problems else IdentitySettings()), problems
-
-
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
-
-
-def _check_field(name: str, value: object) -> str | None:
-    if name in ("jwks", "anonymous"):
-        return None if isinstance(value, bool) else "must be true or false"
-    if name == "audiences":
-        ok = isinstance(value, list) and all(isinstance(v, str) and v for v in value)
-        return None if ok else "must be a list of non-empty strings"
-    if name == "cache_size":
-        ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
-        return None if ok else "must be a positive integer"
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
-    return None if ok else "must be a number of seconds >= 0"
+def bearer_token(header: str | None) -> str | None:
+    """The token of an `Authorization` header as the api-server's bearer authenticator reads it:
+    trimmed, split on single spaces into at most three parts, the second one if the first is
+    `bearer` in any case. `Bearer a b` is the token `a`; `Bearer  a` (two spaces) none."""
+    parts = (header or "").strip().split(" ", 2)
+    if len(parts) < 2 or parts[0].lower() != "bearer":
+        return None
+    return parts[1] or None
 
 
 @dataclass
@@ -151,6 +118,10 @@ class AuthnStats:
     local_verifications: int = 0
     failures: int = 0
     errors: int = 0
+    review_budget_rejections: int = 0
+    """Callers answered 429 because their (or everyone's) TokenReview budget was spent."""
+    impersonation_refusals: int = 0
+    """Impersonating requests refused before review: too many groups or extras, or review budget spent."""
 
 
 @dataclass(frozen=True)
@@ -160,7 +131,8 @@ class _Entry:
 
 
 class Authenticator:
-    """Turns `Credentials` into an `Identity` or raises `Unauthorized`."""
+    """Turns `Credentials` into an `Identity` or raises `Unauthorized` (or `TooManyRequests` when
+    the caller's review budget is spent)."""
 
     def __init__(self, settings: IdentitySettings, reviews: ReviewClient, *,
                  clock: Callable[[], float] = time.monotonic, jwks_source: JwksSource | None = None,
@@ -172,71 +144,98 @@ class Authenticator:
         self._wall_clock = wall_clock
         self._jwks = jwks_source if settings.jwks else None
         self._key = os.urandom(32)
-        self._cache: OrderedDict[bytes, _Entry] = OrderedDict()
+        self._good: OrderedDict[bytes, _Entry] = OrderedDict()
+        """Tokens the api-server accepted; kept past expiry (LRU) as known good, to re-review freely."""
+        self._bad: OrderedDict[bytes, _Entry] = OrderedDict()
         self._inflight: dict[bytes, asyncio.Task[_Entry]] = {}
+        budget = settings.review_budget
+        self._budget = ReviewBudget(budget.per_client, budget.overall, clock=clock)
 
     async def authenticate(self, creds: Credentials) -> Identity:
         if creds.peer_certificate_der is not None:
             return identity_from_certificate(creds.peer_certificate_der)
         if creds.bearer_token:
-            return await self._from_token(creds.bearer_token)
+            return await self._from_token(creds.bearer_token, creds.remote_addr)
         if self.settings.anonymous:
             return ANONYMOUS
         raise Unauthorized("Unauthorized")
 
-    async def _from_token(self, token: str) -> Identity:
+    async def _from_token(self, token: str, client: str) -> Identity:
         # Keyed BLAKE2b: a MAC like HMAC-SHA256 at a fraction of its cost on every request.
         digest = hashlib.blake2b(token.encode(), key=self._key, digest_size=16).digest()
         entry = self._cached(digest)
         if entry is None:
-            entry = await self._shared_lookup(digest, token)
+            entry = await self._shared_lookup(digest, token, client)
         if entry.identity is None:
             raise Unauthorized("Unauthorized")
         return entry.identity
 
     def _cached(self, digest: bytes) -> _Entry | None:
-        entry = self._cache.get(digest)
-        if entry is None or entry.expires <= self._clock():
-            self.stats.cache_misses += 1
-            return None
-        self._cache.move_to_end(digest)
-        self.stats.cache_hits += 1
-        return entry
+        now = self._clock()
+        for cache in (self._good, self._bad):
+            entry = cache.get(digest)
+            if entry is not None and entry.expires > now:
+                cache.move_to_end(digest)
+                self.stats.cache_hits += 1
+                return entry
+        self.stats.cache_misses += 1
+        return None
 
-    async def _shared_lookup(self, digest: bytes, token: str) -> _Entry:
+    async def _shared_lookup(self, digest: bytes, token: str, client: str) -> _Entry:
         task = self._inflight.get(digest)
         if task is None:
-            task = asyncio.ensure_future(self._lookup(digest, token))
+            known = digest in self._good  # valid before: re-reviewed without spending the budget
+            if not known and self._jwks is None:
+                self._take(client)
+            task = asyncio.ensure_future(self._lookup(digest, token, client, known=known))
             self._inflight[digest] = task
             task.add_done_callback(lambda t: self._settled(digest, t))
         # shield: one waiter giving up (client gone) must not cancel the review the others wait on
         return await asyncio.shield(task)
+
+    def _take(self, client: str) -> None:
+        """Take one review from the caller's budget; TooManyRequests when it is spent."""
+        wait = self._budget.take(client)
+        if wait > 0:
+            self.stats.review_budget_rejections += 1
+            raise TooManyRequests("Too many new credentials from this client, please try again later.",
+                                  retry_after=retry_after(wait))
 
     def _settled(self, digest: bytes, task: asyncio.Task[_Entry]) -> None:
         self._inflight.pop(digest, None)
         if not task.cancelled():
             task.exception()  # retrieved: every waiter may have gone, which is no error of ours
 
-    async def _lookup(self, digest: bytes, token: str) -> _Entry:
+    async def _lookup(self, digest: bytes, token: str, client: str, *, known: bool) -> _Entry:
         try:
-            identity, ttl = await self._verify(token)
+            identity, ttl = await self._verify(token, client, known=known)
         except UpstreamError:
             self.stats.errors += 1
             raise
+        entry = _Entry(identity, self._clock() + ttl)
         if identity is None:
             self.stats.failures += 1
-        entry = _Entry(identity, self._clock() + ttl)
-        self._cache[digest] = entry
-        self._cache.move_to_end(digest)
-        while len(self._cache) > self.settings.cache_size:
-            self._cache.popitem(last=False)
+            self._good.pop(digest, None)
+            self._keep(self._bad, digest, entry, self.settings.failure_cache_size)
+        else:
+            self._bad.pop(digest, None)
+            self._keep(self._good, digest, entry, self.settings.cache_size)
         return entry
 
-    async def _verify(self, token: str) -> tuple[Identity | None, float]:
+    @staticmethod
+    def _keep(cache: OrderedDict[bytes, _Entry], digest: bytes, entry: _Entry, size: int) -> None:
+        cache[digest] = entry
+        cache.move_to_end(digest)
+        while len(cache) > size:
+            cache.popitem(last=False)
+
+    async def _verify(self, token: str, client: str, *, known: bool) -> tuple[Identity | None, float]:
         if self._jwks is not None:
             local = await self._verify_locally(token)
             if local is not None:
-                return local
+                return local  # verified or rejected locally: no review, no budget spent
+            if not known:
+                self._take(client)
         return await self._token_review(token)
 
     async def _verify_locally(self, token: str) -> tuple[Identity | None, float] | None:

@@ -3,6 +3,11 @@
 Mirrors the api-server's impersonation filter: one review (verb `impersonate`) per requested user or
 service account, group, uid and extra value, and the same resulting user (system:authenticated added,
 service-account groups defaulted) and the same 403 message. Answers are cached per (caller, target).
+Each review is made with guard's credential, so the work is bounded before any is made (a request
+with 64 groups and 180 extras once cost 245 reviews): at most `maxGroups` groups and
+`maxExtraValues` extra values (else 400), targets reviewed one after the other, user first, stopping
+at the first denial, at most `maxReviewsPerRequest` uncached reviews per request and a budget of
+reviews per caller (else 429 with Retry-After; what was reviewed stays cached for the retry).
 It also writes the headers guard itself sends in impersonate mode. It must never trust an inbound
 `Impersonate-*` or `X-Remote-*` header without a review: the proxy strips them all after `resolve`
 (guard.http.headers.forwardable).
@@ -19,8 +24,10 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import unquote
 
-from guard.identity.authn import ReviewClient
-from guard.kube.errors import BadRequest, Forbidden
+from guard.identity.authn import AuthnStats, ReviewClient
+from guard.identity.budget import ReviewBudget, retry_after
+from guard.identity.settings import IdentitySettings
+from guard.kube.errors import BadRequest, Forbidden, TooManyRequests
 from guard.kube.identity import (
     ANONYMOUS_USER,
     AUTHENTICATED_GROUP,
@@ -93,8 +100,9 @@ def _service_account(user: str) -> tuple[str, str] | None:
     return Identity(user).service_account if user.startswith(SERVICE_ACCOUNT_PREFIX) else None
 
 
-def parse_asked(headers: Any, *, max_groups: int = 64) -> Asked | None:
-    """The impersonation asked for by `headers` (a Mapping or a multidict), or None when none is."""
+def parse_asked(headers: Any, *, max_groups: int = 32, max_extra_values: int = 32) -> Asked | None:
+    """The impersonation asked for by `headers` (a Mapping or a multidict), or None when none is;
+    BadRequest for a malformed or oversized ask."""
     users, groups, uids = [], [], []
     extra: dict[str, list[str]] = {}
     for name, value in headers.items():
@@ -114,6 +122,8 @@ def parse_asked(headers: Any, *, max_groups: int = 64) -> Asked | None:
                          "and at most one Impersonate-Uid")
     if len(groups) > max_groups:
         raise BadRequest(f"too many Impersonate-Group headers (at most {max_groups})")
+    if sum(len(v) for v in extra.values()) > max_extra_values:
+        raise BadRequest(f"too many Impersonate-Extra-* values (at most {max_extra_values})")
     return Asked(users[0], tuple(groups), uids[0] if uids else None,
                    MappingProxyType({k: tuple(v) for k, v in extra.items()}))
 
@@ -132,11 +142,15 @@ class ImpersonationCheck:
     """Decides whether `caller` may impersonate what the inbound headers ask, with cached reviews."""
 
     def __init__(self, reviews: ReviewClient, *, ttl: float = 60.0, deny_ttl: float = 10.0,
-                 max_groups: int = 64, cache_size: int = 10000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 settings: IdentitySettings | None = None, stats: AuthnStats | None = None,
+                 cache_size: int = 10000, clock: Callable[[], float] = time.monotonic) -> None:
         self._reviews = reviews
         self._ttl, self._deny_ttl = ttl, deny_ttl
-        self._max_groups = max_groups
+        identity = settings or IdentitySettings()
+        self._bounds = identity.impersonation
+        self._budget = ReviewBudget(self._bounds.per_caller, identity.review_budget.overall, clock=clock)
+        self.stats = stats or AuthnStats()
+        """Shared with the cluster's authenticator, so refusals are counted with identity's."""
         self._cache_size = cache_size
         self._clock = clock
         self._cache: OrderedDict[CacheKey, _Verdict] = OrderedDict()
@@ -144,23 +158,48 @@ class ImpersonationCheck:
         self.reviews_sent = 0
 
     async def resolve(self, caller: Identity, headers: Any) -> Identity:
-        """`caller` itself, or the impersonated Identity; BadRequest/Forbidden when not allowed."""
-        request = parse_asked(headers, max_groups=self._max_groups)
+        """`caller` itself, or the impersonated Identity; BadRequest/Forbidden when not allowed,
+        TooManyRequests when the request would cost more reviews than it may."""
+        try:
+            request = parse_asked(headers, max_groups=self._bounds.max_groups,
+                                  max_extra_values=self._bounds.max_extra_values)
+        except BadRequest:
+            self.stats.impersonation_refusals += 1
+            raise
         if request is None:
             return caller
-        targets = request.targets()
-        verdicts = await asyncio.gather(*(self._verdict(caller, t) for t in targets))
-        for target, verdict in zip(targets, verdicts, strict=True):
+        fresh = 0
+        for target in request.targets():  # one at a time, user first: the first denial ends it
+            key: CacheKey = (caller.user, caller.groups, caller.uid, tuple(sorted(caller.extra.items())),
+                             target)
+            verdict = self._cached(key)
+            if verdict is None:
+                if key not in self._inflight:
+                    self._spend(caller, fresh)
+                    fresh += 1
+                verdict = await self._verdict(key, caller, target)
             if not verdict.allowed:
                 raise Forbidden(target.denial(caller.user, verdict.reason))
         return request.identity()
 
-    async def _verdict(self, caller: Identity, target: Target) -> _Verdict:
-        key: CacheKey = (caller.user, caller.groups, caller.uid, tuple(sorted(caller.extra.items())), target)
+    def _spend(self, caller: Identity, fresh: int) -> None:
+        """Allow one more uncached review for this request, or refuse it (429)."""
+        wait = 0.0 if fresh < self._bounds.max_reviews_per_request else 1.0
+        if not wait:
+            wait = self._budget.take(caller.user)
+        if wait:
+            self.stats.impersonation_refusals += 1
+            raise TooManyRequests("Too many impersonation checks for this request, please try again later.",
+                                  retry_after=retry_after(wait))
+
+    def _cached(self, key: CacheKey) -> _Verdict | None:
         cached = self._cache.get(key)
         if cached is not None and cached.expires > self._clock():
             self._cache.move_to_end(key)
             return cached
+        return None
+
+    async def _verdict(self, key: CacheKey, caller: Identity, target: Target) -> _Verdict:
         task = self._inflight.get(key)
         if task is None:
             task = asyncio.ensure_future(self._review(key, caller, target))

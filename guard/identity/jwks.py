@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from guard.kube.errors import UpstreamError
+from guard.kube.errors import TooManyRequests, UpstreamError
 from guard.kube.identity import AUTHENTICATED_GROUP, SERVICE_ACCOUNT_PREFIX, Identity
 
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
@@ -88,7 +88,7 @@ class JwksSource:
             jwks = await self._fetch(split.path + (f"?{split.query}" if split.query else ""))
             keys = {str(k["kid"]): parse_jwk(k) for k in jwks.get("keys", []) if _usable(k)}
             issuer = str(discovery["issuer"])
-        except (UpstreamError, KeyError, TypeError, ValueError):
+        except (UpstreamError, TooManyRequests, KeyError, TypeError, ValueError):
             return  # keep the last good keys; unknown tokens fall back to TokenReview
         self._issuer, self._keys, self._fetched_at = issuer, keys, self._clock()
 

@@ -14,11 +14,14 @@ from pathlib import Path
 
 import yaml
 
+from guard.config import yamlbounds
 from guard.policy import schema
 from guard.policy.fields import FieldPath, dotted
 from guard.policy.model import TenantPolicy
 
 SUFFIXES = (".yaml", ".yml")
+MAX_BYTES = 256 * 1024
+"""Largest policy file (a tenant's policy is a few KiB); larger ones are refused unread."""
 Lines = dict[FieldPath, int]
 
 
@@ -48,9 +51,12 @@ class _Reader:
 
 
 def read_document(text: str, source: str) -> tuple[object, Lines, list[str]]:
-    """The single YAML document of `text`, the line of each field, and problems."""
+    """The single YAML document of `text`, the line of each field, and problems. A document too
+    large, or whose aliases expand too far, is refused before it is walked (guard.config.yamlbounds)."""
     try:
-        nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+        nodes = yamlbounds.compose(text, max_bytes=MAX_BYTES)
+    except yamlbounds.YamlRefused as e:
+        return None, {}, [f"{source}: refused: {e}"]
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
@@ -115,6 +121,9 @@ def load_policies(paths: Sequence[str | Path]) -> tuple[list[TenantPolicy], list
     seen: dict[str, str] = {}
     for path in files:
         try:
+            if path.stat().st_size > MAX_BYTES:
+                problems.append(f"{path}: refused: larger than the {MAX_BYTES} bytes a policy file may hold")
+                continue
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as e:
             problems.append(f"{path}: cannot be read: {e.__class__.__name__}")

@@ -89,13 +89,16 @@ class Quota:
 class ListCost:
     """What a LIST costs: `base` + objects / `per_objects`, at most `max`.
 
-    objects is the smaller of the request's `limit` and the count last observed for that
-    resource (whichever is known). A watch costs its initial list, then holds a watch seat.
+    objects is what the api-server's APF list work estimator counts for the request, from the
+    object count guard learnt for the resource (`guard.admission.cost`). A watch with an initial
+    list costs that list, then holds a watch seat.
     """
 
     base: float = 1.0
     per_objects: float = 100.0
     max: float = 10.0
+    unmeasured: int = 1000
+    """Objects assumed for a resource guard has not yet seen listed (with the defaults: `max`)."""
 
 
 @dataclass(frozen=True)

@@ -111,15 +111,18 @@ def list_cost(value: object, path: FieldPath, report: Report) -> ListCost:
     if raw is None or "list" not in raw:
         return ListCost()
     where = (*path, "list")
-    spec = check.fields(raw["list"], where, report, allowed={"base", "perObjects", "max"})
+    spec = check.fields(raw["list"], where, report, allowed={"base", "perObjects", "max", "unmeasured"})
     if spec is None:
         return ListCost()
     default = ListCost()
     base = check.number(spec.get("base", default.base), (*where, "base"), report, minimum=0)
     per = check.number(spec.get("perObjects", default.per_objects), (*where, "perObjects"), report, minimum=1)
     top = check.number(spec.get("max", default.max), (*where, "max"), report, minimum=1)
+    unmeasured = check.number(spec.get("unmeasured", default.unmeasured), (*where, "unmeasured"), report,
+                              minimum=0, integer=True)
     return ListCost(
-        base if base is not None else default.base, per or default.per_objects, top or default.max
+        base if base is not None else default.base, per or default.per_objects, top or default.max,
+        int(unmeasured) if unmeasured is not None else default.unmeasured,
     )
 
 

@@ -27,6 +27,7 @@ from guard.federation.bundles import Bundle, bundle_policies
 from guard.federation.fleet import Fleet, build_fleet
 from guard.federation.quarantine import QuarantineBoard
 from guard.identity import authn, authz, impersonation
+from guard.policy.loading import load_policies
 from guard.policy.model import TenantPolicy
 from guard.proxy.runtime import Runtime, Serving, clusters_of
 from guard.routing.breaker import EndpointHealth
@@ -117,7 +118,11 @@ async def build_runtime(settings: Settings, *, workers: int = 1,
     `shared` the process's store (a fresh embedded one when not given)."""
     # In a thread: an exec plugin (aws eks get-token) or a credential file read must not stall traffic.
     credentials = {c.name: await asyncio.to_thread(resolve_credential, c) for c in settings.clusters}
-    admission = build_admission(settings, workers=workers, shared=shared)
+    loaded = None
+    if settings.policies is not None and (shared is None or shared.bundle is None):
+        # Off the event loop too: reading and walking the files must not hold up requests in flight.
+        loaded = await asyncio.to_thread(load_policies, [settings.policies])
+    admission = build_admission(settings, workers=workers, shared=shared, loaded=loaded)
     identity = settings.identity
     access_log = AccessLog(settings.access_log.path, enabled=settings.access_log.enabled,
                            quiet_tenants=frozenset(settings.access_log.quiet_tenants))
@@ -130,9 +135,12 @@ async def build_runtime(settings: Settings, *, workers: int = 1,
         upstream = Upstream(cluster.name, credentials[cluster.name], health=cluster.health,
                             previous=previous.get(cluster.name))
         reviews = FailoverReviews(upstream, timeout=REVIEW_TIMEOUT)
+        authenticator = authn.Authenticator(identity, reviews)
         routes.runtimes[cluster.name] = Runtime(
-            settings=settings, upstream=upstream, authenticator=authn.Authenticator(identity, reviews),
-            impersonation=impersonation.ImpersonationCheck(reviews), admission=admission,
+            settings=settings, upstream=upstream, authenticator=authenticator,
+            impersonation=impersonation.ImpersonationCheck(reviews, settings=identity,
+                                                           stats=authenticator.stats),
+            admission=admission,
             impersonation_headers=impersonation.impersonation_headers,
             authorizer=authz.build_authorizer(cluster.authorize, reviews), access_log=access_log,
             routes=routes, capacity=_gate(cluster, gates.get(cluster.name), workers))
@@ -182,9 +190,11 @@ def per_worker(settings: AdaptiveSettings, workers: int) -> AdaptiveSettings:
     return dataclasses.replace(settings, min=low, initial=initial, max=high)
 
 
-def build_admission(settings: Settings, *, workers: int = 1, shared: ProcessState | None = None) -> Admission:
+def build_admission(settings: Settings, *, workers: int = 1, shared: ProcessState | None = None,
+                    loaded: tuple[list[TenantPolicy], list[str]] | None = None) -> Admission:
     """Admission for these settings over the shared store: the live signed bundle's policies when
-    there is one, else the policy files. ConfigError lists every problem.
+    there is one, else the policy files (`loaded`: already read, with their problems).
+    ConfigError lists every problem.
 
     With N workers on the embedded store each enforces 1/N of every quota (see guard.process.workers)."""
     if shared is None:
@@ -195,6 +205,10 @@ def build_admission(settings: Settings, *, workers: int = 1, shared: ProcessStat
     if shared.bundle is not None:
         return AdmissionController.from_policies(shared.bundle, admission, shared.store,
                                                  isolation=shared.board)
+    if loaded is not None:
+        policies, problems = loaded
+        return AdmissionController.from_policies(policies, admission, shared.store, isolation=shared.board,
+                                                 problems=problems)
     paths = [settings.policies] if settings.policies is not None else []
     return AdmissionController.from_paths(paths, admission, shared.store, isolation=shared.board)
 

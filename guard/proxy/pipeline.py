@@ -20,15 +20,17 @@ import aiohttp
 
 from guard.admission.capacity import AtCapacity, CapacityGate
 from guard.admission.decision import Ticket, Verdict
-from guard.admission.listsize import ListSizer
 from guard.http import answers, client, headers, tunnel
 from guard.http.relay import relay
 from guard.http.request import Request
-from guard.identity.authn import Credentials
-from guard.kube.errors import GuardError, TooManyRequests, Unauthorized
+from guard.identity.authn import Credentials, bearer_token
+from guard.kube.canonical import canonical
+from guard.kube.errors import BadRequest, GuardError, TooManyRequests, Unauthorized
 from guard.kube.identity import Identity
 from guard.kube.requestinfo import RequestInfo, classify
+from guard.proxy.listing import ObjectSizes
 from guard.proxy.runtime import Runtime, Serving, clusters_of
+from guard.routing.router import UnknownCluster
 from guard.telemetry.accesslog import AccessRecord
 from guard.telemetry.metrics import GuardMetrics, verb_label
 from guard.upstream.exchange import Exchange, Outbound, request_body
@@ -37,6 +39,8 @@ log = logging.getLogger(__name__)
 CLASSIFIED_KEPT = 1024
 """Request targets whose classification is remembered (forgotten all at once when full)."""
 REJECTED = "Too many requests, please try again later."
+CERTIFICATE_AND_TOKEN = ("a client certificate and an Authorization header together: guard forwards the "
+                         "header (forwarding: passthrough), so send one credential, not both")
 
 
 @dataclass
@@ -69,8 +73,8 @@ class Proxy:
         self.inflight: dict[tuple[str, str], int] = {}
         """Admitted requests being served per (cluster, tenant) (bounded by the settings' clusters
         and the policies' tenants)."""
-        self._sizer = ListSizer()
-        self._classified: dict[tuple[str, str], RequestInfo] = {}
+        self._sizes = ObjectSizes(lambda: self.serving.runtime.admission)
+        self._classified: dict[tuple[str, str], tuple[RequestInfo, str | None]] = {}
         metrics.watch_admission(lambda: (serving.runtime.upstream.name, serving.runtime.admission),
                                 lambda: self.inflight)
         metrics.watch_requests(self._in_flight)
@@ -88,7 +92,7 @@ class Proxy:
         try:
             try:
                 if rt.routes is not None:  # route: which cluster, and the target past /clusters/{name}
-                    rt, request = rt.routes.route(request)
+                    rt, request = await self._route(rt, request)
                 record.cluster = rt.upstream.name
                 await self._serve(rt, request, record)
             except GuardError as e:
@@ -103,6 +107,17 @@ class Proxy:
                 await self._refuse(request, record, GuardError("internal error in guard"))
         finally:
             self._record(rt, request, record)
+
+    async def _route(self, rt: Runtime, request: Request) -> tuple[Runtime, Request]:
+        """The routed cluster's runtime and the retargeted request. A prefix naming no cluster is
+        answered 404 only to a caller the default cluster authenticates: anyone else gets what an
+        unauthenticated request to a served cluster gets, so cluster names cannot be enumerated."""
+        assert rt.routes is not None
+        try:
+            return rt.routes.route(request)
+        except UnknownCluster:
+            await self._identify(rt, request)
+            raise
 
     async def _refuse(self, request: Request, record: _Record, error: GuardError) -> None:
         """Answer `error` as a Status, noted in `record` so metrics and the access log say what the
@@ -172,23 +187,32 @@ class Proxy:
             record.gate.report(time.perf_counter() - sent, record.info, status=status, error=error)
 
     def _classify(self, request: Request) -> RequestInfo:
-        """classify(), remembered per (method, request target): controllers and kubectl repeat the
-        same requests, and a RequestInfo is immutable."""
+        """classify() of the target's canonical form (guard.kube.canonical), remembered per (method,
+        request target): controllers and kubectl repeat the same requests, and a RequestInfo is
+        immutable. A target whose canonical form differs is sent upstream in that form, so the
+        api-server serves what guard classified; one guard refuses is a 400 Status."""
         key = (request.method, request.raw_path)
-        info = self._classified.get(key)
-        if info is None:
-            info = classify(request.method, request.path, request.query)
+        found = self._classified.get(key)
+        if found is None:
+            target = canonical(request.raw_path)
+            info = classify(request.method, target.path, target.params)
+            found = (info, target.forward if target.changed else None)
             if len(self._classified) >= CLASSIFIED_KEPT:
                 self._classified.clear()
-            self._classified[key] = info
-        return info
+            self._classified[key] = found
+        if found[1] is not None:
+            request.retarget(found[1])
+        return found[0]
 
     async def _identify(self, rt: Runtime, request: Request) -> Identity:
-        auth = request.headers.get("Authorization", "")
-        token = auth[7:].strip() if auth[:7].lower() == "bearer " else None
+        certificate = request.peer_certificate()
+        if (certificate is not None and "Authorization" in request.headers
+                and rt.settings.forwarding == "passthrough"):
+            # guard would charge the certificate's user while the api-server runs the header's
+            raise BadRequest(CERTIFICATE_AND_TOKEN)
+        token = bearer_token(request.headers.get("Authorization"))
         return await rt.authenticator.authenticate(Credentials(
-            bearer_token=token or None, peer_certificate_der=request.peer_certificate(),
-            remote_addr=request.remote))
+            bearer_token=token, peer_certificate_der=certificate, remote_addr=request.remote))
 
     async def _forward(self, rt: Runtime, request: Request, record: _Record, ticket: Ticket,
                        caller: Identity) -> None:
@@ -233,24 +257,8 @@ class Proxy:
                                                                draining=lambda: self.draining)
         finally:
             self._long_running.pop(upstream, None)
-        if record.info is not None and record.info.verb == "list" and record.status == 200:
-            self._observe_list(request, record.info, upstream, body, record.sent, record.cluster)
-
-    def _observe_list(self, request: Request, info: RequestInfo, upstream: client.Response,
-                      body: bytes | None, sent: int, cluster: str) -> None:
-        """Tell admission how many objects this LIST returned, to price the next ones (see
-        guard.admission.listsize: a byte scan of small bodies, an estimate for streamed ones)."""
-        if "json" not in upstream.content_type or not self._sizer.due(cluster, info):
-            return
-        paged = "continue" in request.query
-        if body is not None:
-            count = self._sizer.whole(cluster, info, body, paged=paged)
-        elif paged or "as=Table" in upstream.headers.get("Content-Type", ""):
-            count = None  # a Table row is not an object: the learnt object size does not apply
-        else:
-            count = self._sizer.streamed(cluster, info, sent)
-        if count is not None:
-            self.serving.runtime.admission.observe_list(cluster, info, count)
+        if record.info is not None and record.status == 200:
+            self._sizes.learn(request.method, record.info, record.cluster, upstream, body, record.sent)
 
     def _headers(self, rt: Runtime, request: Request, effective: Identity,
                  caller: Identity) -> list[tuple[str, str]]:

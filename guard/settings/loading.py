@@ -17,6 +17,7 @@ import yaml
 
 from guard.admission.adaptive import parse_adaptive
 from guard.admission.config import parse_admission
+from guard.config import yamlbounds
 from guard.config.fields import Fields
 from guard.federation.config import parse_redis
 from guard.identity.authn import parse_identity
@@ -47,11 +48,16 @@ def load(path: str | Path, *, overrides: Mapping[str, object] | None = None) -> 
     top-level keys (the command line's --listen, --admin-listen, --redis)."""
     name = str(path)
     try:
+        if Path(path).stat().st_size > yamlbounds.MAX_BYTES:
+            raise ConfigError([f"{name}: refused: larger than the {yamlbounds.MAX_BYTES} bytes a settings "
+                               "file may hold"])
         text = Path(path).read_text()
     except OSError as e:
         raise ConfigError([f"{name}: cannot read: {e.strerror}"]) from e
     try:
-        raw = yaml.safe_load(text)
+        raw = yamlbounds.safe_load(text)
+    except yamlbounds.YamlRefused as e:
+        raise ConfigError([f"{name}: refused: {e}"]) from e
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""

@@ -137,7 +137,7 @@ async def test_quarantine_and_bundles_reach_every_guard(tmp_path: Path, sim_serv
 
         pushed = write_policies(tmp_path / "pushed", "1/h", 1)
         push = cli("policy", "push", str(pushed), "--redis", redis_server.url,
-                   "--signing-key", str(tmp_path / "fleet.key"))
+                   "--signing-key", str(tmp_path / "fleet.key"), "--public-key", str(tmp_path / "fleet.pub"))
         assert push.returncode == 0, push.stderr
         assert await eventually(lambda: all_metric(guards, "guard_bundles_version", 1), 3)
         for guard in guards:  # burst 1 per fleet: the first request anywhere takes it

@@ -151,7 +151,8 @@ async def test_bundles_push_live_update_tamper_and_disk_restart(redis_server: Re
 
 
 async def push(url: str, directory: Path, key: Path) -> None:
-    result = guard_cli("policy", "push", str(directory), "--redis", url, "--signing-key", str(key))
+    result = guard_cli("policy", "push", str(directory), "--redis", url, "--signing-key", str(key),
+                       "--public-key", str(key.with_suffix(".pub")))
     assert result.returncode == 0, result.stderr
 
 
@@ -160,10 +161,40 @@ def test_push_refuses_invalid_policies(redis_server: RedisServer, tmp_path: Path
     assert guard_cli("policy", "keygen", str(tmp_path / "k")).returncode == 0
     write_policy(tmp_path / "bad", "fast")
     result = guard_cli("policy", "push", str(tmp_path / "bad"), "--redis", redis_server.url,
-                       "--signing-key", str(tmp_path / "k.key"))
+                       "--signing-key", str(tmp_path / "k.key"), "--public-key", str(tmp_path / "k.pub"))
     assert result.returncode == 1 and "team-a.yaml" in result.stderr and "rate" in result.stderr
     shown = guard_cli("policy", "show", "--redis", redis_server.url)
     assert shown.returncode == 1 and "no policy bundle" in shown.stderr
+
+
+def test_push_with_the_wrong_key_leaves_the_live_bundle_alone(
+        redis_server: RedisServer, tmp_path: Path) -> None:  # noqa: F811
+    """A bundle signed with a key the fleet does not trust is refused before it reaches Redis (it
+    used to replace the good bundle, which every replica then refused); so is a push with a config
+    naming no public key. The good bundle stays live."""
+    for name in ("fleet", "stray"):
+        assert guard_cli("policy", "keygen", str(tmp_path / name)).returncode == 0
+    write_policy(tmp_path / "good", "5/s")
+    common = ("policy", "push", str(tmp_path / "good"), "--redis", redis_server.url)
+    good = guard_cli(*common, "--signing-key", str(tmp_path / "fleet.key"), "--public-key",
+                     str(tmp_path / "fleet.pub"))
+    assert good.returncode == 0, good.stderr
+    wrong = guard_cli(*common, "--signing-key", str(tmp_path / "stray.key"), "--public-key",
+                      str(tmp_path / "fleet.pub"))
+    assert wrong.returncode == 1 and "does not match the fleet's public key" in wrong.stderr
+    config = tmp_path / "guard.yaml"
+    config.write_text(f"listen: 127.0.0.1:0\nclusters: [{{name: d, server: 'http://a:1'}}]\n"
+                      f"redis: {{url: '{redis_server.url}', publicKey: {tmp_path / 'fleet.pub'}}}\n")
+    stray = guard_cli(*common, "--signing-key", str(tmp_path / "stray.key"), "--config", str(config))
+    assert stray.returncode == 1
+    config.write_text("listen: 127.0.0.1:0\nclusters: [{name: d, server: 'http://a:1'}]\n")
+    unnamed = guard_cli(*common, "--signing-key", str(tmp_path / "fleet.key"), "--config", str(config))
+    assert unnamed.returncode == 1 and "redis.publicKey is not set" in unnamed.stderr
+    keyless = guard_cli(*common, "--signing-key", str(tmp_path / "fleet.key"))
+    assert keyless.returncode == 2  # --public-key or --config is required
+    shown = guard_cli("policy", "show", "--redis", redis_server.url, "--public-key",
+                      str(tmp_path / "fleet.pub"))
+    assert shown.returncode == 0 and "version 1 " in shown.stdout and "signature valid" in shown.stdout
 
 
 async def test_cluster_keys_share_a_slot_and_leasing_works(redis_cluster: RedisClusterServers) -> None:  # noqa: F811

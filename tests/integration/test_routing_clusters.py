@@ -101,11 +101,26 @@ async def test_identity_follows_the_route(stack: Stack) -> None:
 
 
 async def test_an_unknown_cluster_is_a_404_status_naming_it(stack: Stack) -> None:
-    """No simulator hears of it; the client gets the api-server's NotFound shape."""
+    """To a caller the default cluster authenticates (one TokenReview there), the api-server's
+    NotFound shape; neither simulator serves the request."""
     status, body = await stack.get(f"/clusters/north{PODS}", stack.west.tokens["alice"])
     assert status == 404 and body["kind"] == "Status" and body["reason"] == "NotFound"
     assert "north" in str(body["message"]) and body["details"] == {"name": "north", "kind": "clusters"}
-    assert stack.east.state()["totals"]["requests"] == stack.west.state()["totals"]["requests"] == 0
+    assert stack.east.state()["totals"]["requests"] == 0 and stack.alice(stack.west) == 0
+    assert stack.west.state()["tokenReviews"] == {"alice": 1}
+
+
+async def test_cluster_names_cannot_be_enumerated_before_authentication(stack: Stack) -> None:
+    """Without credentials, or with a token no cluster accepts, a served and an unknown cluster get
+    the same 401 Status: the 404 naming a cluster is only for callers the default cluster knows."""
+    answers = []
+    for cluster in ("east", "north"):
+        for token in (None, "not-a-token"):
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            async with stack.session.get(f"{stack.guard.url}/clusters/{cluster}{PODS}", headers=headers) as r:
+                body = await r.json(content_type=None)
+                answers.append((r.status, body["reason"], body["message"], body.get("details")))
+    assert len(set(answers)) == 1 and answers[0][:2] == (401, "Unauthorized")
 
 
 async def test_a_rule_for_one_cluster_limits_only_requests_routed_there(stack: Stack) -> None:

@@ -81,9 +81,10 @@ async def test_the_refill_follows_the_injected_clock(tmp_path: Path) -> None:
     assert await _outcomes(controller, 1) == ["admitted"]
 
 
-async def test_lists_cost_more_by_their_limit(tmp_path: Path) -> None:
-    """A LIST of limit=500 at 100 objects per token costs 6: a burst of 10 holds one, not two."""
-    controller = _controller(tmp_path, "    - {name: reads, quota: {rate: 1/s, burst: 10}}\n")
+async def test_lists_of_a_resource_never_measured_cost_the_most(tmp_path: Path) -> None:
+    """A LIST of a resource guard has not seen listed costs the cap (10): a burst of 14 holds one
+    LIST and four GETs."""
+    controller = _controller(tmp_path, "    - {name: reads, quota: {rate: 1/s, burst: 14}}\n")
     assert await _outcomes(controller, 2, LIST) == ["admitted", "rejected"]
     assert await _outcomes(controller, 4, GET) == ["admitted"] * 4
 
@@ -193,12 +194,27 @@ async def test_no_more_wait_on_a_bucket_than_it_can_serve_within_max_wait(tmp_pa
     assert outcomes == ["queued", "queued"]
 
 
-async def test_exempt_callers_are_never_limited(tmp_path: Path) -> None:
+async def test_exempt_callers_pass_tenant_quotas(tmp_path: Path) -> None:
     """system:masters passes however tight the tenants' quotas are."""
     controller = _controller(tmp_path, "    - {name: reads, quota: {rate: 1/s, burst: 1}}\n")
     root = Identity("root", ("system:masters", "team-a"))
     outcomes = [(await controller.admit(root, GET, "dev")).verdict.outcome for _ in range(20)]
     assert outcomes == ["exempt"] * 20
+
+
+async def test_even_exempt_traffic_is_bounded_per_identity(tmp_path: Path) -> None:
+    """A compromised system:masters identity gets its generous burst (1,000), then 429; another
+    master is unaffected; its in-flight requests are capped (200)."""
+    controller = _controller(tmp_path, "    - {name: reads}\n")
+    root, other = Identity("root", ("system:masters",)), Identity("root-2", ("system:masters",))
+    counted = []
+    for _ in range(1200):
+        ticket = await controller.admit(root, GET, "dev")
+        counted.append(ticket.verdict.outcome)
+        ticket.release()
+    assert (counted.count("exempt"), counted.count("rejected")) == (1000, 200)
+    held = [await controller.admit(other, GET, "dev") for _ in range(250)]
+    assert [t.verdict.outcome for t in held].count("exempt") == 200
 
 
 async def test_a_broken_reload_keeps_the_previous_policies(tmp_path: Path) -> None:
@@ -245,3 +261,12 @@ def test_admission_section_problems_name_their_field(raw: object, problem: str) 
     settings, problems = parse_admission(raw, "a: admission")
     assert problems[0] == problem
     assert settings == AdmissionSettings()
+
+
+@pytest.mark.parametrize(("raw", "problem"), [
+    ({"idSecret": "short"}, "a: admission.idSecret: must be a string of at least 16 characters"),
+    ({"idSecret": 12345678901234567}, "a: admission.idSecret: must be a string of at least 16 characters"),
+])
+def test_the_id_secret_is_checked(raw: dict[str, object], problem: str) -> None:
+    """admission.idSecret must be long enough to key the ids."""
+    assert parse_admission(raw, "a: admission")[1] == [problem]

@@ -9,6 +9,8 @@ import pytest
 
 from guard.cli.certs import make_ca, make_client_cert
 from guard.identity.authn import Authenticator, Credentials, IdentitySettings, parse_identity
+from guard.identity.budget import Rate
+from guard.identity.settings import ImpersonationSettings, ReviewBudgetSettings
 from guard.kube.errors import Unauthorized, UpstreamError
 from guard.kube.identity import ANONYMOUS
 from tests.doubles import FakeClock
@@ -143,7 +145,7 @@ async def test_cache_never_holds_the_raw_token(reviews: FakeReviews, clock: Fake
     """Cache keys are keyed hashes: the token's bytes appear nowhere in the cache."""
     authn = make(reviews, clock)
     await authn.authenticate(token("good"))
-    assert all(b"good" not in key for key in authn._cache)
+    assert all(b"good" not in key for key in [*authn._good, *authn._bad])
     assert "good" not in repr(token("good"))
 
 
@@ -172,8 +174,15 @@ async def test_client_certificate_gives_cn_and_o(reviews: FakeReviews, clock: Fa
 
 
 @pytest.mark.parametrize(("raw", "problem"), [
-    ({"tokenReviewTTL": 3}, "identity.tokenReviewTTL: unknown field"),
-    ({"failureTtl": -1}, "identity.failureTtl: must be a number of seconds >= 0"),
+    ({"tokenReviewTtl2": 3}, "identity.tokenReviewTtl2: unknown field"),
+    ({"failureTTL": -1}, "identity.failureTTL: must be a number of seconds >= 0 or a duration like 30s, 2m"),
+    ({"reviewBudget": {"perClient": {"rate": "fast"}}}, "identity.reviewBudget.perClient.rate: must be a "
+     "rate like 5/s, 300/m"),
+    ({"reviewBudget": {"overall": {"burst": 0}}},
+     "identity.reviewBudget.overall.burst: must be a number >= 1"),
+    ({"reviewBudget": {"total": {}}}, "identity.reviewBudget.total: unknown field"),
+    ({"impersonation": {"maxGroups": 0}}, "identity.impersonation.maxGroups: must be a positive integer"),
+    ({"impersonation": {"perCaler": {}}}, "identity.impersonation.perCaler: unknown field"),
     ({"cacheSize": 0}, "identity.cacheSize: must be a positive integer"),
     ({"jwks": "yes"}, "identity.jwks: must be true or false"),
     ({"audiences": "guard"}, "identity.audiences: must be a list of non-empty strings"),
@@ -185,9 +194,21 @@ def test_parse_identity_names_the_field(raw: object, problem: str) -> None:
 
 
 def test_parse_identity_reads_every_field() -> None:
-    """camelCase and snake_case keys both set the settings."""
+    """The documented keys (tokenReviewTTL, failureTTL, ...) set the settings; durations are read."""
     settings, problems = parse_identity(
-        {"tokenReviewTtl": 5, "failure_ttl": 1, "cacheSize": 7, "jwks": True, "anonymous": True,
-         "audiences": ["a"]}, "identity")
+        {"tokenReviewTTL": "2m", "failureTTL": 1, "cacheSize": 7, "failureCacheSize": 9, "jwks": True,
+         "anonymous": True, "audiences": ["a"],
+         "reviewBudget": {"perClient": {"rate": "2/s", "burst": 4}, "overall": {"rate": "30/m"}},
+         "impersonation": {"maxGroups": 3, "maxExtraValues": 4, "maxReviewsPerRequest": 5,
+                           "perCaller": {"rate": "1/s", "burst": 6}}}, "identity")
     assert problems == []
-    assert settings == IdentitySettings(5, 1, 7, True, True, ("a",))
+    assert settings == IdentitySettings(
+        120.0, 1, 7, 9, True, True, ("a",), ReviewBudgetSettings(Rate(2.0, 4.0), Rate(0.5, 1.0)),
+        ImpersonationSettings(3, 4, 5, Rate(1.0, 6.0)))
+
+
+def test_parse_identity_still_reads_the_spellings_it_read_before() -> None:
+    """tokenReviewTtl / failureTtl and snake_case keys, which earlier versions accepted, still work."""
+    settings, problems = parse_identity({"tokenReviewTtl": 5, "failure_ttl": 1}, "identity")
+    assert problems == []
+    assert (settings.token_review_ttl, settings.failure_ttl) == (5, 1)

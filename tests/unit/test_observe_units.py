@@ -72,16 +72,13 @@ def test_remaining_item_count_is_read_from_the_head(meta: dict[str, object], exp
 
 def test_the_count_recorded_for_a_whole_body_covers_the_full_list_only() -> None:
     """A complete list records its count; a first page records count + remaining; a page without a
-    remaining count, a later page and a selector-filtered list record nothing."""
+    remaining count records nothing."""
     sizer = ListSizer()
     limited = classify("GET", "/api/v1/namespaces/a/pods", {"limit": "5"})
-    selected = classify("GET", "/api/v1/namespaces/a/pods", {"labelSelector": "app=x"})
-    assert sizer.whole("dev", PODS, _list(7, compact=True), paged=False) == 7
+    assert sizer.whole("dev", PODS, _list(7, compact=True)) == 7
     page = _list(5, compact=True, meta={"continue": "t", "remainingItemCount": 95})
-    assert sizer.whole("dev", limited, page, paged=False) == 100
-    assert sizer.whole("dev", limited, _list(5, compact=True, meta={"continue": "t"}), paged=False) is None
-    assert sizer.whole("dev", limited, page, paged=True) is None
-    assert sizer.whole("dev", selected, _list(2, compact=True), paged=False) is None
+    assert sizer.whole("dev", limited, page) == 100
+    assert sizer.whole("dev", limited, _list(5, compact=True, meta={"continue": "t"})) is None
 
 
 def test_a_streamed_list_is_estimated_from_the_learnt_object_size() -> None:
@@ -89,11 +86,12 @@ def test_a_streamed_list_is_estimated_from_the_learnt_object_size() -> None:
     sizer = ListSizer()
     assert sizer.streamed("dev", PODS, 1_000_000) is None
     body = _list(10, compact=True)
-    sizer.whole("dev", classify("GET", "/api/v1/namespaces/b/pods", {}), body, paged=False)
+    sizer.whole("dev", classify("GET", "/api/v1/namespaces/b/pods", {}), body)
     per_object = len(body) / 10
     assert sizer.streamed("dev", PODS, round(per_object * 500)) == 500
     assert sizer.streamed("dev", classify("GET", "/api/v1/namespaces/a/pods", {"limit": "9"}), 10**6) is None
     assert sizer.streamed("other", PODS, 10**6) is None
+    assert sizer.streamed("dev", PODS, 10**6, encoding="protobuf") is None
 
 
 def test_each_resource_is_measured_at_most_once_per_interval() -> None:
@@ -209,3 +207,15 @@ def test_plain_counter_sources_export_levels_as_gauges() -> None:
     assert "guard_federation_lease_calls_total 3.0" in text
     assert "# TYPE guard_federation_degraded gauge" in text and "guard_federation_degraded 1.0" in text
     assert "guard_federation_live_replicas 2.0" in text and "live_replicas_total" not in text
+
+
+def test_the_id_secret_never_shows_on_the_config_page() -> None:
+    """/debug/guard/config redacts admission.idSecret like every other secret."""
+    from guard import settings as settings_module
+    from guard.telemetry.admin import config_view
+
+    loaded = settings_module.parse({"listen": "127.0.0.1:0", "clusters": [{"name": "dev", "server": "http://a:1"}],
+                                    "admission": {"idSecret": "do-not-show-this-secret"}}, "guard.yaml")
+    assert loaded.admission is not None and loaded.admission.id_secret == "do-not-show-this-secret"
+    view = json.dumps(config_view(loaded))
+    assert "do-not-show-this-secret" not in view and "<redacted>" in view

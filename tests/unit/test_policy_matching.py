@@ -116,7 +116,13 @@ ROWS = [
     (NODE, "PATCH", "/api/v1/nodes/n1/status", {}, "dev", EXEMPT_TENANT, "node-status"),
     (NODE, "GET", "/api/v1/pods", {}, "dev", CATCH_ALL_TENANT, "default"),
     (CONTROLLER, "PUT", "/apis/coordination.k8s.io/v1/namespaces/x/leases/l", {}, "dev", EXEMPT_TENANT,
-     "service-account-leader-election"),
+     "leader-election"),
+    (CONTROLLER, "PUT", "/api/v1/namespaces/kube-system/endpoints/kube-scheduler", {}, "dev", EXEMPT_TENANT,
+     "leader-election-legacy-locks"),
+    (OTHER_SA, "PUT", "/apis/coordination.k8s.io/v1/namespaces/team-b/leases/l", {}, "dev",
+     CATCH_ALL_TENANT, "default"),
+    (NODE, "DELETE", "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/n1", {}, "dev",
+     CATCH_ALL_TENANT, "default"),
     (CONTROLLER, "DELETE", "/apis/coordination.k8s.io/v1/namespaces/x/leases/l", {}, "dev",
      CATCH_ALL_TENANT, "default"),
     (Identity("anon", ()), "GET", "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/l",
@@ -135,11 +141,19 @@ def test_the_first_matching_rule_by_precedence_decides(
     assert match.exempt == (tenant == EXEMPT_TENANT)
 
 
-def test_stranger_in_kube_system_leases_is_exempt_only_when_authenticated(policies: PolicySet) -> None:
-    """Leader election in kube-system is exempt for authenticated callers (the default exempt rule)."""
-    caller = Identity("system:kube-scheduler", ("system:authenticated",))
+@pytest.mark.parametrize(("user", "groups", "rule"), [
+    ("system:kube-scheduler", ("system:authenticated",), "leader-election"),
+    ("system:kube-controller-manager", ("system:authenticated",), "leader-election"),
+    ("system:serviceaccount:kube-system:endpoint-controller", ("system:serviceaccounts",), "leader-election"),
+    ("mallory", ("system:authenticated",), "default"),  # the old rule named every authenticated user
+    ("system:serviceaccount:team-b:bot", ("system:serviceaccounts",), "default"),  # and every SA
+])
+def test_only_the_control_plane_elects_leaders_exempt(
+        policies: PolicySet, user: str, groups: tuple[str, ...], rule: str) -> None:
+    """Lease renewals in kube-system are exempt for kube-controller-manager, kube-scheduler and the
+    kube-system service accounts (APF's system-leader-election), not for anyone authenticated."""
     info = classify("PUT", "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/sched", {})
-    assert policies.match(caller, info, "dev").rule.name == "kube-system-leader-election"
+    assert policies.match(Identity(user, groups), info, "dev").rule.name == rule
 
 
 def test_bucket_keys_follow_the_quota_scope() -> None:
@@ -164,3 +178,26 @@ def test_header_ids_are_opaque_and_stable(policies: PolicySet) -> None:
     match = policies.match(ALICE, classify("GET", "/api/v1/namespaces/team-a/pods", {}), "dev")
     assert match.rule.tenant_id == opaque_id("team-a") and "team-a" not in match.rule.tenant_id
     assert match.rule.rule_id == opaque_id("team-a", "no-watch-reads") != match.rule.tenant_id
+
+
+def test_header_ids_cannot_be_reversed_from_a_list_of_names(policies: PolicySet) -> None:
+    """The ids are keyed: hashing likely tenant names (sha256, as guard once did) matches nothing."""
+    import hashlib
+
+    match = policies.match(ALICE, classify("GET", "/api/v1/namespaces/team-a/pods", {}), "dev")
+    guesses = {hashlib.sha256(name.encode()).hexdigest()[:12] for name in ("team-a", "team-b", "ops")}
+    assert match.rule.tenant_id not in guesses
+
+
+def test_replicas_sharing_an_id_secret_agree_on_ids() -> None:
+    """Two compilations with one admission.idSecret give the same ids; another secret, others."""
+    policy = load_text("apiVersion: guard.io/v1alpha1\nkind: TenantPolicy\nmetadata: {name: t}\n"
+                       "spec:\n  subjects: [{kind: Group, name: g}]\n  rules: [{name: r}]\n", "t.yaml")[0]
+    assert policy is not None
+
+    def ids(secret: str) -> tuple[str, str]:
+        rule = compile_policies([policy], AdmissionSettings(id_secret=secret))[0].tenants[-1].rules[0]
+        return rule.tenant_id, rule.rule_id
+
+    assert ids("fleet-secret-0123456789") == ids("fleet-secret-0123456789") != ids("other-secret-0123456789")
+    assert ids("fleet-secret-0123456789")[0] == opaque_id("t", secret=b"fleet-secret-0123456789")

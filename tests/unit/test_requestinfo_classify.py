@@ -19,7 +19,7 @@ ROWS: list[tuple[str, str, dict[str, str], tuple[str, str, str, str, str, str, s
     ("GET", "/api/v1/namespaces/default/pods", {"watch": "false"},
      ("list", "", "v1", "default", "pods", "", "")),
     ("GET", "/api/v1/namespaces/default/pods", {"watch": "yes"},
-     ("list", "", "v1", "default", "pods", "", "")),
+     ("watch", "", "v1", "default", "pods", "", "")),
     ("GET", "/api/v1/watch/namespaces/default/pods", {}, ("watch", "", "v1", "default", "pods", "", "")),
     ("GET", "/api/v1/watch/pods", {}, ("watch", "", "v1", "", "pods", "", "")),
     ("GET", "/api/v1/watch/namespaces/default/pods/web", {},
