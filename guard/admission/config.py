@@ -10,9 +10,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from guard.config.documents import FieldPath, dotted
 from guard.policy import fields as check
 from guard.policy import schema
-from guard.policy.fields import FieldPath
 from guard.policy.model import Quota, Selector, Subject
 
 ANY_REQUEST = Selector()
@@ -121,7 +121,7 @@ def parse_admission(raw: object, where: str) -> tuple[AdmissionSettings, list[st
     problems: list[str] = []
 
     def report(path: FieldPath, message: str) -> None:
-        problems.append(f"{where}.{check.dotted(path)}: {message}" if path else f"{where}: {message}")
+        problems.append(f"{where}.{dotted(path)}: {message}" if path else f"{where}: {message}")
 
     if raw is None:
         return AdmissionSettings(), []

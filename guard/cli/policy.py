@@ -76,6 +76,7 @@ def run_validate(args: argparse.Namespace) -> int:
     for policy in policies:
         print(f"{policy.source}: OK: tenant {policy.name}, {len(policy.subjects)} subject(s), "
               f"{len(policy.rules)} rule(s)")
-    if not policies:
-        print("no policy files found")
+    if not policies:  # an empty directory is a mistake (a typo in the path, a missing mount), not a pass
+        print(f"no TenantPolicy in {', '.join(args.paths)} (files ending .yaml or .yml)", file=sys.stderr)
+        return 1
     return 0

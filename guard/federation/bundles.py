@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from guard.config.files import write_atomic
 from guard.federation import background
 from guard.federation.connection import FederationError, Gateway
-from guard.policy.loading import SUFFIXES, load_text
+from guard.policy.loading import SUFFIXES, policies_of
 from guard.policy.model import TenantPolicy
 
 log = logging.getLogger(__name__)
@@ -54,22 +54,8 @@ class Bundle:
 
 def bundle_policies(bundle: Bundle) -> tuple[list[TenantPolicy], list[str]]:
     """The bundle's policies in file-name order (as a directory would load), and every problem."""
-    policies: list[TenantPolicy] = []
-    problems: list[str] = []
-    seen: dict[str, str] = {}
-    for name in sorted(n for n in bundle.files if n.endswith(SUFFIXES)):
-        source = f"bundle v{bundle.version}/{name}"
-        policy, found = load_text(bundle.files[name], source)
-        problems += found
-        if policy is None:
-            continue
-        if policy.name in seen:
-            problems.append(f'{source}: metadata.name: tenant "{policy.name}" is already defined in '
-                            f"{seen[policy.name]}")
-            continue
-        seen[policy.name] = source
-        policies.append(policy)
-    return policies, problems
+    names = sorted(n for n in bundle.files if n.endswith(SUFFIXES))
+    return policies_of((f"bundle v{bundle.version}/{name}", bundle.files[name]) for name in names)
 
 
 def sign(bundle: Bundle, key: Ed25519PrivateKey) -> bytes:

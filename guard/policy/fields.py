@@ -11,17 +11,9 @@ from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 from guard.config import durations
+from guard.config.documents import FieldPath
 
-FieldPath = tuple[str | int, ...]
 Report = Callable[[FieldPath, str], None]
-
-
-def dotted(path: FieldPath) -> str:
-    """("spec", "rules", 1, "quota") -> "spec.rules[1].quota"."""
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
-    return out
 
 
 def fields(
@@ -94,8 +86,21 @@ def choice(value: object, path: FieldPath, report: Report, options: tuple[str, .
 def rate(value: object, path: FieldPath, report: Report) -> float | None:
     parsed = durations.parse_rate(value) if isinstance(value, str) else None
     if parsed is None:
-        report(path, f"{show(value)} is not a rate like 20/s, 3000/m")
+        report(path, _not_a_rate(value))
     return parsed
+
+
+def _not_a_rate(value: object) -> str:
+    """Why `value` is no rate: said plainly for the near misses (0, negative, an empty period)."""
+    text = str(value).strip() if isinstance(value, str | int | float) else ""
+    count, _, period = text.partition("/")
+    if count.strip().startswith("-"):
+        return f"{text}: a rate cannot be negative"
+    if period and durations.parse_rate(f"1/{period}") is None and period.strip()[:1] == "0":
+        return f"{text}: the period must be longer than 0"
+    if period and durations.parse_rate(f"1/{period}") is not None and count.strip() in ("0", "0.0"):
+        return f"{text} is never a token (to refuse everything a rule covers, give it maxInflight: 0)"
+    return f"{show(value)} is not a rate like 20/s, 3000/m"
 
 
 def show(value: object) -> str:

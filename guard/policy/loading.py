@@ -1,102 +1,42 @@
-"""Read TenantPolicy files (one tenant per file) from files and directories, reporting every
-problem as `file:line: field.path: message`.
+"""Read TenantPolicy files (a tenant per document; a file may hold several, `---` between them) from
+files and directories, reporting every problem as `file:line: field.path: message`.
 
-A PyYAML node-tracking reader remembers the line of every field, so a problem found while
-validating plain data (`guard.policy.schema`) still names its line. Never raises on bad input:
+guard.config.documents remembers the line of every field, so a problem found while validating
+plain data (`guard.policy.schema`) still names its line. Never raises on bad input:
 problems are returned, all at once, and the caller decides (refuse to start, keep the last good
 set on reload).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-import yaml
-
-from guard.config import yamlbounds
+from guard.config.documents import FieldPath, Lines, locate
+from guard.config.documents import read as documents_of
 from guard.policy import schema
-from guard.policy.fields import FieldPath, dotted
 from guard.policy.model import TenantPolicy
 
 SUFFIXES = (".yaml", ".yml")
 MAX_BYTES = 256 * 1024
 """Largest policy file (a tenant's policy is a few KiB); larger ones are refused unread."""
-Lines = dict[FieldPath, int]
 
 
-class _Reader:
-    """Plain data from a YAML node tree, with the line of every mapping key and list item."""
+def load_text(text: str, source: str) -> tuple[list[TenantPolicy], list[str]]:
+    """The policies of YAML text (one or several documents, `---` between them); `source` names
+    it in problems. On any problem, no policy."""
+    documents, problems = documents_of(text, source, max_bytes=MAX_BYTES)
+    if not documents and not problems:
+        problems.append(f"{source}: holds no TenantPolicy")
+    policies: list[TenantPolicy] = []
+    for data, lines in documents:
+        def report(path: FieldPath, message: str, lines: Lines = lines) -> None:
+            problems.append(locate(source, lines, path, message))
 
-    def __init__(self) -> None:
-        self.lines: Lines = {}
-        self.duplicates: list[tuple[FieldPath, int]] = []
-        self._scalars = yaml.constructor.SafeConstructor()
-
-    def value(self, node: yaml.Node, path: FieldPath) -> object:
-        self.lines.setdefault(path, node.start_mark.line + 1)
-        if isinstance(node, yaml.MappingNode):
-            out: dict[object, object] = {}
-            for key_node, value_node in node.value:
-                key = self._scalars.construct_object(key_node)
-                where = (*path, str(key))
-                if key in out:
-                    self.duplicates.append((where, key_node.start_mark.line + 1))
-                self.lines[where] = key_node.start_mark.line + 1
-                out[key] = self.value(value_node, where)
-            return out
-        if isinstance(node, yaml.SequenceNode):
-            return [self.value(item, (*path, i)) for i, item in enumerate(node.value)]
-        return self._scalars.construct_object(node)
-
-
-def read_document(text: str, source: str) -> tuple[object, Lines, list[str]]:
-    """The single YAML document of `text`, the line of each field, and problems. A document too
-    large, or whose aliases expand too far, is refused before it is walked (guard.config.yamlbounds)."""
-    try:
-        nodes = yamlbounds.compose(text, max_bytes=MAX_BYTES)
-    except yamlbounds.YamlRefused as e:
-        return None, {}, [f"{source}: refused: {e}"]
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        return None, {}, [f"{source}{line}: invalid YAML: {problem}"]
-    nodes = [n for n in nodes if n is not None]
-    if len(nodes) != 1:
-        found = "no document" if not nodes else f"{len(nodes)} documents"
-        return None, {}, [f"{source}: a policy file holds exactly one TenantPolicy; found {found}"]
-    reader = _Reader()
-    try:
-        data = reader.value(nodes[0], ())
-    except yaml.YAMLError as e:
-        return None, {}, [f"{source}: invalid YAML: {e}"]
-    problems = [f"{source}:{line}: {dotted(path)}: duplicate key" for path, line in reader.duplicates]
-    return data, reader.lines, problems
-
-
-def locate(source: str, lines: Lines, path: FieldPath, message: str) -> str:
-    """`file:line: field.path: message`, with the line of the nearest known enclosing field."""
-    for end in range(len(path), -1, -1):
-        if path[:end] in lines:
-            where = f"{source}:{lines[path[:end]]}"
-            break
-    else:
-        where = source
-    return f"{where}: {dotted(path)}: {message}" if path else f"{where}: {message}"
-
-
-def load_text(text: str, source: str) -> tuple[TenantPolicy | None, list[str]]:
-    """One policy from YAML text; `source` names it in problems."""
-    data, lines, problems = read_document(text, source)
-    if data is None and problems:
-        return None, problems
-
-    def report(path: FieldPath, message: str) -> None:
-        problems.append(locate(source, lines, path, message))
-
-    policy = schema.tenant(data, report, source=source)
-    return (policy if not problems else None), problems
+        policy = schema.tenant(data, report, source=source)
+        if policy is not None:
+            policies.append(policy)
+    return (policies if not problems else []), problems
 
 
 def policy_files(paths: Sequence[str | Path]) -> tuple[list[Path], list[str]]:
@@ -117,26 +57,33 @@ def policy_files(paths: Sequence[str | Path]) -> tuple[list[Path], list[str]]:
 def load_policies(paths: Sequence[str | Path]) -> tuple[list[TenantPolicy], list[str]]:
     """Every policy under `paths` in order, and every problem (including duplicate tenant names)."""
     files, problems = policy_files(paths)
-    policies: list[TenantPolicy] = []
-    seen: dict[str, str] = {}
+    texts: list[tuple[str, str]] = []
     for path in files:
         try:
             if path.stat().st_size > MAX_BYTES:
                 problems.append(f"{path}: refused: larger than the {MAX_BYTES} bytes a policy file may hold")
                 continue
-            text = path.read_text(encoding="utf-8")
+            texts.append((str(path), path.read_text(encoding="utf-8")))
         except (OSError, UnicodeDecodeError) as e:
             problems.append(f"{path}: cannot be read: {e.__class__.__name__}")
-            continue
-        policy, found = load_text(text, str(path))
+    policies, found = policies_of(texts)
+    return policies, problems + found
+
+
+def policies_of(texts: Iterable[tuple[str, str]]) -> tuple[list[TenantPolicy], list[str]]:
+    """The policies of (source, YAML text) pairs in order, and every problem: a tenant defined twice
+    is one (the first definition stays)."""
+    policies: list[TenantPolicy] = []
+    problems: list[str] = []
+    seen: dict[str, str] = {}
+    for source, text in texts:
+        found_policies, found = load_text(text, source)
         problems.extend(found)
-        if policy is None:
-            continue
-        if policy.name in seen:
-            problems.append(
-                f'{path}: metadata.name: tenant "{policy.name}" is already defined in {seen[policy.name]}'
-            )
-            continue
-        seen[policy.name] = str(path)
-        policies.append(policy)
+        for policy in found_policies:
+            if policy.name in seen:
+                problems.append(f'{source}: metadata.name: tenant "{policy.name}" is already defined in '
+                                f"{seen[policy.name]}")
+                continue
+            seen[policy.name] = source
+            policies.append(policy)
     return policies, problems

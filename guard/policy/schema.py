@@ -12,9 +12,10 @@ from collections.abc import Mapping
 from typing import Any, cast
 
 from guard.config import durations
+from guard.config.documents import FieldPath, dotted
 from guard.policy import fields as check
 from guard.policy import model
-from guard.policy.fields import FieldPath, Report
+from guard.policy.fields import Report
 from guard.policy.model import FailMode, ListCost, Quarantine, Quota, Rule, Selector, Subject, TenantPolicy
 
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
@@ -259,7 +260,7 @@ def rules(value: object, report: Report) -> tuple[Rule, ...]:
         if found.name in first:
             report(
                 (*path, i, "name"),
-                f'duplicate rule name "{found.name}" (first at {check.dotted((*path, first[found.name]))})',
+                f'duplicate rule name "{found.name}" (first at {dotted((*path, first[found.name]))})',
             )
         first.setdefault(found.name, i)
         parsed.append(found)

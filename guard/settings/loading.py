@@ -13,11 +13,9 @@ from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
 
-import yaml
-
 from guard.admission.adaptive import parse_adaptive
 from guard.admission.config import parse_admission
-from guard.config import yamlbounds
+from guard.config import documents, yamlbounds
 from guard.config.fields import Fields
 from guard.federation.config import parse_redis
 from guard.identity.authn import parse_identity
@@ -44,8 +42,8 @@ CLUSTER_KEYS = ("name", "server", "servers", "token", "tokenFile", "kubeconfig",
 
 
 def load(path: str | Path, *, overrides: Mapping[str, object] | None = None) -> Settings:
-    """Read and validate `path`; raise ConfigError listing every problem. `overrides` replace
-    top-level keys (the command line's --listen, --admin-listen, --redis)."""
+    """Read and validate `path`; raise ConfigError listing every problem, each with its line.
+    `overrides` replace top-level keys (the command line's --listen, --admin-listen, --redis)."""
     name = str(path)
     try:
         if Path(path).stat().st_size > yamlbounds.MAX_BYTES:
@@ -54,19 +52,18 @@ def load(path: str | Path, *, overrides: Mapping[str, object] | None = None) -> 
         text = Path(path).read_text()
     except OSError as e:
         raise ConfigError([f"{name}: cannot read: {e.strerror}"]) from e
-    try:
-        raw = yamlbounds.safe_load(text)
-    except yamlbounds.YamlRefused as e:
-        raise ConfigError([f"{name}: refused: {e}"]) from e
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError([f"{name}:{where}: not valid YAML"]) from e
-    if raw is None:
-        raw = {}
+    found, problems = documents.read(text, name)
+    if len(found) > 1:
+        problems.append(f"{name}: holds {len(found)} YAML documents; settings are one")
+    if problems:
+        raise ConfigError(problems)
+    raw, lines = found[0] if found else ({}, {})
     if isinstance(raw, dict) and overrides:
         raw = _override(raw, overrides)
-    return parse(raw, name, base=Path(path).parent)
+    try:
+        return parse(raw, name, base=Path(path).parent)
+    except ConfigError as e:
+        raise ConfigError([documents.with_line(p, name, lines) for p in e.problems]) from None
 
 
 def _override(raw: dict[str, object], overrides: Mapping[str, object]) -> dict[str, object]:
@@ -88,6 +85,8 @@ def parse(raw: object, name: str, *, base: Path = Path(".")) -> Settings:
     listen = parse_address(f, doc.get("listen"), "listen")
     admin = parse_address(f, doc["admin"], "admin") if doc.get("admin") is not None else None
     clusters = _clusters(f, doc.get("clusters"))
+    if listen is not None and admin is not None and listen.port and listen == admin:
+        f.error("admin", f"is the same address as listen ({listen}): the admin listener needs its own port")
     settings = Settings(
         source=name,
         listen=listen or Address("127.0.0.1", 0),
@@ -136,6 +135,9 @@ def _cluster(f: Fields, raw: object, at: str) -> ClusterSettings | None:
     sources = [k for k in ("token", "tokenFile", "kubeconfig", "inCluster") if m.get(k) not in (None, False)]
     if len(sources) > 1:
         f.error(at, f"choose one credential source, not {' and '.join(sources)}")
+    if not sources and m.get("certFile") is None:
+        f.error(at, "needs guard's own credential: token, tokenFile, kubeconfig, inCluster or "
+                "certFile/keyFile (guard reviews tokens and forwards with it)")
     named = m.get("server") is not None or m.get("servers") is not None
     if not named and not {"kubeconfig", "inCluster"} & set(sources):
         f.error(at, "needs `server` or `servers` (or kubeconfig / inCluster to supply it)")

@@ -294,8 +294,8 @@ def test_settings_errors_name_file_and_field(raw: object, problem: str) -> None:
 def test_guard_yaml_takes_adaptive_per_cluster() -> None:
     """In guard.yaml, per cluster; a typo is an error naming the cluster's field."""
     doc = {"listen": "127.0.0.1:0", "clusters": [
-        {"name": "a", "server": "http://127.0.0.1:1", "adaptive": {"max": 300}},
-        {"name": "b", "server": "http://127.0.0.1:2"}]}
+        {"name": "a", "server": "http://127.0.0.1:1", "token": "t", "adaptive": {"max": 300}},
+        {"name": "b", "server": "http://127.0.0.1:2", "token": "t"}]}
     settings = parse(doc, "guard.yaml")
     assert settings.clusters[0].adaptive == AdaptiveSettings(enabled=True, max=300)
     assert settings.clusters[1].adaptive.enabled is False

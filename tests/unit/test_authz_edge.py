@@ -293,5 +293,5 @@ def test_bad_authorize_settings_name_file_and_field(tmp_path: Path, section: str
     """Every problem names the file and the field; unknown keys are errors."""
     with pytest.raises(ConfigError) as caught:
         _load(tmp_path, f"    authorize: {section}\n")
-    assert any(p.startswith(f"{tmp_path / 'guard.yaml'}: {problem}") for p in caught.value.problems), \
+    assert any(p.startswith(f"{tmp_path / 'guard.yaml'}:6: {problem}") for p in caught.value.problems), \
         caught.value.problems

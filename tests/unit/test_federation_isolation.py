@@ -40,8 +40,9 @@ class Board:
 
 
 def controller(board: Board, extra: str = "") -> AdmissionController:
-    policy, problems = load_text(POLICY.format(extra=extra), "team-a.yaml")
-    assert policy is not None, problems
+    policies, problems = load_text(POLICY.format(extra=extra), "team-a.yaml")
+    assert len(policies) == 1, problems
+    policy = policies[0]
     return AdmissionController.from_policies([policy], AdmissionSettings(), EmbeddedStore(), isolation=board)
 
 

@@ -214,7 +214,8 @@ def test_the_id_secret_never_shows_on_the_config_page() -> None:
     from guard import settings as settings_module
     from guard.telemetry.admin import config_view
 
-    loaded = settings_module.parse({"listen": "127.0.0.1:0", "clusters": [{"name": "dev", "server": "http://a:1"}],
+    loaded = settings_module.parse({"listen": "127.0.0.1:0",
+                                    "clusters": [{"name": "dev", "server": "http://a:1", "token": "t"}],
                                     "admission": {"idSecret": "do-not-show-this-secret"}}, "guard.yaml")
     assert loaded.admission is not None and loaded.admission.id_secret == "do-not-show-this-secret"
     view = json.dumps(config_view(loaded))

@@ -11,8 +11,8 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
+from guard.config.documents import dotted
 from guard.policy import model
-from guard.policy.fields import dotted
 from guard.policy.loading import load_text
 from guard.policy.model import ListCost, Quota, Rule, Selector, Subject, TenantPolicy
 from tests.fuzzing import fuzz_settings
@@ -72,8 +72,8 @@ DELETE = object()
                       JUNK.map(lambda d: yaml.safe_dump(d))))
 def test_loading_never_raises_and_every_problem_names_the_file(text: str) -> None:
     """Arbitrary text or YAML: a policy or problems, each naming the file, never an exception."""
-    policy, problems = load_text(text, SOURCE)
-    assert (policy is None) == bool(problems)
+    policies, problems = load_text(text, SOURCE)
+    assert (not policies) == bool(problems)
     assert all(p.startswith(SOURCE) for p in problems)
 
 
@@ -167,4 +167,4 @@ def test_a_valid_policy_round_trips(policy: TenantPolicy) -> None:
     """Written out as YAML and loaded back, a valid policy is the same policy."""
     loaded, problems = load_text(yaml.safe_dump(document(policy), sort_keys=False), SOURCE)
     assert problems == []
-    assert loaded == TenantPolicy(**{**policy.__dict__, "source": SOURCE})
+    assert loaded == [TenantPolicy(**{**policy.__dict__, "source": SOURCE})]

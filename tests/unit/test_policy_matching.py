@@ -60,8 +60,9 @@ spec:
 
 def _policy(name: str, body: str) -> TenantPolicy:
     text = f"apiVersion: guard.io/v1alpha1\nkind: TenantPolicy\nmetadata: {{name: {name}}}\n{body}"
-    policy, problems = load_text(text, name)
-    assert policy is not None, problems
+    policies, problems = load_text(text, name)
+    assert len(policies) == 1, problems
+    policy = policies[0]
     return policy
 
 
@@ -192,8 +193,7 @@ def test_header_ids_cannot_be_reversed_from_a_list_of_names(policies: PolicySet)
 def test_replicas_sharing_an_id_secret_agree_on_ids() -> None:
     """Two compilations with one admission.idSecret give the same ids; another secret, others."""
     policy = load_text("apiVersion: guard.io/v1alpha1\nkind: TenantPolicy\nmetadata: {name: t}\n"
-                       "spec:\n  subjects: [{kind: Group, name: g}]\n  rules: [{name: r}]\n", "t.yaml")[0]
-    assert policy is not None
+                       "spec:\n  subjects: [{kind: Group, name: g}]\n  rules: [{name: r}]\n", "t.yaml")[0][0]
 
     def ids(secret: str) -> tuple[str, str]:
         rule = compile_policies([policy], AdmissionSettings(id_secret=secret))[0].tenants[-1].rules[0]

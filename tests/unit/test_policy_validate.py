@@ -34,7 +34,8 @@ EXPECTED = {
                             "10: spec.rules[0].quota.rate: is required"],
     "mixed_urls.yaml": ["11: spec.rules[0].nonResourceURLs: cannot be combined with apiGroups, resources, "
                         "resourceNames or namespaces"],
-    "two_documents.yaml": [" a policy file holds exactly one TenantPolicy; found 2 documents"],
+    "tenant_twice_in_one_file.yaml": [' metadata.name: tenant "bad" is already defined in '
+                                      f'{FIXTURES / "tenant_twice_in_one_file.yaml"}'],
     "unknown_verb.yaml": ['10: spec.rules[0].verbs[1]: "lsit" is not a Kubernetes verb or HTTP method'],
     "wrong_header.yaml": ['1: apiVersion: "guard.io/v1beta9" is not guard.io/v1alpha1',
                           '2: kind: "Tenant" is not TenantPolicy',
@@ -93,8 +94,8 @@ def test_the_design_example_stays_valid_exactly_as_written() -> None:
     text = design.read_text() if design.exists() else (POLICIES / "team-a.yaml").read_text()
     block = re.findall(r"```yaml\n(apiVersion: guard.io.*?)```", text, re.S)
     source = block[0] if block else (POLICIES / "team-a.yaml").read_text()
-    policy, problems = load_text(source, "design")
-    assert problems == [] and policy is not None
+    (policy,), problems = load_text(source, "design")
+    assert problems == []
     assert [r.name for r in policy.rules] == ["reads", "writes"]
     assert policy.rules[0].quota is not None and policy.rules[0].quota.burst == 40
     assert (POLICIES / "team-a.yaml").read_text().count("quota") == source.count("quota")
@@ -103,8 +104,7 @@ def test_the_design_example_stays_valid_exactly_as_written() -> None:
 def test_rates_read_in_any_period() -> None:
     """`3000/m` and `10/100ms` are both 50 and 100 tokens per second."""
     source = (POLICIES / "ci-runners.yaml").read_text()
-    policy, _ = load_text(source, "ci")
-    assert policy is not None
+    (policy,), _ = load_text(source, "ci")
     quotas = {r.name: r.quota for r in policy.rules}
     assert quotas["reads"] is not None and quotas["reads"].rate == pytest.approx(50.0)
     assert quotas["secrets"] is not None and quotas["secrets"].rate == pytest.approx(100.0)
@@ -130,3 +130,40 @@ def test_validate_command_prints_one_ok_line_per_file() -> None:
     assert result.returncode == 0, result.stderr
     assert len(result.stdout.splitlines()) == len(list(POLICIES.glob("*.yaml")))
     assert "policies/team-a.yaml: OK: tenant team-a" in result.stdout
+
+
+def test_a_file_may_hold_several_tenants_and_a_bad_one_names_its_line(tmp_path: Path) -> None:
+    """As kubectl users write manifests: documents separated by `---`, each a tenant, problems still
+    naming their own line."""
+    one = (FIXTURES.parent.parent.parent / "policies" / "team-a.yaml").read_text()
+    (tmp_path / "all.yaml").write_text(one + "---\n" + one.replace("name: team-a", "name: team-b", 1)
+                                       + "---\n" + one.replace("name: team-a", "name: team-c", 1)
+                                       .replace("rate: 20/s", "rate: 0/s"))
+    policies, problems = load_policies([tmp_path])
+    assert policies == []  # a file with a problem is refused whole
+    assert len(problems) == 1 and "spec.rules[0].quota.rate: 0/s is never a token" in problems[0]
+    line = int(problems[0].split(":")[1])
+    assert line > 2 * one.count("\n")  # in the third document
+
+    (tmp_path / "all.yaml").write_text(one + "---\n" + one.replace("name: team-a", "name: team-b", 1))
+    assert [p.name for p in load_policies([tmp_path])[0]] == ["team-a", "team-b"]
+
+
+@pytest.mark.parametrize(("rate", "problem"), [
+    ("0/s", "0/s is never a token (to refuse everything a rule covers, give it maxInflight: 0)"),
+    ("-5/s", "-5/s: a rate cannot be negative"),
+    ("5/0s", "5/0s: the period must be longer than 0"),
+    ("20/q", '"20/q" is not a rate like 20/s, 3000/m'),
+])
+def test_a_rate_that_cannot_be_is_named_for_what_it_is(tmp_path: Path, rate: str, problem: str) -> None:
+    text = (FIXTURES.parent.parent.parent / "policies" / "team-a.yaml").read_text()
+    _, problems = load_text(text.replace("rate: 20/s", f"rate: {rate}"), "p.yaml")
+    assert any(p.endswith(f"spec.rules[0].quota.rate: {problem}") for p in problems), problems
+
+
+def test_validating_an_empty_directory_fails(tmp_path: Path) -> None:
+    """A directory with no policy file is a typo or a missing mount, not a pass: exit 1, one line."""
+    done = subprocess.run([sys.executable, "-m", "guard", "policy", "validate", str(tmp_path)],
+                          capture_output=True, text=True)
+    assert done.returncode == 1 and done.stderr.strip() == (
+        f"no TenantPolicy in {tmp_path} (files ending .yaml or .yml)")

@@ -52,13 +52,14 @@ def test_the_token_never_appears_in_a_settings_error_or_repr() -> None:
 ])
 def test_listen_addresses(text: str, host: str, port: int) -> None:
     """host:port, bracketed IPv6, and an empty host meaning every interface."""
-    s = settings.parse({"listen": text, "clusters": [{"name": "d", "server": "http://a:1"}]}, "g.yaml")
+    s = settings.parse({"listen": text, "clusters": [{"name": "d", "server": "http://a:1", "token": "t"}]},
+                       "g.yaml")
     assert (s.listen.host, s.listen.port) == (host, port)
 
 
 def test_command_line_overrides_replace_file_values(tmp_path: Path) -> None:
     """--listen and --admin-listen win over the file."""
     path = tmp_path / "g.yaml"
-    path.write_text("listen: 127.0.0.1:1\nclusters: [{name: d, server: 'http://a:1'}]\n")
+    path.write_text("listen: 127.0.0.1:1\nclusters: [{name: d, server: 'http://a:1', token: t}]\n")
     s = settings.load(path, overrides={"listen": "127.0.0.1:2", "admin": "127.0.0.1:3", "redis": None})
     assert (s.listen.port, s.admin and s.admin.port, s.redis) == (2, 3, None)

@@ -71,8 +71,9 @@ def test_a_router_needs_its_default_among_the_clusters() -> None:
 def test_several_clusters_parse_with_hosts_default_and_health() -> None:
     """Hosts are lower-cased, `default: true` picks the default (else the first), health has defaults."""
     raw = {"listen": "127.0.0.1:0", "clusters": [
-        {"name": "a", "server": "http://a:1"},
-        {"name": "b", "servers": ["http://b:1", "http://b:2"], "hosts": ["B.example", "b.internal."],
+        {"name": "a", "server": "http://a:1", "token": "t"},
+        {"name": "b", "servers": ["http://b:1", "http://b:2"], "token": "t",
+         "hosts": ["B.example", "b.internal."],
          "default": True, "health": {"checks": True, "checkInterval": 2, "slowStart": 0}},
     ]}
     s = settings.parse(raw, "g.yaml")
@@ -87,8 +88,8 @@ def test_several_clusters_parse_with_hosts_default_and_health() -> None:
 
 def test_a_cluster_without_its_own_name_is_not_reported_twice() -> None:
     """Two clusters with bad names get one problem each, not an extra 'duplicate name' one."""
-    raw = {"listen": "127.0.0.1:0", "clusters": [{"name": "A", "server": "http://a:1"},
-                                                 {"name": "B", "server": "http://b:1"}]}
+    raw = {"listen": "127.0.0.1:0", "clusters": [{"name": "A", "server": "http://a:1", "token": "t"},
+                                                 {"name": "B", "server": "http://b:1", "token": "t"}]}
     with pytest.raises(ConfigError) as caught:
         settings.parse(raw, "g.yaml")
     assert len(caught.value.problems) == 2 and all("must match" in p for p in caught.value.problems)
