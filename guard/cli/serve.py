@@ -17,7 +17,8 @@ from typing import Any
 from guard import settings as settings_module
 from guard.kube.errors import ConfigError
 from guard.process import workers
-from guard.process.server import GuardServer, configure_logging
+from guard.process.server import GuardServer
+from guard.telemetry import logs
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,6 +29,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=_positive, default=1, metavar="N",
                         help="worker processes sharing the listen port (default 1); on the embedded "
                              "store each enforces 1/N of every quota")
+    parser.add_argument("--log-level", choices=logs.LEVELS, default="info",
+                        help="least severe of guard's own log lines to write (default info)")
+    parser.add_argument("--log-format", choices=logs.FORMATS, default="text",
+                        help="guard's own log on standard error: text, or one JSON object per line "
+                             "(the access log is JSON lines either way)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         for problem in e.problems:
             print(problem, file=sys.stderr)
         return 1
-    configure_logging()
+    logs.configure(args.log_level, args.log_format)
     raise_open_files_limit()
     if args.workers > 1:
         listen = settings.listen

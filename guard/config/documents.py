@@ -7,30 +7,13 @@ are walked. Never raises on bad input: problems are returned, all at once.
 
 from __future__ import annotations
 
-import re
-
 import yaml
 
 from guard.config import yamlbounds
+from guard.config.paths import FieldPath, Lines, dotted, undotted
 
-FieldPath = tuple[str | int, ...]
-Lines = dict[FieldPath, int]
 Document = tuple[object, Lines]
 """A document's plain data and the line of each of its fields."""
-_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
-
-
-def dotted(path: FieldPath) -> str:
-    """("spec", "rules", 1, "quota") -> "spec.rules[1].quota"."""
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
-    return out
-
-
-def undotted(text: str) -> FieldPath:
-    """"clusters[0].health.failures" -> ("clusters", 0, "health", "failures")."""
-    return tuple(int(index) if index else name for name, index in _PART.findall(text))
 
 
 class _Reader:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 from guard.config import durations
-from guard.config.documents import FieldPath
+from guard.config.paths import FieldPath
 
 Report = Callable[[FieldPath, str], None]
 

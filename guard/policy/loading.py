@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from guard.config.documents import FieldPath, Lines, locate
+from guard.config.documents import locate
 from guard.config.documents import read as documents_of
+from guard.config.paths import FieldPath, Lines
 from guard.policy import schema
 from guard.policy.model import TenantPolicy
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any, cast
 
 from guard.config import durations
-from guard.config.documents import FieldPath, dotted
+from guard.config.paths import FieldPath, dotted
 from guard.policy import fields as check
 from guard.policy import model
 from guard.policy.fields import Report

@@ -12,7 +12,6 @@ import asyncio
 import logging
 import signal
 import ssl
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -240,8 +239,3 @@ async def _retire(runtime: Runtime) -> None:
     while loop.time() < deadline and in_flight(runtime):
         await asyncio.sleep(1.0)
     await wiring.close_runtime(runtime)
-
-
-def configure_logging() -> None:
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -11,7 +11,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from guard.config.documents import dotted
+from guard.config.paths import dotted
 from guard.policy import model
 from guard.policy.loading import load_text
 from guard.policy.model import ListCost, Quota, Rule, Selector, Subject, TenantPolicy
