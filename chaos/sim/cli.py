@@ -55,16 +55,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--system-pods", action="store_true", help="run kube-system's pods (CoreDNS, kube-proxy, ...)")
     add("--seed-objects", type=int, default=d.seed_objects, help="pods to pre-create")
     add("--seed-object-bytes", type=int, default=d.seed_object_bytes, help="approximate size of each")
-    add("--max-readonly-inflight", type=int, default=d.max_readonly_inflight)
-    add("--max-mutating-inflight", type=int, default=d.max_mutating_inflight)
-    add("--base-service-ms", type=float, default=d.base_service_ms)
-    add("--per-object-service-us", type=float, default=d.per_object_service_us)
+    add("--max-readonly-inflight", type=int, default=d.max_readonly_inflight,
+        help="read requests in flight per replica before 429 (the api-server's --max-requests-inflight)")
+    add("--max-mutating-inflight", type=int, default=d.max_mutating_inflight,
+        help="writes in flight per replica before 429 (--max-mutating-requests-inflight)")
+    add("--base-service-ms", type=float, default=d.base_service_ms,
+        help="service time of a request on an idle replica")
+    add("--per-object-service-us", type=float, default=d.per_object_service_us,
+        help="extra service time per object a LIST returns")
     add("--memory-budget-mb", type=float, default=d.memory_budget_mb, help="0 = never crash")
-    add("--restart-delay-s", type=float, default=d.restart_delay_s)
+    add("--restart-delay-s", type=float, default=d.restart_delay_s,
+        help="how long a crashed replica refuses connections")
     add("--cold-start-s", type=float, default=d.cold_start_s, help="watch cache cold after a start (s)")
     add("--cold-list-factor", type=float, default=d.cold_list_factor, help="LIST time, memory x when cold")
-    add("--watch-cache-window", type=int, default=d.watch_cache_window)
-    add("--bookmark-interval-s", type=float, default=d.bookmark_interval_s)
+    add("--watch-cache-window", type=int, default=d.watch_cache_window,
+        help="past events a watch may resume from before 410 Gone")
+    add("--bookmark-interval-s", type=float, default=d.bookmark_interval_s,
+        help="seconds between BOOKMARKs of watches that allow them")
 
 
 def options_from(args: argparse.Namespace) -> SimOptions:

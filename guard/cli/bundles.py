@@ -27,9 +27,11 @@ from guard.policy.loading import load_policies, policy_files
 
 def add_policy_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add push, show and keygen to `guard policy`'s subparsers."""
-    push = sub.add_parser("push", help="validate, sign and publish a policy directory to Redis")
-    push.add_argument("directory", metavar="DIR")
-    push.add_argument("--redis", required=True, metavar="URL")
+    push = sub.add_parser("push", help="validate, sign and publish a policy directory to Redis",
+                          description="Validate every policy file of DIR, sign the set with the fleet's "
+                                      "key and make it the live bundle every replica applies.")
+    push.add_argument("directory", metavar="DIR", help="a directory of TenantPolicy files")
+    push.add_argument("--redis", required=True, metavar="URL", help="the fleet's Redis (redis:// or rediss://)")
     push.add_argument("--signing-key", required=True, metavar="KEY", help="Ed25519 private key (PEM)")
     check = push.add_mutually_exclusive_group(required=True)
     check.add_argument("--public-key", metavar="PUB",
@@ -37,8 +39,9 @@ def add_policy_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     check.add_argument("--config", metavar="FILE",
                        help="guard.yaml whose redis.publicKey the fleet verifies bundles with")
     push.set_defaults(run=run_push)
-    show = sub.add_parser("show", help="print the live policy bundle's version and files")
-    show.add_argument("--redis", required=True, metavar="URL")
+    show = sub.add_parser("show", help="print the live policy bundle's version and files",
+                          description="Print the live bundle's version, when it was made and its files.")
+    show.add_argument("--redis", required=True, metavar="URL", help="the fleet's Redis (redis:// or rediss://)")
     show.add_argument("--public-key", metavar="KEY", help="also verify the signature")
     show.set_defaults(run=run_show)
     keygen = sub.add_parser("keygen", help="write an Ed25519 key pair for signing bundles")

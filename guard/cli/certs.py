@@ -118,7 +118,7 @@ def parse_user(spec: str) -> tuple[str, list[str]]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="certs_command", required=True, metavar="ACTION")
     init = sub.add_parser("init", help="write ca.crt/ca.key, server.crt/server.key and client certificates")
-    init.add_argument("dir", type=Path, metavar="DIR")
+    init.add_argument("dir", type=Path, metavar="DIR", help="where the keys and certificates are written")
     init.add_argument("--host", action="append", default=[], metavar="NAME",
                       help="extra DNS name or IP for the serving certificate (repeatable)")
     init.add_argument("--user", action="append", default=[], metavar="NAME[:GROUP,GROUP...]",
