@@ -90,16 +90,23 @@ class GuardServer:
         s = self.settings
         limits = s.limits
         self._main = HttpServer(proxy.handle, idle_timeout=limits.idle_timeout,
-                                max_connections=limits.max_connections, max_line=limits.max_header_bytes)
+                                max_connections=limits.max_connections, max_line=limits.max_header_bytes,
+                                tls=self._tls, handshake_timeout=limits.handshake_timeout,
+                                body_timeout=limits.body_timeout, write_timeout=limits.write_timeout)
+        self.metrics.add_counters(self._main.figures, "guard_connections", "Client connections")
         loop = asyncio.get_running_loop()
+        port = self._port if self.worker is not None and self._port is not None else s.listen.port
+        if self._tls is not None:  # guard accepts itself, so a connection counts before its handshake
+            sock = listen_socket(s.listen.host, port, reuse_port=self.worker is not None)
+            self._main.accept_tls(sock, backlog=1024)
+            return _url("https", sock.getsockname())
         if self.worker is not None:
-            sock = listen_socket(s.listen.host, self._port if self._port is not None else s.listen.port)
-            self._listener = await loop.create_server(self._main, sock=sock, ssl=self._tls, backlog=1024)
+            sock = listen_socket(s.listen.host, port)
+            self._listener = await loop.create_server(self._main, sock=sock, backlog=1024)
         else:
-            self._listener = await loop.create_server(self._main, s.listen.host, s.listen.port, ssl=self._tls,
+            self._listener = await loop.create_server(self._main, s.listen.host, s.listen.port,
                                                       backlog=1024, reuse_address=True)
-        bound = self._listener.sockets[0].getsockname()
-        return _url("https" if self._tls else "http", bound)
+        return _url("http", self._listener.sockets[0].getsockname())
 
     async def _serve_admin(self, application: web.Application, host: str, port: int) -> None:
         """One process, or worker 0: the admin address (worker 0 answering for its siblings too).
@@ -176,6 +183,7 @@ class GuardServer:
         if self._listener is not None:
             self._listener.close()
         if self._main is not None:
+            self._main.stop_accepting()
             await self._main.shutdown(self.settings.limits.drain_timeout)
         for runner in self._runners:
             await runner.cleanup()

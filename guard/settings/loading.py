@@ -178,7 +178,8 @@ def _servers(f: Fields, m: Mapping[str, object], at: str) -> tuple[str, ...]:
 def _limits(f: Fields, raw: object) -> LimitSettings:
     d = LimitSettings()
     m = f.mapping(raw, "limits", ("maxHeaderBytes", "maxBodyBytes", "maxConnections", "idleTimeout",
-                                  "requestTimeout", "drainTimeout"))
+                                  "handshakeTimeout", "requestTimeout", "bodyTimeout", "writeTimeout",
+                                  "drainTimeout"))
     return LimitSettings(
         max_header_bytes=f.integer(m.get("maxHeaderBytes", d.max_header_bytes), "limits.maxHeaderBytes",
                                    minimum=1024),
@@ -186,7 +187,11 @@ def _limits(f: Fields, raw: object) -> LimitSettings:
         max_connections=f.integer(m.get("maxConnections", d.max_connections), "limits.maxConnections",
                                   minimum=1),
         idle_timeout=f.seconds(m.get("idleTimeout", d.idle_timeout), "limits.idleTimeout"),
+        handshake_timeout=f.seconds(m.get("handshakeTimeout", d.handshake_timeout),
+                                    "limits.handshakeTimeout"),
         request_timeout=f.seconds(m.get("requestTimeout", d.request_timeout), "limits.requestTimeout"),
+        body_timeout=f.seconds(m.get("bodyTimeout", d.body_timeout), "limits.bodyTimeout"),
+        write_timeout=f.seconds(m.get("writeTimeout", d.write_timeout), "limits.writeTimeout"),
         drain_timeout=f.seconds(m.get("drainTimeout", d.drain_timeout), "limits.drainTimeout"),
     )
 

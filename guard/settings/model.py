@@ -85,11 +85,21 @@ class LimitSettings:
     max_body_bytes: int = 3 * 1024 * 1024
     """Largest request body, bytes; the api-server's own limit is 3 MiB."""
     max_connections: int = 10000
-    """Client connections served at once; more are closed right after accept."""
+    """Client connections held at once, counted from accept (TLS handshakes included). At the
+    limit a new connection replaces the oldest one serving nothing; when all are serving, it is
+    closed right after accept."""
     idle_timeout: float = 90.0
-    """Seconds a keep-alive client connection may sit idle."""
+    """Seconds a client connection may sit idle: between requests, or from accept to its first
+    request head."""
+    handshake_timeout: float = 10.0
+    """Seconds a TLS handshake may take from accept (Go's net/http and the api-server: 10 s)."""
     request_timeout: float = 60.0
     """Seconds an ordinary request may take upstream (watches, logs and exec are exempt)."""
+    body_timeout: float = 60.0
+    """Seconds the whole request body may take to arrive, from its head; later: 408 and close."""
+    write_timeout: float = 60.0
+    """Seconds a client may take no byte of what guard has queued for it before it is cut (a
+    LIST it does not read, a watch or tunnel it stopped reading); reading clients never are."""
     drain_timeout: float = 15.0
     """Seconds SIGTERM waits for ordinary requests to finish before closing them."""
 
