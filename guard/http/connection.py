@@ -1,15 +1,12 @@
-"""One client connection of the main listener: the TLS handshake after accept, parsing with llhttp
-(aiohttp's C `HttpRequestParser`), requests served in order, keep-alive, and a byte pipe after an
-upgrade (guard.http.tunnel); plus the clocks the server's sweep reads (`sweep`).
+"""One client connection of the main listener: TLS after accept (guard.http.handshake), requests
+parsed by llhttp and served in order, keep-alive, a byte pipe after an upgrade (guard.http.tunnel),
+and what the server's sweep checks (`sweep`: idle, the body deadline, a write stall).
 
-A connection counts against `maxConnections` from accept, before any TLS byte, and its handshake
-must finish within `handshakeTimeout`. A request's whole body must arrive within `bodyTimeout` of
-its head: past that its readers get `BodyTimeout` (408) and the connection closes. A client that
-takes no byte of what guard has queued for it for `writeTimeout` is cut, whatever it was doing (a
-LIST, a watch, a tunnel); one that reads, however long, never is. An answer sent before the body
-arrived (a refusal) keeps the connection only when what is left is small enough to be read and
-dropped (`Request.keep_alive`), otherwise it says `Connection: close`: no client meets a silent
-close. This module must never log a header or a body.
+An answer sent while the body is still arriving (a refusal) keeps the connection only when what is
+left is small enough to read and drop (`Request.keep_alive`); otherwise it says `Connection: close`
+and the connection drops what still comes until the client closes: no client meets a silent close.
+Its callbacks are one state machine, kept in one module although it runs past 300 lines. This
+module must never log a header or a body.
 """
 
 from __future__ import annotations
@@ -29,6 +26,7 @@ from aiohttp.streams import EMPTY_PAYLOAD, StreamReader
 
 from guard.http import answers
 from guard.http.clocks import BodyClock, StallClock, reset, unsent
+from guard.http.handshake import Handshake
 from guard.http.pipes import pipe_bytes
 from guard.http.request import DRAIN_ABOVE, BodyTimeout, Request
 from guard.kube.errors import BadRequest, GuardError, HeaderTooLarge
@@ -54,7 +52,8 @@ class Connection(BaseProtocol):
         """Bytes guard handed to the transport (its buffer holds what the client has not taken)."""
         self._queue: deque[tuple[Any, StreamReader]] = deque()
         self._task: asyncio.Task[None] | None = None
-        self._handshake: asyncio.Task[None] | None = None
+        self._handshake: Handshake | None = None
+        """The TLS handshake, until it is done."""
         self._closing = False
         self._gone = False
         self._body: BodyClock | None = None
@@ -66,8 +65,6 @@ class Connection(BaseProtocol):
         self._delivered: Callable[[], int] | None = None
         """After an upgrade: bytes the tunnel wrote towards the client (guard.http.tunnel)."""
         self._tail = b""
-        self._sock: socket.socket | None = None
-        """An accepted socket whose TLS handshake has not started yet."""
         self._linger_until: float | None = None
         """Set while dropping the rest of a body after a closing answer (`_linger`)."""
 
@@ -77,51 +74,33 @@ class Connection(BaseProtocol):
         """Plain HTTP: just accepted, counted here. TLS: the handshake is done (`secure` counted it)."""
         super().connection_made(transport)
         transport = cast(asyncio.Transport, transport)  # uvloop's transports are not its subclasses
-        if self._handshake is None:  # plain HTTP
-            peer = transport.get_extra_info("peername")
-            self.remote = str(peer[0]) if isinstance(peer, tuple) else ""
+        if self._handshake is None:
+            self.remote = _address(transport.get_extra_info("peername"))
             if not self._server.admit(self):
                 self._gone = True
                 self.transport = None
                 transport.abort()
                 return
+        self._handshake = None
         transport.set_write_buffer_limits(high=DRAIN_ABOVE)
         self._socket = transport.get_extra_info("socket")
         self._parser = self._server.new_parser(self)
         self.idle_since = self._loop.time()
 
     def secure(self, sock: socket.socket, context: ssl.SSLContext) -> None:
-        """Start TLS on a socket the server accepted and counted (guard.http.server)."""
-        peer = sock.getpeername()
-        self.remote = str(peer[0]) if isinstance(peer, tuple) else ""
-        self.idle_since = self._loop.time()
-        self._sock = sock
-        self._handshake = self._loop.create_task(self._secure(sock, context))
-
-    async def _secure(self, sock: socket.socket, context: ssl.SSLContext) -> None:
-        """The TLS handshake, within `handshakeTimeout`; `connection_made` follows when it is done."""
-        self._sock = None  # the transport owns the socket from here on
+        """Start TLS on a socket the server accepted and counted; `connection_made` follows."""
         try:
-            await self._loop.connect_accepted_socket(
-                lambda: self, sock, ssl=context, ssl_handshake_timeout=self._server.handshake_timeout)
-        except asyncio.CancelledError:
-            self._lost()
-            raise
-        except Exception:  # too slow, reset, not TLS, an unknown CA: all end the same way
-            self._server.stats.handshakes_failed += 1
-            self._lost()
-            return
-        finally:
-            self._handshake = None
-        if self.transport is None:  # the socket closed under the handshake: it "succeeds" unmade
-            self._lost()
+            self.remote = _address(sock.getpeername())
+        except OSError:  # already gone
+            self.remote = ""
+        self.idle_since = self._loop.time()
+        self._handshake = Handshake(sock, context, self._server.handshake_timeout, lambda: self,
+                                    self._handshake_failed)
 
-    def _cancel_handshake(self) -> None:
-        sock, self._sock = self._sock, None
-        if sock is not None:
-            sock.close()  # the handshake never started: the socket is still ours
-        if self._handshake is not None:
-            self._handshake.cancel()  # its transport closes the socket
+    def _handshake_failed(self, timed_out: bool) -> None:
+        if timed_out:
+            self._server.stats.handshakes_failed += 1
+        self._lost()
 
     def data_received(self, data: bytes) -> None:
         target = self._pipe_target
@@ -287,14 +266,14 @@ class Connection(BaseProtocol):
     def _close(self) -> None:
         self._closing = True
         if self._handshake is not None:
-            self._cancel_handshake()
+            self._handshake.cancel()
         elif self.transport is not None:
             self.transport.close()
 
     def _abort(self) -> None:
         self._closing = True
         if self._handshake is not None:
-            self._cancel_handshake()
+            self._handshake.cancel()
         elif self.transport is not None:
             self.transport.abort()
 
@@ -378,3 +357,7 @@ class Connection(BaseProtocol):
     def _resume_piping(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self._resume_reading_for_buffer()
+
+
+def _address(peer: object) -> str:
+    return str(peer[0]) if isinstance(peer, tuple) else ""

@@ -180,7 +180,10 @@ class Server:
             await asyncio.sleep(SWEEP_EVERY)
             now = self.loop.time()
             for conn in list(self.connections):
-                conn.sweep(now)
+                try:
+                    conn.sweep(now)
+                except Exception:  # one connection's trouble must not stop every connection's clocks
+                    log.exception("sweeping a connection failed")
             if self._ended >= TRIM_AFTER and now - self._trimmed_at >= TRIM_EVERY:
                 memory.trim()
                 self._ended, self._trimmed_at = 0, now
