@@ -168,8 +168,8 @@ class GuardServer:
     def _check_restart_only(self, fresh: Settings) -> None:
         old = self.settings
         # The listeners, the store and its Redis live as long as the process.
-        restart_only = {"listen": (fresh.listen, old.listen), "admin": (fresh.admin, old.admin),
-                        "redis": (fresh.redis, old.redis)}
+        restart_only = {"listen": (fresh.listen, old.listen), "redis": (fresh.redis, old.redis),
+                        "admin": (fresh.admin and fresh.admin.address, old.admin and old.admin.address)}
         changed = [name for name, (new, was) in restart_only.items() if new != was]
         if (fresh.tls is None) != (self.settings.tls is None):
             changed.append("tls")

@@ -25,8 +25,10 @@ from guard.kube.errors import ConfigError
 from guard.routing.config import check_routes, parse_health, parse_hosts
 from guard.routing.router import NAME
 from guard.settings.model import (
+    DEBUG_ACCESS,
     AccessLogSettings,
     Address,
+    AdminSettings,
     ClusterSettings,
     LimitSettings,
     Settings,
@@ -65,13 +67,15 @@ def load(path: str | Path, *, overrides: Mapping[str, object] | None = None) -> 
 
 def _override(raw: dict[str, object], overrides: Mapping[str, object]) -> dict[str, object]:
     """Command-line values replace top-level keys, except that `--redis URL` replaces only the URL of
-    a `redis:` mapping: its publicKey, bundleDir, ... stay (a Secret supplies the URL in a pod)."""
+    a `redis:` mapping (its publicKey, bundleDir, ... stay: a Secret supplies the URL in a pod) and
+    `--admin-listen ADDR` only the address of an `admin:` mapping (its `debug` stays)."""
     merged = dict(raw)
     for key, value in overrides.items():
         if value is None:
             continue
         section = merged.get(key)
-        merged[key] = {**section, "url": value} if key == "redis" and isinstance(section, dict) else value
+        inner = {"redis": "url", "admin": "address"}.get(key)
+        merged[key] = {**section, inner: value} if inner and isinstance(section, dict) else value
     return merged
 
 
@@ -80,7 +84,7 @@ def parse(raw: object, name: str, *, base: Path = Path(".")) -> Settings:
     f = Fields(name, base)
     doc = f.mapping(raw, "", TOP_KEYS, required=("listen", "clusters"))
     listen = parse_address(f, doc.get("listen"), "listen")
-    admin = parse_address(f, doc["admin"], "admin") if doc.get("admin") is not None else None
+    admin = _admin(f, doc["admin"]) if doc.get("admin") is not None else None
     clusters = _clusters(f, doc.get("clusters"))
     settings = Settings(
         source=name,
@@ -102,6 +106,18 @@ def parse(raw: object, name: str, *, base: Path = Path(".")) -> Settings:
     if f.problems:
         raise ConfigError(f.problems)
     return settings
+
+
+def _admin(f: Fields, raw: object) -> AdminSettings | None:
+    """`host:port`, or `{address: host:port, debug: loopback | open | off}`."""
+    if not isinstance(raw, dict):
+        address = parse_address(f, raw, "admin")
+        return AdminSettings(address) if address is not None else None
+    m = f.mapping(raw, "admin", ("address", "debug"), required=("address",))
+    address = parse_address(f, m.get("address"), "admin.address")
+    raw_debug = m.get("debug", "loopback")
+    debug = f.choice("off" if raw_debug is False else raw_debug, "admin.debug", DEBUG_ACCESS)  # YAML: off
+    return AdminSettings(address, debug) if address is not None else None
 
 
 def _tls(f: Fields, raw: object) -> TLSSettings | None:

@@ -17,6 +17,8 @@ from guard.identity.authz import AuthorizeSettings
 from guard.routing.config import HealthSettings
 
 Forwarding = Literal["passthrough", "impersonate"]
+DebugAccess = Literal["loopback", "open", "off"]
+DEBUG_ACCESS: tuple[DebugAccess, ...] = ("loopback", "open", "off")
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,25 @@ class Address:
 
     def __str__(self) -> str:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class AdminSettings:
+    """The admin listener: `admin: host:port`, or `admin: {address: host:port, debug: ...}`."""
+
+    address: Address
+    debug: DebugAccess = "loopback"
+    """Who may read /debug/guard/*: `loopback` clients only (kubectl port-forward arrives there),
+    anyone who reaches the port (`open`), or nobody (`off`). /metrics, /healthz, /livez and /readyz
+    answer everyone who reaches the port."""
+
+    @property
+    def host(self) -> str:
+        return self.address.host
+
+    @property
+    def port(self) -> int:
+        return self.address.port
 
 
 @dataclass(frozen=True)
@@ -121,7 +142,7 @@ class Settings:
     source: str
     """The file these settings came from (for messages)."""
     listen: Address
-    admin: Address | None
+    admin: AdminSettings | None
     clusters: tuple[ClusterSettings, ...]
     tls: TLSSettings | None = None
     forwarding: Forwarding = "passthrough"
