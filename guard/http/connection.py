@@ -42,6 +42,10 @@ MAX_PIPELINED = 16
 class Connection(BaseProtocol):
     """One client connection: handshake, parse, serve requests in order, keep alive, pipe."""
 
+    __slots__ = ("__weakref__", "_body", "_closing", "_delivered", "_gone", "_handshake", "_linger_until",
+                 "_pipe_done", "_pipe_target", "_piped", "_queue", "_server", "_socket", "_stall", "_tail",
+                 "_task", "idle_since", "on_writable", "remote", "sent")
+
     def __init__(self, server: Server) -> None:
         super().__init__(server.loop)
         self._server = server
@@ -265,6 +269,7 @@ class Connection(BaseProtocol):
 
     def _close(self) -> None:
         self._closing = True
+        self._server.spare(self, fresh=True)  # until the transport is gone (a TLS shutdown may wait)
         if self._handshake is not None:
             self._handshake.cancel()
         elif self.transport is not None:
@@ -323,7 +328,7 @@ class Connection(BaseProtocol):
         """Close when nothing is being served and nothing has been for `timeout` seconds (a
         handshake or a head still arriving included); True when closed."""
         if self._task is None and self._pipe_target is None and self.idle_since is not None and (
-                now - self.idle_since >= timeout) and not self._gone:
+                now - self.idle_since >= timeout) and not self._closing:
             self._close()
             return True
         return False

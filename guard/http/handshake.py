@@ -1,6 +1,8 @@
 """The TLS handshake of one client connection, started on a socket guard accepted and counted
 itself (guard.http.server), so that a connection counts against `maxConnections` before it sends a
-byte of TLS and is closed when the handshake takes longer than `handshakeTimeout`.
+byte of TLS and is closed when the handshake takes longer than `handshakeTimeout`. The same bound
+holds for the closing exchange (close_notify): a client that never answers it cannot keep a closed
+connection for the loop's default 30 s.
 
 The event loop's own TLS (`connect_accepted_socket(ssl=...)`) does the work; this module only owns
 the socket until the loop takes it, and says how the handshake ended. It must never log what a
@@ -19,6 +21,8 @@ class Handshake:
     """TLS for one accepted socket: `protocol().connection_made` when it is done, else `failed()`
     (`timed_out`: it failed, rather than being cancelled)."""
 
+    __slots__ = ("_failed", "_sock", "task")
+
     def __init__(self, sock: socket.socket, context: ssl.SSLContext, timeout: float,
                  protocol: Callable[[], asyncio.Protocol], failed: Callable[[bool], None]) -> None:
         self._sock: socket.socket | None = sock
@@ -31,7 +35,7 @@ class Handshake:
         self._sock = None  # the transport owns the socket from here on
         try:
             transport, _ = await asyncio.get_running_loop().connect_accepted_socket(
-                protocol, sock, ssl=context, ssl_handshake_timeout=timeout)
+                protocol, sock, ssl=context, ssl_handshake_timeout=timeout, ssl_shutdown_timeout=timeout)
         except asyncio.CancelledError:
             self._failed(False)
             raise

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 from collections.abc import Callable
 
 _trim: Callable[[int], int] | None = None
@@ -27,8 +28,11 @@ def _load() -> Callable[[int], int] | None:
 
 
 def trim() -> bool:
-    """Return the heap's free pages to the operating system; False where that is not possible."""
+    """Collect cyclic garbage (a failed handshake's exception and frames form cycles that would
+    otherwise wait for the next full collection), then return the heap's free pages to the operating
+    system; False where that last step is not possible."""
     global _trim
     if _trim is None:
         _trim = _load() or (lambda _pad: 0)
+    gc.collect()
     return bool(_trim(0))

@@ -13,7 +13,7 @@ yet (a handshake, a head still arriving, a refused body being dropped), oldest f
 idle longest between requests — as nginx reuses keep-alive connections when it runs out; only when
 every connection is serving a request is the newcomer closed. Once a second (`SWEEP_EVERY`) the
 sweep closes idle connections, enforces body deadlines and write stalls, and gives freed memory
-back after many connections ended. The handler must answer through the `Request` (`send`,
+back once a burst of connections has ended. The handler must answer through the `Request` (`send`,
 `stream`, `pipe`); one that returns without answering gets a 500 Status, one that raises gets its
 connection aborted. This module must never log a header or a body.
 """
@@ -40,8 +40,9 @@ READ_LIMIT = 64 * 1024
 """Request body StreamReader low-water mark: above twice this, reading the client socket pauses."""
 SWEEP_EVERY = 1.0
 """Seconds between two passes over the connections (idle, body deadlines, write stalls)."""
-TRIM_AFTER = 256
-"""Connections that must have ended since the heap was last trimmed before it is trimmed again."""
+TRIM_AFTER = 64
+"""Trim the heap once the open connections have fallen by half their high-water mark, and by at
+least this many, since the last trim (a burst has ended)."""
 TRIM_EVERY = 10.0
 """Seconds at least between two trims (a trim costs page faults when the memory is used again)."""
 
@@ -90,7 +91,8 @@ class Server:
         """Connections that serve nothing and never served a request, oldest first."""
         self._idle: OrderedDict[Connection, None] = OrderedDict()
         """Kept-alive connections between requests, longest idle first."""
-        self._ended = 0
+        self._high = 0
+        """The most connections open at once since the heap was last trimmed."""
         self._trimmed_at = self.loop.time()
         self._sweeper = self.loop.create_task(self._sweep())
         self._acceptor: asyncio.Task[None] | None = None
@@ -146,6 +148,7 @@ class Server:
             return False
         self.connections.add(conn)
         self._fresh[conn] = None
+        self._high = max(self._high, len(self.connections))
         return True
 
     def _evict(self) -> bool:
@@ -165,12 +168,11 @@ class Server:
     def spare(self, conn: Connection, *, fresh: bool) -> None:
         """`conn` serves nothing now; `fresh`: it has proved nothing either (first to go)."""
         self.busy(conn)
-        (self._fresh if fresh else self._idle)[conn] = None
+        if conn in self.connections:
+            (self._fresh if fresh else self._idle)[conn] = None
 
     def gone(self, conn: Connection) -> None:
-        if conn in self.connections:
-            self.connections.remove(conn)
-            self._ended += 1
+        self.connections.discard(conn)
         self.busy(conn)
 
     # -- the sweep
@@ -184,9 +186,13 @@ class Server:
                     conn.sweep(now)
                 except Exception:  # one connection's trouble must not stop every connection's clocks
                     log.exception("sweeping a connection failed")
-            if self._ended >= TRIM_AFTER and now - self._trimmed_at >= TRIM_EVERY:
-                memory.trim()
-                self._ended, self._trimmed_at = 0, now
+            self._trim(now)
+
+    def _trim(self, now: float) -> None:
+        count = len(self.connections)
+        if self._high - count >= max(TRIM_AFTER, self._high // 2) and now - self._trimmed_at >= TRIM_EVERY:
+            memory.trim()
+            self._high, self._trimmed_at = count, now
 
     async def shutdown(self, timeout: float) -> None:
         """Close idle connections now, let busy ones finish for `timeout` seconds, then abort them."""
