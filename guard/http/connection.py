@@ -98,7 +98,7 @@ class Connection(BaseProtocol):
         except OSError:  # already gone
             self.remote = ""
         self.idle_since = self._loop.time()
-        self._handshake = Handshake(sock, context, self._server.handshake_timeout, lambda: self,
+        self._handshake = Handshake(sock, context, self._server.limits.handshake_timeout, lambda: self,
                                     self._handshake_failed)
 
     def _handshake_failed(self, timed_out: bool) -> None:
@@ -122,7 +122,7 @@ class Connection(BaseProtocol):
         for message, payload in messages:
             self._queue.append((message, payload))
         if messages and messages[-1][1] is not EMPTY_PAYLOAD and not messages[-1][1].is_eof():
-            self._body = BodyClock(messages[-1][1], self._loop.time() + self._server.body_timeout)
+            self._body = BodyClock(messages[-1][1], self._loop.time() + self._server.limits.body_timeout)
         if upgraded:
             self._tail = tail
             self._upgraded = True
@@ -293,7 +293,7 @@ class Connection(BaseProtocol):
         """The server's periodic look: close when idle too long, enforce the body deadline, cut a
         client that takes no byte for `writeTimeout`."""
         server = self._server
-        if self.close_if_idle(now, server.idle_timeout):
+        if self.close_if_idle(now, server.limits.idle_timeout):
             server.stats.idle_closed += 1
             return
         if self._linger_until is not None and now >= self._linger_until:
@@ -314,12 +314,12 @@ class Connection(BaseProtocol):
             payload, self._body = self._body.payload, None
             self._server.stats.body_timeouts += 1
             payload.set_exception(BodyTimeout(
-                f"the request body did not arrive within {self._server.body_timeout:g}s"))
+                f"the request body did not arrive within {self._server.limits.body_timeout:g}s"))
 
     def _check_stall(self, now: float, transport: asyncio.Transport) -> None:
         sent = self.sent + (self._delivered() if self._delivered is not None else 0)
         waiting = transport.get_write_buffer_size() + unsent(self._socket)
-        if self._stall.stalled_for(now, sent, waiting) >= self._server.write_timeout:
+        if self._stall.stalled_for(now, sent, waiting) >= self._server.limits.write_timeout:
             self._server.stats.write_timeouts += 1
             reset(self._socket)  # what waits in the kernel would wait for it too: drop it
             self._abort()  # connection_lost cancels the handler: seat, upstream and slot go back

@@ -49,6 +49,24 @@ TRIM_EVERY = 10.0
 Handler = Callable[[Request], Awaitable[None]]
 
 
+@dataclass(frozen=True)
+class Limits:
+    """What one client connection may hold, and for how long (guard.yaml's `limits:`)."""
+
+    max_connections: int
+    """Connections at once, counted from accept."""
+    max_line: int
+    """Longest request line or header field, bytes."""
+    idle_timeout: float
+    """Seconds with no request: from accept, or since the last answer."""
+    handshake_timeout: float = 10.0
+    """Seconds a TLS handshake (and its closing exchange) may take."""
+    body_timeout: float = 60.0
+    """Seconds the whole request body may take to arrive, from its head."""
+    write_timeout: float = 60.0
+    """Seconds a client may take no byte of what waits for it."""
+
+
 @dataclass
 class ConnectionStats:
     """What happened to client connections (guard_connections_<name>_total)."""
@@ -70,19 +88,13 @@ class ConnectionStats:
 class Server:
     """The protocol factory for `loop.create_server`, and the connections it made."""
 
-    def __init__(self, handler: Handler, *, idle_timeout: float, max_connections: int, max_line: int,
-                 tls: ssl.SSLContext | None = None, handshake_timeout: float = 10.0,
-                 body_timeout: float = 60.0, write_timeout: float = 60.0) -> None:
+    def __init__(self, handler: Handler, limits: Limits, *, tls: ssl.SSLContext | None = None) -> None:
         self.handler = handler
-        self.idle_timeout = idle_timeout
-        self.max_connections = max_connections
-        self.max_line = max_line
+        self.limits = limits
+        """Replaced whole on a settings reload: the sweep and new connections read the new one."""
         self.tls = tls
         """With TLS, `accept_tls` accepts and each connection starts TLS itself, so that it counts
         from accept; without, the loop accepts (`loop.create_server(server)`)."""
-        self.handshake_timeout = handshake_timeout
-        self.body_timeout = body_timeout
-        self.write_timeout = write_timeout
         self.connections: set[Connection] = set()
         self.stats = ConnectionStats()
         self.closing = False
@@ -134,8 +146,8 @@ class Server:
             self._acceptor.cancel()
 
     def new_parser(self, conn: Connection) -> HttpRequestParser:
-        return HttpRequestParser(conn, self.loop, READ_LIMIT, max_line_size=self.max_line,
-                                 max_field_size=self.max_line, max_headers=256, auto_decompress=False)
+        return HttpRequestParser(conn, self.loop, READ_LIMIT, max_line_size=self.limits.max_line,
+                                 max_field_size=self.limits.max_line, max_headers=256, auto_decompress=False)
 
     # -- accounting: Connection calls these as it changes state
 
@@ -143,7 +155,7 @@ class Server:
         """Count a just-accepted connection, making room when full; False: close it."""
         if self.closing:
             return False
-        if len(self.connections) >= self.max_connections and not self._evict():
+        if len(self.connections) >= self.limits.max_connections and not self._evict():
             self.stats.refused += 1
             return False
         self.connections.add(conn)

@@ -20,6 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from guard import settings as settings_module
+from guard.http.server import Limits
 from guard.http.server import Server as HttpServer
 from guard.kube.errors import ConfigError
 from guard.process import observing, wiring
@@ -27,7 +28,7 @@ from guard.process.workers import ORPHAN_CHECK, WorkerSpec, listen_socket, paren
 from guard.proxy.pipeline import Proxy
 from guard.proxy.runtime import Runtime, Serving, in_flight
 from guard.routing.dispatch import remember_server_names
-from guard.settings import Settings, TLSSettings
+from guard.settings import LimitSettings, Settings, TLSSettings
 from guard.telemetry.admin import AdminPages, serve_siblings
 from guard.telemetry.metrics import GuardMetrics
 from guard.telemetry.siblings import Siblings
@@ -89,10 +90,7 @@ class GuardServer:
         through SO_REUSEPORT under `--workers`)."""
         s = self.settings
         limits = s.limits
-        self._main = HttpServer(proxy.handle, idle_timeout=limits.idle_timeout,
-                                max_connections=limits.max_connections, max_line=limits.max_header_bytes,
-                                tls=self._tls, handshake_timeout=limits.handshake_timeout,
-                                body_timeout=limits.body_timeout, write_timeout=limits.write_timeout)
+        self._main = HttpServer(proxy.handle, _connection_limits(limits), tls=self._tls)
         self.metrics.add_counters(self._main.figures, "guard_connections", "Client connections")
         loop = asyncio.get_running_loop()
         port = self._port if self.worker is not None and self._port is not None else s.listen.port
@@ -158,6 +156,8 @@ class GuardServer:
             self.metrics.reloads.labels("rejected").inc()
             return False
         old, self.serving.runtime, self.settings = self.serving.runtime, runtime, fresh
+        if self._main is not None:
+            self._main.limits = _connection_limits(fresh.limits)
         if fresh.tls is not None and self._tls is not None:
             self._tls.load_cert_chain(str(fresh.tls.cert), str(fresh.tls.key))  # new handshakes only
         asyncio.get_running_loop().create_task(_retire(old))
@@ -221,6 +221,12 @@ def _url(scheme: str, bound: Any) -> str:
     host = str(bound[0])
     shown = f"[{host}]" if ":" in host else host
     return f"{scheme}://{shown}:{bound[1]}"
+
+
+def _connection_limits(limits: LimitSettings) -> Limits:
+    return Limits(max_connections=limits.max_connections, max_line=limits.max_header_bytes,
+                  idle_timeout=limits.idle_timeout, handshake_timeout=limits.handshake_timeout,
+                  body_timeout=limits.body_timeout, write_timeout=limits.write_timeout)
 
 
 def _limit_connections(runner: web.BaseRunner, most: int) -> None:

@@ -113,7 +113,8 @@ class LimitSettings:
     """Seconds a client connection may sit idle: between requests, or from accept to its first
     request head."""
     handshake_timeout: float = 10.0
-    """Seconds a TLS handshake may take from accept (Go's net/http and the api-server: 10 s)."""
+    """Seconds a TLS handshake may take from accept, and its closing exchange (10 s as Go's
+    http.Transport allows a server; the api-server's own listener allows 32 s)."""
     request_timeout: float = 60.0
     """Seconds an ordinary request may take upstream (watches, logs and exec are exempt)."""
     body_timeout: float = 60.0

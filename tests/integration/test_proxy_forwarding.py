@@ -233,6 +233,15 @@ async def test_connections_beyond_max_connections_replace_idle_ones_or_are_close
     assert len(api.seen) == 3
 
 
+async def test_a_reload_applies_new_connection_limits(tmp_path: Path, api: FakeApiServer) -> None:
+    """SIGHUP's reload hands the main listener the new `limits` (connections and timeouts)."""
+    async for g in _guard(tmp_path, [api.url], extra="limits: {maxConnections: 2}\n"):
+        write_settings(tmp_path, [api.url], extra="limits: {maxConnections: 3, writeTimeout: 5s}\n")
+        assert await g.server.reload()
+        limits = g.server._main.limits
+        assert (limits.max_connections, limits.write_timeout) == (3, 5.0)
+
+
 async def test_an_api_server_silent_beyond_request_timeout_gets_a_503_but_a_watch_does_not(
         tmp_path: Path, api: FakeApiServer, client: aiohttp.ClientSession) -> None:
     """limits.requestTimeout bounds how long an ordinary request waits for the api-server (a 503
