@@ -99,10 +99,12 @@ class Connection(BaseProtocol):
             self.remote = ""
         self.idle_since = self._loop.time()
         self._handshake = Handshake(sock, context, self._server.limits.handshake_timeout, lambda: self,
-                                    self._handshake_failed)
+                                    self._handshake_over)
 
-    def _handshake_failed(self, timed_out: bool) -> None:
-        if timed_out:
+    def _handshake_over(self, failed: bool) -> None:
+        """The handshake ended without a connection: it `failed` (too slow, reset, not TLS), or
+        guard cancelled it, or the socket went away under it."""
+        if failed:
             self._server.stats.handshakes_failed += 1
         self._lost()
 

@@ -18,16 +18,16 @@ from collections.abc import Callable
 
 
 class Handshake:
-    """TLS for one accepted socket: `protocol().connection_made` when it is done, else `failed()`
-    (`timed_out`: it failed, rather than being cancelled)."""
+    """TLS for one accepted socket: `protocol().connection_made` when it is done, else `over(failed)`
+    (`failed`: the handshake itself failed, rather than being cancelled or losing its socket)."""
 
-    __slots__ = ("_failed", "_sock", "task")
+    __slots__ = ("_over", "_sock", "task")
 
     def __init__(self, sock: socket.socket, context: ssl.SSLContext, timeout: float,
-                 protocol: Callable[[], asyncio.Protocol], failed: Callable[[bool], None]) -> None:
+                 protocol: Callable[[], asyncio.Protocol], over: Callable[[bool], None]) -> None:
         self._sock: socket.socket | None = sock
         """The socket, until the loop's transport owns it."""
-        self._failed = failed
+        self._over = over
         self.task = asyncio.get_running_loop().create_task(self._run(sock, context, timeout, protocol))
 
     async def _run(self, sock: socket.socket, context: ssl.SSLContext, timeout: float,
@@ -37,13 +37,13 @@ class Handshake:
             transport, _ = await asyncio.get_running_loop().connect_accepted_socket(
                 protocol, sock, ssl=context, ssl_handshake_timeout=timeout, ssl_shutdown_timeout=timeout)
         except asyncio.CancelledError:
-            self._failed(False)
+            self._over(False)
             raise
         except Exception:  # too slow, reset, not TLS, an unknown CA: all end the same way
-            self._failed(True)
+            self._over(True)
             return
         if transport.is_closing():  # the socket closed under the handshake: the loop calls it a success
-            self._failed(False)
+            self._over(False)
 
     def cancel(self) -> None:
         """Stop now: close the socket if the loop never took it, else let its transport close it."""
