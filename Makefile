@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit chaos bench deps system-deps clean image image-digest lock conformance
+.PHONY: demo test lint unit chaos bench fuzz harden deps system-deps clean image image-digest lock conformance
 
 demo: deps
 	$(PY) -m chaos demo
@@ -27,6 +27,17 @@ conformance: deps
 
 chaos: deps
 	$(PY) -m chaos run all --report reports/chaos
+
+# Property-based fuzzers only (`@pytest.mark.fuzz`, tests/fuzzing.py), each trying EXAMPLES inputs
+# (`make test` runs them with 40). About 2 minutes for guard's HTTP parser path at 3,000.
+EXAMPLES ?= 3000
+fuzz: deps
+	GUARD_FUZZ_EXAMPLES=$(EXAMPLES) $(PY) -m pytest -q -p no:cacheprovider -m fuzz -s
+
+# The resource-exhaustion test at full scale (10x maxConnections 1,000 and the policies' limits);
+# `make test` runs it scaled down. Prints its figures. About 3 minutes.
+harden: deps
+	GUARD_EXHAUSTION=full $(PY) -m pytest -q -p no:cacheprovider -m exhaustion -s
 
 bench: deps
 	@bash scripts/system-deps.sh nginx haproxy wrk

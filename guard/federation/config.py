@@ -7,7 +7,7 @@ setting. This module only validates shapes; it never opens a connection or reads
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from guard.config.durations import parse_duration
@@ -36,8 +36,9 @@ class RedisSettings:
     key_file: str | None = None
     username: str | None = None
     """ACL user; overrides the one in the URL."""
-    password: str | None = None
-    """ACL password; overrides the one in the URL. Prefer `password_file`."""
+    password: str | None = field(default=None, repr=False)
+    """ACL password; overrides the one in the URL. Prefer `password_file`. A secret: `repr=False`
+    keeps it out of reprs and /debug/guard/config."""
     password_file: str | None = None
     """File whose first line is the password, read when connecting."""
     cluster: bool = False

@@ -1,7 +1,11 @@
 """One client request as the request path sees it, and the way to answer it: whole (`send`), as a
 streamed body (`stream`), from a callback (`write_now`), or by leaving HTTP for a byte pipe
-(`pipe`). It knows its connection only through `Link`, what guard.http.server's connections
-provide. It must never log a header or a body.
+(`pipe`). It knows its connection only through `Link`, what guard.http.connection provides.
+
+`keep_alive` says whether the connection can serve another request after this answer: the client
+allows it, and the body has arrived or what is left of it is small enough to read and drop
+(`DRAIN_BODY`); the first head written fixes it (`closes`), so an answer that ends the connection
+always says `Connection: close`. It must never log a header or a body.
 """
 
 from __future__ import annotations
@@ -15,8 +19,20 @@ from aiohttp.streams import EMPTY_PAYLOAD, StreamReader
 from multidict import CIMultiDictProxy, MultiDictProxy
 from yarl import URL
 
+from guard.kube.errors import GuardError
+
 DRAIN_ABOVE = 512 * 1024
 """Bytes queued towards the client above which a writer waits for the client to read."""
+DRAIN_BODY = 64 * 1024
+"""Most bytes of a refused request's body still to come that guard reads and drops to keep the
+connection; with more to come (or an unknown length) the refusal says `Connection: close`."""
+
+
+class BodyTimeout(GuardError):
+    """The request body did not arrive whole within `limits.bodyTimeout` of its head."""
+
+    code = 408
+    reason = "Timeout"
 
 
 class Link(Protocol):
@@ -33,14 +49,19 @@ class Link(Protocol):
 
     async def drain(self) -> None: ...
 
-    def become_pipe(self, target: asyncio.Transport, done: asyncio.Future[None]) -> Callable[[], int]: ...
+    def write(self, data: bytes) -> None: ...
+
+    def writelines(self, chunks: tuple[bytes, ...]) -> None: ...
+
+    def become_pipe(self, target: asyncio.Transport, done: asyncio.Future[None],
+                    delivered: Callable[[], int]) -> Callable[[], int]: ...
 
 
 class Request:
     """One parsed client request, and the way to answer it."""
 
-    __slots__ = ("_conn", "_url", "answered", "content", "headers", "keep_alive", "method",
-                 "raw_path", "remote", "version")
+    __slots__ = ("_conn", "_continued", "_keep_alive", "_url", "answered", "closes", "content", "headers",
+                 "method", "raw_path", "remote", "version")
 
     def __init__(self, conn: Link, message: Any, payload: StreamReader) -> None:
         self._conn = conn
@@ -50,11 +71,35 @@ class Request:
         self._url = message.url
         self.headers: CIMultiDictProxy[str] = message.headers
         self.version = message.version
-        self.keep_alive: bool = not message.should_close and message.version != HttpVersion10
+        self._keep_alive: bool = not message.should_close and message.version != HttpVersion10
         self.content = payload
         self.remote = conn.remote
         self.answered = False
         """True once the status line has been written: an error can then only abort."""
+        self.closes = False
+        """The answer said `Connection: close` (fixed when its head was written)."""
+        self._continued = False
+
+    @property
+    def keep_alive(self) -> bool:
+        """Whether the connection may serve another request after this answer: the client allows
+        it, and the body has arrived, or what is left is at most DRAIN_BODY bytes of a known
+        length that the client is sending (not waiting on `100 Continue`)."""
+        if not self._keep_alive:
+            return False
+        content = self.content
+        if content.exception() is not None:
+            return False
+        if content is EMPTY_PAYLOAD or content.is_eof():
+            return True
+        length = self.content_length
+        if length is None or length - content.total_bytes > DRAIN_BODY:
+            return False
+        return self._continued or self.headers.get("Expect", "").lower() != "100-continue"
+
+    @keep_alive.setter
+    def keep_alive(self, value: bool) -> None:
+        self._keep_alive = self._keep_alive and value
 
     def retarget(self, target: str) -> None:
         """Serve this request as one for `target` (still encoded): guard.routing strips the
@@ -96,12 +141,14 @@ class Request:
 
     async def send(self, data: bytes) -> None:
         """Write a whole answer (status line, headers, body) and wait while the client lags."""
-        self.answered = True
+        if not self.answered:
+            self.answered = True
+            self.closes = not self.keep_alive  # what the head just built from it said
         conn = self._conn
         transport = conn.transport
         if transport is None or transport.is_closing():
             raise ConnectionResetError("the client went away")
-        transport.write(data)
+        conn.write(data)
         if transport.get_write_buffer_size() > DRAIN_ABOVE:
             await conn.drain()
 
@@ -116,7 +163,7 @@ class Request:
         transport = self._conn.transport
         if transport is None or transport.is_closing():
             return False  # the handler is being cancelled; what follows is dropped
-        transport.write(data)
+        self._conn.write(data)
         return self._conn.writing_paused
 
     def on_writable(self, callback: Callable[[], None] | None) -> None:
@@ -129,14 +176,18 @@ class Request:
             return
         expect = self.headers.get("Expect")
         transport = self._conn.transport
-        if expect is not None and expect.lower() == "100-continue" and transport is not None:
-            transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        if expect is not None and expect.lower() == "100-continue" and transport is not None \
+                and not transport.is_closing():
+            self._continued = True
+            self._conn.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
-    def pipe(self, target: asyncio.Transport, done: asyncio.Future[None]) -> Callable[[], int]:
-        """After a 101: every byte the client sends goes to `target` until either side closes.
-        Returns a function giving the bytes piped so far."""
+    def pipe(self, target: asyncio.Transport, done: asyncio.Future[None],
+             delivered: Callable[[], int]) -> Callable[[], int]:
+        """After a 101: every byte the client sends goes to `target` until either side closes;
+        `delivered` gives the bytes the tunnel wrote towards the client (a client that takes none
+        for `writeTimeout` is cut). Returns a function giving the bytes piped so far."""
         self.keep_alive = False
-        return self._conn.become_pipe(target, done)
+        return self._conn.become_pipe(target, done, delivered)
 
 
 class Stream:
@@ -153,9 +204,9 @@ class Stream:
         if transport is None or transport.is_closing():
             raise ConnectionResetError("the client went away")
         if self._chunked:
-            transport.writelines((b"%x\r\n" % len(chunk), chunk, b"\r\n"))
+            self._conn.writelines((b"%x\r\n" % len(chunk), chunk, b"\r\n"))
         else:
-            transport.write(chunk)
+            self._conn.write(chunk)
         if transport.get_write_buffer_size() > DRAIN_ABOVE:
             await self._conn.drain()
 
@@ -164,4 +215,4 @@ class Stream:
             transport = self._conn.transport
             if transport is None or transport.is_closing():
                 raise ConnectionResetError("the client went away")
-            transport.write(b"0\r\n\r\n")
+            self._conn.write(b"0\r\n\r\n")

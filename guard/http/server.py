@@ -3,17 +3,19 @@
 aiohttp's `web.Server` costs more per request than the rest of guard's request path: a task per
 connection plus one per request, a `BaseRequest`, a `StreamResponse` and its payload writer. This
 server keeps what a proxy needs and nothing else: one task per request, a small `Request`, answers
-written as bytes (`guard.http.answers` serialises them), and body streams with flow control both ways.
+written as bytes (`guard.http.answers`), and body streams with flow control both ways. Each
+connection is a `guard.http.connection.Connection`; this module makes them, counts them and sweeps
+them.
 
-What it does, per connection: parse requests with llhttp (aiohttp's `HttpRequestParser`: header and
-line limits, chunked bodies, pipelining), serve them one after another, keep the connection alive
-unless the client or the answer says otherwise, close connections idle longer than `idle_timeout`,
-cancel the handler when the client goes away (so an abandoned watch frees its upstream at once),
-refuse connections beyond `max_connections`, answer a request it cannot parse with a 400/431
-Status and close, and hand the socket over to a byte pipe after an upgrade (guard.http.tunnel).
-The handler must answer through the `Request` (`send`, `stream`, `pipe`); a handler that returns
-without answering gets a 500 Status, one that raises gets its connection aborted. This module must
-never log a header or a body.
+Every accepted socket counts against `max_connections` at once, before its TLS handshake. At the
+limit a newcomer takes the place of the least useful connection: one that has not served a request
+yet (a handshake, a head still arriving, a refused body being dropped), oldest first, else the one
+idle longest between requests — as nginx reuses keep-alive connections when it runs out; only when
+every connection is serving a request is the newcomer closed. Once a second (`SWEEP_EVERY`) the
+sweep closes idle connections, enforces body deadlines and write stalls, and gives freed memory
+back once a burst of connections has ended. The handler must answer through the `Request` (`send`,
+`stream`, `pipe`); one that returns without answering gets a 500 Status, one that raises gets its
+connection aborted. This module must never log a header or a body.
 """
 
 from __future__ import annotations
@@ -21,240 +23,188 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
+import socket
+import ssl
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from typing import Any
+from dataclasses import dataclass
 
-from aiohttp.base_protocol import BaseProtocol
-from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 from aiohttp.http_parser import HttpRequestParser
-from aiohttp.streams import EMPTY_PAYLOAD, StreamReader
 
-from guard.http import answers
-from guard.http.pipes import pipe_bytes
-from guard.http.request import DRAIN_ABOVE, Request
-from guard.kube.errors import BadRequest, GuardError, HeaderTooLarge
+from guard.http import memory
+from guard.http.connection import Connection
+from guard.http.request import Request
 
 log = logging.getLogger(__name__)
 READ_LIMIT = 64 * 1024
 """Request body StreamReader low-water mark: above twice this, reading the client socket pauses."""
-MAX_PIPELINED = 16
-"""Parsed requests waiting behind the one being served before reading the socket pauses."""
 SWEEP_EVERY = 1.0
-"""Seconds between two passes closing idle keep-alive connections."""
+"""Seconds between two passes over the connections (idle, body deadlines, write stalls)."""
+TRIM_AFTER = 64
+"""Trim the heap once the open connections have fallen by half their high-water mark, and by at
+least this many, since the last trim (a burst has ended)."""
+TRIM_EVERY = 10.0
+"""Seconds at least between two trims (a trim costs page faults when the memory is used again)."""
 
 Handler = Callable[[Request], Awaitable[None]]
 
 
-class Connection(BaseProtocol):
-    """One client connection: parse, serve requests in order, keep alive, pipe after an upgrade."""
+@dataclass(frozen=True)
+class Limits:
+    """What one client connection may hold, and for how long (guard.yaml's `limits:`)."""
 
-    def __init__(self, server: Server) -> None:
-        super().__init__(server.loop)
-        self._server = server
-        self.remote = ""
-        self.idle_since: float | None = None
-        self._queue: deque[tuple[Any, StreamReader]] = deque()
-        self._task: asyncio.Task[None] | None = None
-        self._closing = False
-        self._pipe_target: asyncio.Transport | None = None
-        self._pipe_done: asyncio.Future[None] | None = None
-        self._piped = 0
-        self._tail = b""
-        self.on_writable: Callable[[], None] | None = None
+    max_connections: int
+    """Connections at once, counted from accept."""
+    max_line: int
+    """Longest request line or header field, bytes."""
+    idle_timeout: float
+    """Seconds with no request: from accept, or since the last answer."""
+    handshake_timeout: float = 10.0
+    """Seconds a TLS handshake (and its closing exchange) may take."""
+    body_timeout: float = 60.0
+    """Seconds the whole request body may take to arrive, from its head."""
+    write_timeout: float = 60.0
+    """Seconds a client may take no byte of what waits for it."""
 
-    # -- asyncio callbacks
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
-        server = self._server
-        server.connections.add(self)
-        if len(server.connections) > server.max_connections or server.closing:
-            self.transport = None
-            transport.abort()  # type: ignore[attr-defined]
-            return
-        transport.set_write_buffer_limits(high=DRAIN_ABOVE)  # type: ignore[attr-defined]
-        peer = transport.get_extra_info("peername")
-        self.remote = str(peer[0]) if isinstance(peer, tuple) else ""
-        self._parser = server.new_parser(self)
-        self.idle_since = self._loop.time()
+@dataclass
+class ConnectionStats:
+    """What happened to client connections (guard_connections_<name>_total)."""
 
-    def data_received(self, data: bytes) -> None:
-        target = self._pipe_target
-        if target is not None:
-            self._pipe(target, data)
-            return
-        parser = self._parser
-        if parser is None or self._closing:
-            return
-        try:
-            messages, upgraded, tail = parser.feed_data(data)
-        except HttpProcessingError as e:
-            self._refuse(e)
-            return
-        for message, payload in messages:
-            self._queue.append((message, payload))
-        if upgraded:
-            self._tail = tail
-            self._upgraded = True
-            self._parser = None  # what follows the upgrade request is not HTTP any more
-        if self._queue and self._task is None:
-            self._next()
-        if len(self._queue) > MAX_PIPELINED and self.transport is not None:
-            self._pause_reading_for_buffer()
-
-    def eof_received(self) -> bool:
-        parser = self._parser
-        if parser is not None and self._pipe_target is None:
-            with contextlib.suppress(HttpProcessingError):
-                parser.feed_eof()
-        if self._pipe_done is not None and not self._pipe_done.done():
-            self._pipe_done.set_result(None)
-        return False
-
-    def connection_lost(self, exc: BaseException | None) -> None:
-        self._server.connections.discard(self)
-        self._closing = True
-        self._upgraded = True  # no parser any more: flow control must not try to pause one
-        parser, self._parser = self._parser, None
-        if parser is not None:
-            with contextlib.suppress(Exception):
-                parser.feed_eof()
-        for _, payload in self._queue:
-            payload.feed_eof()
-        self._queue.clear()
-        if self._task is not None and not self._task.done():
-            self._task.cancel()  # the client left: its handler (an idle watch, say) stops now
-        if self._pipe_done is not None and not self._pipe_done.done():
-            self._pipe_done.set_result(None)
-        super().connection_lost(exc)
-
-    # -- serving
-
-    def _next(self) -> None:
-        message, payload = self._queue.popleft()
-        if self._buffer_paused and len(self._queue) <= MAX_PIPELINED:
-            self._resume_reading_for_buffer()
-        self.idle_since = None
-        request = Request(self, message, payload)
-        self._task = self._loop.create_task(self._serve(request))
-
-    async def _serve(self, request: Request) -> None:
-        try:
-            await self._server.handler(request)
-        except asyncio.CancelledError:
-            self._abort()
-            raise
-        except Exception:
-            # A handler raises only when nothing more can be said (the client left, or an answer broke
-            # after its head went out): the client must not take a truncated answer for a whole one.
-            self._abort()
-            return
-        finally:
-            self._task = None
-        if not request.answered:
-            log.error("no answer for %s %s; answering 500", request.method, request.path)
-            with contextlib.suppress(ConnectionResetError):
-                await request.send(answers.status(GuardError("internal error in guard"), close=True))
-            request.keep_alive = False
-        self._after(request)
-
-    def _after(self, request: Request) -> None:
-        """Keep the connection for the next request, or close it."""
-        if self._pipe_target is not None:
-            return  # the pipe owns the socket now
-        whole = request.content is EMPTY_PAYLOAD or request.content.is_eof()
-        if not (request.keep_alive and whole) or self._server.closing:
-            self._close()
-            return
-        if self._queue:
-            self._next()
-        else:
-            self.idle_since = self._loop.time()
-
-    def _refuse(self, error: HttpProcessingError) -> None:
-        """A request llhttp cannot parse: a Status, then close (the byte stream is out of step)."""
-        self._closing = True
-        self._parser = None
-        if self._task is None and self.transport is not None:
-            refusal = HeaderTooLarge("a request line or header is too long") if isinstance(
-                error, LineTooLong) else BadRequest("the request is not valid HTTP/1.1")
-            self.transport.write(answers.status(refusal, close=True))
-            self._close()
-        else:
-            self._abort()
-
-    def _close(self) -> None:
-        self._closing = True
-        if self.transport is not None:
-            self.transport.close()
-
-    def _abort(self) -> None:
-        self._closing = True
-        if self.transport is not None:
-            self.transport.abort()
-
-    def close_if_idle(self, now: float, timeout: float) -> None:
-        if self._task is None and self._pipe_target is None and self.idle_since is not None and (
-                now - self.idle_since >= timeout or self._server.closing):
-            self._close()
-
-    async def drain(self) -> None:
-        await self._drain_helper()
-
-    def resume_writing(self) -> None:
-        super().resume_writing()
-        if self.on_writable is not None:
-            self.on_writable()
-
-    # -- upgrade
-
-    def become_pipe(self, target: asyncio.Transport, done: asyncio.Future[None]) -> Callable[[], int]:
-        self._pipe_target, self._pipe_done = target, done
-        tail, self._tail = self._tail, b""
-        if tail:
-            self._pipe(target, tail)
-        return lambda: self._piped
-
-    def _pipe(self, target: asyncio.Transport, data: bytes) -> None:
-        if not pipe_bytes(target, data, self._pause_reading_for_buffer, self._resume_piping):
-            if self._pipe_done is not None and not self._pipe_done.done():
-                self._pipe_done.set_result(None)
-            return
-        self._piped += len(data)
-
-    def _resume_piping(self) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self._resume_reading_for_buffer()
+    refused: int = 0
+    """Closed right after accept: at maxConnections with every connection serving a request."""
+    evicted: int = 0
+    """Closed to make room for a new one: the oldest serving nothing (handshake, idle, refused body)."""
+    handshakes_failed: int = 0
+    """TLS handshakes that failed or took longer than handshakeTimeout."""
+    idle_closed: int = 0
+    """Closed after idleTimeout without a request (a handshake or a head still arriving included)."""
+    body_timeouts: int = 0
+    """Request bodies that had not arrived whole within bodyTimeout (answered 408, closed)."""
+    write_timeouts: int = 0
+    """Clients cut because they took no byte of what was queued for them for writeTimeout."""
 
 
 class Server:
     """The protocol factory for `loop.create_server`, and the connections it made."""
 
-    def __init__(self, handler: Handler, *, idle_timeout: float, max_connections: int,
-                 max_line: int) -> None:
+    def __init__(self, handler: Handler, limits: Limits, *, tls: ssl.SSLContext | None = None) -> None:
         self.handler = handler
-        self.idle_timeout = idle_timeout
-        self.max_connections = max_connections
-        self.max_line = max_line
+        self.limits = limits
+        """Replaced whole on a settings reload: the sweep and new connections read the new one."""
+        self.tls = tls
+        """With TLS, `accept_tls` accepts and each connection starts TLS itself, so that it counts
+        from accept; without, the loop accepts (`loop.create_server(server)`)."""
         self.connections: set[Connection] = set()
+        self.stats = ConnectionStats()
         self.closing = False
         self.loop = asyncio.get_running_loop()
+        self._fresh: OrderedDict[Connection, None] = OrderedDict()
+        """Connections that serve nothing and never served a request, oldest first."""
+        self._idle: OrderedDict[Connection, None] = OrderedDict()
+        """Kept-alive connections between requests, longest idle first."""
+        self._high = 0
+        """The most connections open at once since the heap was last trimmed."""
+        self._trimmed_at = self.loop.time()
         self._sweeper = self.loop.create_task(self._sweep())
+        self._acceptor: asyncio.Task[None] | None = None
 
     def __call__(self) -> Connection:
         return Connection(self)
 
+    def figures(self) -> dict[str, int]:
+        """The stats, and the connections open now (`open`, counted from accept)."""
+        return {**vars(self.stats), "open": len(self.connections)}
+
+    def accept_tls(self, listener: socket.socket, *, backlog: int) -> None:
+        """Listen on the bound `listener` and serve TLS on what it accepts, counting each connection
+        before its handshake."""
+        assert self.tls is not None
+        listener.listen(backlog)
+        listener.setblocking(False)
+        self._acceptor = self.loop.create_task(self._accept(listener, self.tls))
+
+    async def _accept(self, listener: socket.socket, context: ssl.SSLContext) -> None:
+        try:
+            while True:
+                try:
+                    sock, _ = await self.loop.sock_accept(listener)
+                except OSError as e:  # out of file descriptors, say: refuse for a moment, not forever
+                    log.warning("accepting a connection failed: %s", e.strerror)
+                    await asyncio.sleep(0.1)
+                    continue
+                conn = Connection(self)
+                if self.admit(conn):
+                    conn.secure(sock, context)
+                else:
+                    sock.close()
+        finally:
+            listener.close()
+
+    def stop_accepting(self) -> None:
+        if self._acceptor is not None:
+            self._acceptor.cancel()
+
     def new_parser(self, conn: Connection) -> HttpRequestParser:
-        return HttpRequestParser(conn, self.loop, READ_LIMIT, max_line_size=self.max_line,
-                                 max_field_size=self.max_line, max_headers=256, auto_decompress=False)
+        return HttpRequestParser(conn, self.loop, READ_LIMIT, max_line_size=self.limits.max_line,
+                                 max_field_size=self.limits.max_line, max_headers=256, auto_decompress=False)
+
+    # -- accounting: Connection calls these as it changes state
+
+    def admit(self, conn: Connection) -> bool:
+        """Count a just-accepted connection, making room when full; False: close it."""
+        if self.closing:
+            return False
+        if len(self.connections) >= self.limits.max_connections and not self._evict():
+            self.stats.refused += 1
+            return False
+        self.connections.add(conn)
+        self._fresh[conn] = None
+        self._high = max(self._high, len(self.connections))
+        return True
+
+    def _evict(self) -> bool:
+        for spare in (self._fresh, self._idle):
+            if spare:
+                victim, _ = spare.popitem(last=False)
+                self.stats.evicted += 1
+                victim.evict()
+                return True
+        return False
+
+    def busy(self, conn: Connection) -> None:
+        """`conn` serves a request (or pipes): never evicted."""
+        self._fresh.pop(conn, None)
+        self._idle.pop(conn, None)
+
+    def spare(self, conn: Connection, *, fresh: bool) -> None:
+        """`conn` serves nothing now; `fresh`: it has proved nothing either (first to go)."""
+        self.busy(conn)
+        if conn in self.connections:
+            (self._fresh if fresh else self._idle)[conn] = None
+
+    def gone(self, conn: Connection) -> None:
+        self.connections.discard(conn)
+        self.busy(conn)
+
+    # -- the sweep
 
     async def _sweep(self) -> None:
         while True:
             await asyncio.sleep(SWEEP_EVERY)
             now = self.loop.time()
             for conn in list(self.connections):
-                conn.close_if_idle(now, self.idle_timeout)
+                try:
+                    conn.sweep(now)
+                except Exception:  # one connection's trouble must not stop every connection's clocks
+                    log.exception("sweeping a connection failed")
+            self._trim(now)
+
+    def _trim(self, now: float) -> None:
+        count = len(self.connections)
+        if self._high - count >= max(TRIM_AFTER, self._high // 2) and now - self._trimmed_at >= TRIM_EVERY:
+            memory.trim()
+            self._high, self._trimmed_at = count, now
 
     async def shutdown(self, timeout: float) -> None:
         """Close idle connections now, let busy ones finish for `timeout` seconds, then abort them."""
@@ -268,7 +218,10 @@ class Server:
             for conn in list(self.connections):
                 conn.close_if_idle(self.loop.time(), 0.0)
         for conn in list(self.connections):
-            conn._abort()
-        self._sweeper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._sweeper
+            conn.evict()
+        self.stop_accepting()
+        for task in (self._sweeper, self._acceptor):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task

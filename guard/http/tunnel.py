@@ -42,7 +42,7 @@ async def splice(request: Request, upstream: Response, add: Sequence[tuple[str, 
                                     length=None, chunked=False, close=False))
     done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     to_client = upstream.pipe(client_transport, done)
-    from_client = request.pipe(up_transport, done)
+    from_client = request.pipe(up_transport, done, to_client)
     try:
         await done
     finally:

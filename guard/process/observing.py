@@ -20,6 +20,7 @@ from guard.process.wiring import ProcessState
 from guard.proxy.pipeline import Proxy
 from guard.proxy.runtime import Runtime, Serving, clusters_of
 from guard.settings import ClusterSettings
+from guard.settings.model import DebugAccess
 from guard.telemetry import admin
 from guard.telemetry.metrics import EndpointFigures, GuardMetrics
 from guard.upstream.endpoints import Endpoint
@@ -39,7 +40,7 @@ def build_apps(serving: Serving, metrics: GuardMetrics, pages: admin.AdminPages,
     _adaptive_pages(serving, pages, metrics)
     _routing_pages(serving, pages, metrics)
     admin_app = admin.build_admin_app(metrics, pages, lambda: serving.runtime.settings,
-                                      lambda: _ready(serving))
+                                      lambda: _ready(serving), debug_access=lambda: _debug_access(serving))
     return admin_app, proxy
 
 
@@ -128,6 +129,12 @@ def _authz_counters(serving: Serving) -> Callable[[], dict[str, int]]:
             counters.update(authz.counters(rt.authorizer.stats if rt.authorizer is not None else None))
         return dict(counters)
     return read
+
+
+def _debug_access(serving: Serving) -> DebugAccess:
+    """`admin.debug` of the settings in force (a SIGHUP may change it)."""
+    settings = serving.runtime.settings.admin
+    return settings.debug if settings is not None else "loopback"
 
 
 async def _ready(serving: Serving) -> bool:

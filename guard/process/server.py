@@ -19,6 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from guard import settings as settings_module
+from guard.http.server import Limits
 from guard.http.server import Server as HttpServer
 from guard.kube.errors import ConfigError
 from guard.process import observing, wiring
@@ -26,7 +27,7 @@ from guard.process.workers import ORPHAN_CHECK, WorkerSpec, listen_socket, paren
 from guard.proxy.pipeline import Proxy
 from guard.proxy.runtime import Runtime, Serving, in_flight
 from guard.routing.dispatch import remember_server_names
-from guard.settings import Settings, TLSSettings
+from guard.settings import LimitSettings, Settings, TLSSettings
 from guard.telemetry.admin import AdminPages, serve_siblings
 from guard.telemetry.metrics import GuardMetrics
 from guard.telemetry.siblings import Siblings
@@ -88,17 +89,21 @@ class GuardServer:
         through SO_REUSEPORT under `--workers`)."""
         s = self.settings
         limits = s.limits
-        self._main = HttpServer(proxy.handle, idle_timeout=limits.idle_timeout,
-                                max_connections=limits.max_connections, max_line=limits.max_header_bytes)
+        self._main = HttpServer(proxy.handle, _connection_limits(limits), tls=self._tls)
+        self.metrics.add_counters(self._main.figures, "guard_connections", "Client connections")
         loop = asyncio.get_running_loop()
+        port = self._port if self.worker is not None and self._port is not None else s.listen.port
+        if self._tls is not None:  # guard accepts itself, so a connection counts before its handshake
+            sock = listen_socket(s.listen.host, port, reuse_port=self.worker is not None)
+            self._main.accept_tls(sock, backlog=1024)
+            return _url("https", sock.getsockname())
         if self.worker is not None:
-            sock = listen_socket(s.listen.host, self._port if self._port is not None else s.listen.port)
-            self._listener = await loop.create_server(self._main, sock=sock, ssl=self._tls, backlog=1024)
+            sock = listen_socket(s.listen.host, port)
+            self._listener = await loop.create_server(self._main, sock=sock, backlog=1024)
         else:
-            self._listener = await loop.create_server(self._main, s.listen.host, s.listen.port, ssl=self._tls,
+            self._listener = await loop.create_server(self._main, s.listen.host, s.listen.port,
                                                       backlog=1024, reuse_address=True)
-        bound = self._listener.sockets[0].getsockname()
-        return _url("https" if self._tls else "http", bound)
+        return _url("http", self._listener.sockets[0].getsockname())
 
     async def _serve_admin(self, application: web.Application, host: str, port: int) -> None:
         """One process, or worker 0: the admin address (worker 0 answering for its siblings too).
@@ -150,6 +155,8 @@ class GuardServer:
             self.metrics.reloads.labels("rejected").inc()
             return False
         old, self.serving.runtime, self.settings = self.serving.runtime, runtime, fresh
+        if self._main is not None:
+            self._main.limits = _connection_limits(fresh.limits)
         if fresh.tls is not None and self._tls is not None:
             self._tls.load_cert_chain(str(fresh.tls.cert), str(fresh.tls.key))  # new handshakes only
         asyncio.get_running_loop().create_task(_retire(old))
@@ -160,8 +167,8 @@ class GuardServer:
     def _check_restart_only(self, fresh: Settings) -> None:
         old = self.settings
         # The listeners, the store and its Redis live as long as the process.
-        restart_only = {"listen": (fresh.listen, old.listen), "admin": (fresh.admin, old.admin),
-                        "redis": (fresh.redis, old.redis)}
+        restart_only = {"listen": (fresh.listen, old.listen), "redis": (fresh.redis, old.redis),
+                        "admin": (fresh.admin and fresh.admin.address, old.admin and old.admin.address)}
         changed = [name for name, (new, was) in restart_only.items() if new != was]
         if (fresh.tls is None) != (self.settings.tls is None):
             changed.append("tls")
@@ -175,6 +182,7 @@ class GuardServer:
         if self._listener is not None:
             self._listener.close()
         if self._main is not None:
+            self._main.stop_accepting()
             await self._main.shutdown(self.settings.limits.drain_timeout)
         for runner in self._runners:
             await runner.cleanup()
@@ -212,6 +220,12 @@ def _url(scheme: str, bound: Any) -> str:
     host = str(bound[0])
     shown = f"[{host}]" if ":" in host else host
     return f"{scheme}://{shown}:{bound[1]}"
+
+
+def _connection_limits(limits: LimitSettings) -> Limits:
+    return Limits(max_connections=limits.max_connections, max_line=limits.max_header_bytes,
+                  idle_timeout=limits.idle_timeout, handshake_timeout=limits.handshake_timeout,
+                  body_timeout=limits.body_timeout, write_timeout=limits.write_timeout)
 
 
 def _limit_connections(runner: web.BaseRunner, most: int) -> None:

@@ -60,12 +60,14 @@ class WorkerSpec:
         os.write(self.ready_fd, (line.strip() + "\n").encode())
 
 
-def listen_socket(host: str, port: int) -> socket.socket:
-    """A socket bound to (host, port) in the port's SO_REUSEPORT group; listening is up to the caller."""
+def listen_socket(host: str, port: int, *, reuse_port: bool = True) -> socket.socket:
+    """A socket bound to (host, port), in the port's SO_REUSEPORT group unless told otherwise (one
+    process alone); listening is up to the caller."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
     return sock
 

@@ -4,11 +4,12 @@ from guard.settings.loading import load, parse
 from guard.settings.model import (
     AccessLogSettings,
     Address,
+    AdminSettings,
     ClusterSettings,
     LimitSettings,
     Settings,
     TLSSettings,
 )
 
-__all__ = ["AccessLogSettings", "Address", "ClusterSettings", "LimitSettings", "Settings", "TLSSettings",
-           "load", "parse"]
+__all__ = ["AccessLogSettings", "Address", "AdminSettings", "ClusterSettings", "LimitSettings", "Settings",
+           "TLSSettings", "load", "parse"]

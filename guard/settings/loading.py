@@ -24,8 +24,10 @@ from guard.kube.errors import ConfigError
 from guard.routing.config import check_routes, parse_health, parse_hosts
 from guard.routing.router import NAME
 from guard.settings.model import (
+    DEBUG_ACCESS,
     AccessLogSettings,
     Address,
+    AdminSettings,
     ClusterSettings,
     LimitSettings,
     Settings,
@@ -36,6 +38,9 @@ T = TypeVar("T")
 
 TOP_KEYS = ("listen", "tls", "admin", "clusters", "forwarding", "identity", "limits", "accessLog",
             "policies", "admission", "redis")
+LIMIT_KEYS = ("maxHeaderBytes", "maxBodyBytes", "maxConnections", "idleTimeout", "handshakeTimeout",
+              "requestTimeout", "bodyTimeout", "writeTimeout", "drainTimeout")
+ADMIN_KEYS = ("address", "debug")
 CLUSTER_KEYS = ("name", "server", "servers", "token", "tokenFile", "kubeconfig", "context", "inCluster",
                 "caFile", "certFile", "keyFile", "insecureSkipTLSVerify", "authorize", "hosts", "default",
                 "health", "adaptive")
@@ -68,13 +73,15 @@ def load(path: str | Path, *, overrides: Mapping[str, object] | None = None) -> 
 
 def _override(raw: dict[str, object], overrides: Mapping[str, object]) -> dict[str, object]:
     """Command-line values replace top-level keys, except that `--redis URL` replaces only the URL of
-    a `redis:` mapping: its publicKey, bundleDir, ... stay (a Secret supplies the URL in a pod)."""
+    a `redis:` mapping (its publicKey, bundleDir, ... stay: a Secret supplies the URL in a pod) and
+    `--admin-listen ADDR` only the address of an `admin:` mapping (its `debug` stays)."""
     merged = dict(raw)
     for key, value in overrides.items():
         if value is None:
             continue
         section = merged.get(key)
-        merged[key] = {**section, "url": value} if key == "redis" and isinstance(section, dict) else value
+        inner = {"redis": "url", "admin": "address"}.get(key)
+        merged[key] = {**section, inner: value} if inner and isinstance(section, dict) else value
     return merged
 
 
@@ -83,9 +90,9 @@ def parse(raw: object, name: str, *, base: Path = Path(".")) -> Settings:
     f = Fields(name, base)
     doc = f.mapping(raw, "", TOP_KEYS, required=("listen", "clusters"))
     listen = parse_address(f, doc.get("listen"), "listen")
-    admin = parse_address(f, doc["admin"], "admin") if doc.get("admin") is not None else None
+    admin = _admin(f, doc["admin"]) if doc.get("admin") is not None else None
     clusters = _clusters(f, doc.get("clusters"))
-    if listen is not None and admin is not None and listen.port and listen == admin:
+    if listen is not None and admin is not None and listen.port and listen == admin.address:
         f.error("admin", f"is the same address as listen ({listen}): the admin listener needs its own port")
     settings = Settings(
         source=name,
@@ -107,6 +114,18 @@ def parse(raw: object, name: str, *, base: Path = Path(".")) -> Settings:
     if f.problems:
         raise ConfigError(f.problems)
     return settings
+
+
+def _admin(f: Fields, raw: object) -> AdminSettings | None:
+    """`host:port`, or `{address: host:port, debug: loopback | open | off}`."""
+    if not isinstance(raw, dict):
+        address = parse_address(f, raw, "admin")
+        return AdminSettings(address) if address is not None else None
+    m = f.mapping(raw, "admin", ADMIN_KEYS, required=("address",))
+    address = parse_address(f, m.get("address"), "admin.address")
+    raw_debug = m.get("debug", "loopback")
+    debug = f.choice("off" if raw_debug is False else raw_debug, "admin.debug", DEBUG_ACCESS)  # YAML: off
+    return AdminSettings(address, debug) if address is not None else None
 
 
 def _tls(f: Fields, raw: object) -> TLSSettings | None:
@@ -185,8 +204,7 @@ def _servers(f: Fields, m: Mapping[str, object], at: str) -> tuple[str, ...]:
 
 def _limits(f: Fields, raw: object) -> LimitSettings:
     d = LimitSettings()
-    m = f.mapping(raw, "limits", ("maxHeaderBytes", "maxBodyBytes", "maxConnections", "idleTimeout",
-                                  "requestTimeout", "drainTimeout"))
+    m = f.mapping(raw, "limits", LIMIT_KEYS)
     return LimitSettings(
         max_header_bytes=f.integer(m.get("maxHeaderBytes", d.max_header_bytes), "limits.maxHeaderBytes",
                                    minimum=1024),
@@ -194,7 +212,11 @@ def _limits(f: Fields, raw: object) -> LimitSettings:
         max_connections=f.integer(m.get("maxConnections", d.max_connections), "limits.maxConnections",
                                   minimum=1),
         idle_timeout=f.seconds(m.get("idleTimeout", d.idle_timeout), "limits.idleTimeout"),
+        handshake_timeout=f.seconds(m.get("handshakeTimeout", d.handshake_timeout),
+                                    "limits.handshakeTimeout"),
         request_timeout=f.seconds(m.get("requestTimeout", d.request_timeout), "limits.requestTimeout"),
+        body_timeout=f.seconds(m.get("bodyTimeout", d.body_timeout), "limits.bodyTimeout"),
+        write_timeout=f.seconds(m.get("writeTimeout", d.write_timeout), "limits.writeTimeout"),
         drain_timeout=f.seconds(m.get("drainTimeout", d.drain_timeout), "limits.drainTimeout"),
     )
 

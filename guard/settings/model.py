@@ -17,6 +17,8 @@ from guard.identity.authz import AuthorizeSettings
 from guard.routing.config import HealthSettings
 
 Forwarding = Literal["passthrough", "impersonate"]
+DebugAccess = Literal["loopback", "open", "off"]
+DEBUG_ACCESS: tuple[DebugAccess, ...] = ("loopback", "open", "off")
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,25 @@ class Address:
 
     def __str__(self) -> str:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class AdminSettings:
+    """The admin listener: `admin: host:port`, or `admin: {address: host:port, debug: ...}`."""
+
+    address: Address
+    debug: DebugAccess = "loopback"
+    """Who may read /debug/guard/*: `loopback` clients only (kubectl port-forward arrives there),
+    anyone who reaches the port (`open`), or nobody (`off`). /metrics, /healthz, /livez and /readyz
+    answer everyone who reaches the port."""
+
+    @property
+    def host(self) -> str:
+        return self.address.host
+
+    @property
+    def port(self) -> int:
+        return self.address.port
 
 
 @dataclass(frozen=True)
@@ -85,11 +106,22 @@ class LimitSettings:
     max_body_bytes: int = 3 * 1024 * 1024
     """Largest request body, bytes; the api-server's own limit is 3 MiB."""
     max_connections: int = 10000
-    """Client connections served at once; more are closed right after accept."""
+    """Client connections held at once, counted from accept (TLS handshakes included). At the
+    limit a new connection replaces the oldest one serving nothing; when all are serving, it is
+    closed right after accept."""
     idle_timeout: float = 90.0
-    """Seconds a keep-alive client connection may sit idle."""
+    """Seconds a client connection may sit idle: between requests, or from accept to its first
+    request head."""
+    handshake_timeout: float = 10.0
+    """Seconds a TLS handshake may take from accept, and its closing exchange (10 s as Go's
+    http.Transport allows a server; the api-server's own listener allows 32 s)."""
     request_timeout: float = 60.0
     """Seconds an ordinary request may take upstream (watches, logs and exec are exempt)."""
+    body_timeout: float = 60.0
+    """Seconds the whole request body may take to arrive, from its head; later: 408 and close."""
+    write_timeout: float = 60.0
+    """Seconds a client may take no byte of what guard has queued for it before it is cut (a
+    LIST it does not read, a watch or tunnel it stopped reading); reading clients never are."""
     drain_timeout: float = 15.0
     """Seconds SIGTERM waits for ordinary requests to finish before closing them."""
 
@@ -111,7 +143,7 @@ class Settings:
     source: str
     """The file these settings came from (for messages)."""
     listen: Address
-    admin: Address | None
+    admin: AdminSettings | None
     clusters: tuple[ClusterSettings, ...]
     tls: TLSSettings | None = None
     forwarding: Forwarding = "passthrough"

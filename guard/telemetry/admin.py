@@ -4,18 +4,21 @@ register under `/debug/guard/` through `AdminPages` (`buckets`, `queues`). Under
 0's app also holds the `Siblings` (`serve_siblings`): its /metrics answers for every worker, and
 `/debug/guard/<page>?worker=i` shows worker i's page.
 
-It serves operators, never API clients, and must never show a token, a key or a password.
+The debug pages answer only the clients `admin.debug` allows (loopback ones by default: they name
+users, namespaces and tenants); /metrics and the probes answer whoever reaches the port. It serves
+operators, never API clients, and must never show a token, a key or a password, however given.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import aiohttp
 from aiohttp import web
@@ -23,13 +26,19 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from guard.admission.controller import AdmissionController
 from guard.admission.rules import CompiledRule
+from guard.kube.errors import status_body
 from guard.settings import Settings
+from guard.settings.model import DebugAccess
 from guard.telemetry.metrics import GuardMetrics
 from guard.telemetry.siblings import Siblings
 
 DebugSource = Callable[[], Any | Awaitable[Any]]
 READY_TIMEOUT = aiohttp.ClientTimeout(total=2.0)
-SECRET_KEY = re.compile(r"token|password|secret|(^|_)key$", re.IGNORECASE)
+SECRET_KEY = re.compile(r"token|passw|secret|credential|(^|_)key$", re.IGNORECASE)
+"""Settings fields named like a secret (`token`, `password`, `secret`, `*_key`; never a `*file`)."""
+SECRET_PARAMETER = re.compile(r"pass|pwd|token|secret|key|auth|cred|sig", re.IGNORECASE)
+"""URL query parameters named like a secret (redis-py reads `?password=` and `?username=` too)."""
+REDACTED = "<redacted>"
 SIBLINGS = web.AppKey("siblings", Siblings)
 
 
@@ -46,7 +55,10 @@ class AdminPages:
 
 
 def build_admin_app(metrics: GuardMetrics, pages: AdminPages, settings: Callable[[], Settings],
-                    ready: Callable[[], Awaitable[bool]]) -> web.Application:
+                    ready: Callable[[], Awaitable[bool]], *,
+                    debug_access: Callable[[], DebugAccess] = lambda: "loopback") -> web.Application:
+    """/metrics and the probes for everyone; the debug pages for whom `debug_access()` allows
+    (`admin.debug` of the settings in force)."""
     app = web.Application()
 
     async def metrics_page(request: web.Request) -> web.Response:
@@ -64,6 +76,9 @@ def build_admin_app(metrics: GuardMetrics, pages: AdminPages, settings: Callable
         return web.Response(text="ok" if ok else "no api-server endpoint answers", status=200 if ok else 503)
 
     async def debug(request: web.Request) -> web.Response:
+        refusal = _debug_refusal(debug_access(), request.remote)
+        if refusal is not None:
+            return refusal
         worker = request.query.get("worker")
         siblings = request.app.get(SIBLINGS)
         if worker is not None and worker != str(siblings.index if siblings else 0):
@@ -85,6 +100,29 @@ def build_admin_app(metrics: GuardMetrics, pages: AdminPages, settings: Callable
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/debug/guard/{name}", debug)
     return app
+
+
+def _debug_refusal(access: DebugAccess, remote: str | None) -> web.Response | None:
+    """A 403 (404 with `debug: off`) Status for a client that `access` does not let read the debug
+    pages; None for one it does. A unix-socket peer (a sibling worker, its socket in a private
+    directory) counts as local."""
+    if access == "open" or (access == "loopback" and _is_local(remote)):
+        return None
+    if access == "off":
+        return _json(status_body(404, "NotFound", "debug pages are off (admin.debug)"), 404)
+    return _json(status_body(403, "Forbidden", "debug pages answer loopback clients only (admin.debug)"),
+                 403)
+
+
+def _is_local(remote: str | None) -> bool:
+    if not remote:
+        return True  # a unix socket
+    try:
+        address = ipaddress.ip_address(remote)
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return bool((mapped or address).is_loopback)
 
 
 def serve_siblings(app: web.Application, siblings: Siblings) -> None:
@@ -155,8 +193,10 @@ def _rule_view(rule: CompiledRule) -> dict[str, Any]:
 
 
 def _plain(value: Any) -> Any:
+    """`value` as JSON-ready data; a dataclass field declared `repr=False` (a secret) is redacted."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {f.name: _plain(getattr(value, f.name)) if f.repr or getattr(value, f.name) is None
+                else REDACTED for f in dataclasses.fields(value)}
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
     if isinstance(value, dict):
@@ -169,24 +209,36 @@ def _plain(value: Any) -> Any:
 
 
 def _redact(value: Any, key: str = "") -> Any:
+    """Every secret replaced: fields named like one (never a file's path), the user info and the
+    secret-named query parameters of every URL."""
     if isinstance(value, dict):
         return {k: _redact(v, k) for k, v in value.items()}
     if isinstance(value, list):
         return [_redact(v, key) for v in value]
-    if isinstance(value, str) and SECRET_KEY.search(key) and not key.endswith("file"):
-        return "<redacted>"
+    if isinstance(value, str) and SECRET_KEY.search(key) and not key.lower().endswith(("file", "dir")):
+        return REDACTED
     if isinstance(value, str) and "://" in value:
-        return _redact_url(value)
+        return redact_url(value)
     return value
 
 
-def _redact_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None and parts.username is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"<redacted>@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+def redact_url(url: str) -> str:
+    """`url` without its password or user (`<redacted>@host`) and with the value of every query
+    parameter named like a secret (`?password=`, `token`, `secret`, `key`, `auth`, ...) redacted."""
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc
+        if "@" in netloc:
+            netloc = f"{REDACTED}@{netloc.rpartition('@')[2]}"
+    except ValueError:
+        return REDACTED  # not a URL Python can read: show nothing of it
+    query = "&".join(_redact_parameter(pair) for pair in parts.query.split("&")) if parts.query else ""
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+def _redact_parameter(pair: str) -> str:
+    name, equals, _ = pair.partition("=")
+    return f"{name}={REDACTED}" if equals and SECRET_PARAMETER.search(unquote(name)) else pair
 
 
 def _json(value: Any, status: int = 200) -> web.Response:

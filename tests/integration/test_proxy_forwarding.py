@@ -204,22 +204,42 @@ async def test_a_refusing_endpoint_is_skipped_for_reads_and_writes(
     assert len(api.seen) == 12
 
 
-async def test_connections_beyond_max_connections_are_closed(
+async def test_connections_beyond_max_connections_replace_idle_ones_or_are_closed(
         tmp_path: Path, api: FakeApiServer) -> None:
-    """limits.maxConnections: 2 — two kept-alive clients are served, a third connection is dropped."""
+    """limits.maxConnections: 2 — while two requests are being served a third connection is
+    dropped; once they are idle, a newcomer takes the place of the one idle longest."""
     async for g in _guard(tmp_path, [api.url], extra="limits: {maxConnections: 2}\n"):
         sessions = [aiohttp.ClientSession() for _ in range(3)]
         try:
-            for s in sessions[:2]:
-                async with s.get(g.url + "/api/v1/pods", headers=ALICE) as r:
-                    assert r.status == 200
+            held = [asyncio.ensure_future(s.get(g.url + "/api/v1/namespaces/hold/pods", headers=ALICE))
+                    for s in sessions[:2]]
+            while len(api.seen) < 2:
+                await asyncio.sleep(0.01)
             with pytest.raises(aiohttp.ClientConnectionError):
                 async with sessions[2].get(g.url + "/api/v1/pods", headers=ALICE) as r:
                     await r.read()
+            api.hold.set()
+            for answer in await asyncio.gather(*held):
+                assert answer.status == 200
+                answer.release()
+            async with sessions[2].get(g.url + "/api/v1/pods", headers=ALICE) as r:
+                assert r.status == 200
+            stats = g.server._main.stats
+            assert stats.refused >= 1  # aiohttp may try a dropped connection twice
+            assert (stats.evicted, len(g.server._main.connections)) == (1, 2)
         finally:
             for s in sessions:
                 await s.close()
-    assert len(api.seen) == 2
+    assert len(api.seen) == 3
+
+
+async def test_a_reload_applies_new_connection_limits(tmp_path: Path, api: FakeApiServer) -> None:
+    """SIGHUP's reload hands the main listener the new `limits` (connections and timeouts)."""
+    async for g in _guard(tmp_path, [api.url], extra="limits: {maxConnections: 2}\n"):
+        write_settings(tmp_path, [api.url], extra="limits: {maxConnections: 3, writeTimeout: 5s}\n")
+        assert await g.server.reload()
+        limits = g.server._main.limits
+        assert (limits.max_connections, limits.write_timeout) == (3, 5.0)
 
 
 async def test_an_api_server_silent_beyond_request_timeout_gets_a_503_but_a_watch_does_not(

@@ -12,7 +12,7 @@ from guard.kube.canonical import canonical
 from guard.kube.errors import BadRequest
 from guard.kube.requestinfo import classify
 from tests.apiserver_requestinfo import Refused, read
-from tests.fuzzing import fuzz_settings
+from tests.fuzzing import FUZZ
 from tests.unit.test_classify_differential import as_guard, guard_reads
 
 pytestmark = pytest.mark.fuzz
@@ -41,7 +41,7 @@ def targets(draw: st.DrawFn) -> str:
 ANY_TARGETS = st.one_of(targets(), st.text(max_size=60).map(lambda t: "/" + t))
 
 
-@fuzz_settings
+@FUZZ
 @given(method=METHODS, raw=ANY_TARGETS)
 def test_classification_never_raises_and_its_canonical_form_is_a_fixed_point(method: str, raw: str) -> None:
     """Any target is classified or refused with BadRequest; canonicalising what guard forwards
@@ -56,7 +56,7 @@ def test_classification_never_raises_and_its_canonical_form_is_a_fixed_point(met
     assert classify(method, again.path, again.params) == info
 
 
-@fuzz_settings
+@FUZZ
 @given(method=METHODS, raw=targets())
 def test_guard_agrees_with_the_api_server_on_what_guard_sends(method: str, raw: str) -> None:
     """The Go port of the api-server's reading of the forwarded target gives guard's RequestInfo."""
@@ -71,7 +71,7 @@ def test_guard_agrees_with_the_api_server_on_what_guard_sends(method: str, raw: 
     assert got == as_guard(expected)
 
 
-@fuzz_settings
+@FUZZ
 @given(method=st.sampled_from(["GET", "HEAD"]), raw=targets())
 def test_reads_are_get_list_or_watch_consistently(method: str, raw: str) -> None:
     """A read names an object when it is a get, names none (but a selected one) when a list, and is a

@@ -23,6 +23,8 @@ REFERENCE = (ROOT / "docs" / "running.md").read_text().split("## Settings refere
 KEYS = {
     "top level": loading.TOP_KEYS,
     "clusters": loading.CLUSTER_KEYS,
+    "limits": loading.LIMIT_KEYS,
+    "admin": loading.ADMIN_KEYS,
     "identity": tuple(identity._KEYS),
     "impersonation bounds": tuple(identity._IMPERSONATION_KEYS),
     "admission": tuple(admission._KEYS),

@@ -38,6 +38,7 @@ STATS = {  # add_counters prefix -> (the stats class its source exports, keys it
     "guard_federation_health": ("HealthStats", set()),
     "guard_quarantine": ("QuarantineStats", {"active"}),
     "guard_bundles": ("BundleStats", {"version"}),
+    "guard_connections": ("ConnectionStats", {"open"}),
 }
 USED = re.compile(r"\bguard_[a-z0-9_]+")
 ALERTS = {"GuardDown", "GuardUpstreamUnreachable", "GuardTenantHighRejectionRatio", "GuardRedisDegraded",

@@ -15,7 +15,7 @@ from guard.config.paths import dotted
 from guard.policy import model
 from guard.policy.loading import load_text
 from guard.policy.model import ListCost, Quota, Rule, Selector, Subject, TenantPolicy
-from tests.fuzzing import fuzz_settings
+from tests.fuzzing import FUZZ
 
 pytestmark = pytest.mark.fuzz
 SOURCE = "fuzz.yaml"
@@ -67,7 +67,7 @@ def mutate(doc: Any, path: tuple[str | int, ...], value: Any) -> Any:
 DELETE = object()
 
 
-@fuzz_settings
+@FUZZ
 @given(text=st.one_of(st.text(max_size=300), st.binary(max_size=300).map(lambda b: b.decode("latin-1")),
                       JUNK.map(lambda d: yaml.safe_dump(d))))
 def test_loading_never_raises_and_every_problem_names_the_file(text: str) -> None:
@@ -77,7 +77,7 @@ def test_loading_never_raises_and_every_problem_names_the_file(text: str) -> Non
     assert all(p.startswith(SOURCE) for p in problems)
 
 
-@fuzz_settings
+@FUZZ
 @given(data=st.data())
 def test_a_broken_field_is_named_in_a_problem(data: st.DataObject) -> None:
     """One field of a valid policy replaced by junk, or removed, or an unknown key added: either it
@@ -161,7 +161,7 @@ def _rule(rule: Rule) -> dict[str, Any]:
     return out
 
 
-@fuzz_settings
+@FUZZ
 @given(policy=POLICIES)
 def test_a_valid_policy_round_trips(policy: TenantPolicy) -> None:
     """Written out as YAML and loaded back, a valid policy is the same policy."""
