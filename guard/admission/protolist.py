@@ -106,19 +106,28 @@ def list_shape(body: bytes) -> ListShape | None:
     `raw`, a truncated or malformed message)."""
     if not body.startswith(MAGIC):
         return None
+    view = memoryview(body)[len(MAGIC):]
     try:
-        envelope = _fields(memoryview(body)[len(MAGIC):])
-        view = memoryview(body)[len(MAGIC):]
-        parts = {number: (wire, start, end) for number, wire, start, end in envelope}
+        parts = {number: (wire, start, end) for number, wire, start, end in _fields(view)}
         type_meta, raw, encoding = parts.get(1), parts.get(2), parts.get(3)
         if type_meta is None or raw is None or raw[0] != _BYTES or type_meta[0] != _BYTES:
             return None
-        if encoding is not None and encoding[2] > encoding[1]:
-            return None  # raw is compressed or otherwise encoded: not a message to walk
-        if not _kind(view[type_meta[1]:type_meta[2]]).endswith("List"):
-            return None
         items, meta = _count_items(view[raw[1]:raw[2]])
-        remaining, continues = _list_meta(meta) if meta is not None else (None, False)
+    except _Malformed:
+        return None
+    encoded = bytes(view[encoding[1]:encoding[2]]) if encoding is not None else b""
+    return envelope_shape(bytes(view[type_meta[1]:type_meta[2]]), encoded, items,
+                          bytes(meta) if meta is not None else None)
+
+
+def envelope_shape(type_meta: bytes, content_encoding: bytes, items: int,
+                   meta: bytes | None) -> ListShape | None:
+    """A List's shape from its envelope's parts (whole or streamed): None unless `typeMeta` names a
+    List kind and `raw` is not encoded (compressed)."""
+    try:
+        if content_encoding or not _kind(memoryview(type_meta)).endswith("List"):
+            return None
+        remaining, continues = _list_meta(memoryview(meta)) if meta is not None else (None, False)
     except _Malformed:
         return None
     return ListShape(items, remaining, continues)

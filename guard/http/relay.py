@@ -29,9 +29,10 @@ BROKEN = (TimeoutError, aiohttp.ClientPayloadError, aiohttp.ClientConnectionErro
 
 
 async def relay(request: Request, answer: Response, add: Iterable[tuple[str, str]], *,
-                draining: Callable[[], bool] = lambda: False) -> tuple[int, int, bytes | None]:
+                draining: Callable[[], bool] = lambda: False,
+                tap: Callable[[bytes], None] | None = None) -> tuple[int, int, bytes | None]:
     """Copy status, headers and body to the client. Returns (status, body bytes sent, the body when
-    it was read whole)."""
+    it was read whole). `tap` sees every byte of a streamed body as it passes (a LIST's counter)."""
     length, status = answer.content_length, answer.status
     if (length is not None and length <= SMALL_BODY) or request.method == "HEAD" or answers.no_body(status):
         return await _whole(request, answer, add)
@@ -44,12 +45,15 @@ async def relay(request: Request, answer: Response, add: Iterable[tuple[str, str
                         chunked=length is None and http11, close=not request.keep_alive)
     stream = await request.stream(head, chunked=length is None and http11)
     if length is not None:
-        passed = answer.pass_through(request.write_now)
+        sink = request.write_now if tap is None else _tapped(request.write_now, tap)
+        passed = answer.pass_through(sink)
         if passed is not None:
             return status, await _pass_through(request, passed, answer), None
     sent = 0
     try:
         async for chunk in answer.content.iter_any():
+            if tap is not None:
+                tap(chunk)
             await stream.write(chunk)
             sent += len(chunk)
     except BROKEN as e:
@@ -57,6 +61,13 @@ async def relay(request: Request, answer: Response, add: Iterable[tuple[str, str
             raise ConnectionResetError("upstream broke the response") from e
     await stream.end()
     return status, sent, None
+
+
+def _tapped(sink: Callable[[bytes], bool], tap: Callable[[bytes], None]) -> Callable[[bytes], bool]:
+    def both(data: bytes) -> bool:
+        tap(data)
+        return sink(data)
+    return both
 
 
 async def _pass_through(request: Request, passed: asyncio.Future[int], answer: Response) -> int:

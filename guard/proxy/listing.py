@@ -9,8 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from guard.admission.decision import Admission
-from guard.admission.listsize import ListSizer, encoding_of, learnable
+from guard.admission.listsize import PROTOBUF, ListSizer, encoding_of, learnable
+from guard.admission.protostream import StreamCounter
 from guard.http import client
+from guard.http.relay import SMALL_BODY
 from guard.kube.requestinfo import RequestInfo
 
 
@@ -20,6 +22,24 @@ class ObjectSizes:
     def __init__(self, admission: Callable[[], Admission]) -> None:
         self._admission = admission
         self._sizer = ListSizer()
+
+    def counter(self, method: str, info: RequestInfo, cluster: str,
+                upstream: client.Response) -> StreamCounter | None:
+        """A counter to feed a protobuf LIST answer as it streams to the client, when the answer is
+        learnable, measured now, and too large to be read whole (None otherwise: nothing to do)."""
+        length = upstream.content_length
+        if (upstream.status != 200 or encoding_of(upstream.content_type) != PROTOBUF
+                or (length is not None and length <= SMALL_BODY) or not learnable(method, info)
+                or not self._sizer.due(cluster, info)):
+            return None
+        return StreamCounter()
+
+    def counted(self, info: RequestInfo, cluster: str, counter: StreamCounter) -> None:
+        """Tell admission what a streamed protobuf LIST held, once it has passed whole."""
+        shape = counter.shape()
+        if shape is None or (shape.continues and shape.remaining is None):
+            return
+        self._admission().observe_list(cluster, info, shape.items + (shape.remaining or 0))
 
     def learn(self, method: str, info: RequestInfo, cluster: str, upstream: client.Response,
               body: bytes | None, sent: int) -> None:

@@ -20,6 +20,7 @@ import aiohttp
 
 from guard.admission.capacity import AtCapacity, CapacityGate
 from guard.admission.decision import Ticket, Verdict
+from guard.admission.protostream import StreamCounter
 from guard.http import answers, client, headers, tunnel
 from guard.http.relay import relay
 from guard.http.request import Request
@@ -249,16 +250,23 @@ class Proxy:
         if long_running:
             self._long_running[upstream] = record.cluster
         body: bytes | None = None
+        counter: StreamCounter | None = None
         try:
             if upstream.status == 101 and headers.asks_upgrade(request.headers):
                 record.status, record.sent = await tunnel.splice(request, upstream, add)
             else:
-                record.status, record.sent, body = await relay(request, upstream, add,
-                                                               draining=lambda: self.draining)
+                counter = self._sizes.counter(request.method, record.info, record.cluster, upstream) \
+                    if record.info is not None and record.info.verb == "list" else None
+                record.status, record.sent, body = await relay(
+                    request, upstream, add, draining=lambda: self.draining,
+                    tap=counter.feed if counter is not None else None)
         finally:
             self._long_running.pop(upstream, None)
         if record.info is not None and record.status == 200:
-            self._sizes.learn(request.method, record.info, record.cluster, upstream, body, record.sent)
+            if counter is not None:  # a streamed protobuf LIST, counted as it passed
+                self._sizes.counted(record.info, record.cluster, counter)
+            else:
+                self._sizes.learn(request.method, record.info, record.cluster, upstream, body, record.sent)
 
     def _headers(self, rt: Runtime, request: Request, effective: Identity,
                  caller: Identity) -> list[tuple[str, str]]:
