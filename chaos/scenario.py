@@ -122,6 +122,8 @@ class ClientSpec:
     stop_s: float | None = None
     read_delay_s: float = 0.0
     """For slow clients: pause between 1 KiB reads of the answer, holding the connection."""
+    accept: str = "json"
+    """What the client asks answers in: json, or protobuf (as client-go controllers do)."""
     baseline: bool | None = None
     """Run during the unflooded baseline; defaults to role == well-behaved."""
 

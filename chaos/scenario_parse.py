@@ -204,6 +204,7 @@ def _client(f: Fields) -> ClientSpec:
         start_s=f.num("start", 0.0),
         stop_s=f.num("stop", None),
         read_delay_s=f.num("readDelay", 0.0),
+        accept=f.text("accept", "json", choices=("json", "protobuf")),
         baseline=f.flag("baseline", None),
     )
     f.done()

@@ -25,6 +25,9 @@ from chaos.scenario import ClientSpec, RequestSpec
 
 MAX_OUTSTANDING_PER_CLIENT = 64
 CHUNK = 64 * 1024
+ACCEPT = {"json": "application/json",
+          "protobuf": "application/vnd.kubernetes.protobuf, application/json"}
+"""The Accept header of each `accept:` choice (client-go's for protobuf)."""
 
 
 @dataclass
@@ -92,7 +95,7 @@ class Client:
         self.spec, self.index, self.urls, self.rec = spec, index, list(urls), rec
         self.endpoint = index % len(self.urls)
         self.user = spec.user_for(index)
-        self.headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        self.headers = {"Authorization": f"Bearer {token}", "Accept": ACCEPT[spec.accept]}
         self.counter = itertools.count()
         self.rng = random.Random(f"{spec.name}-{index}")
 
