@@ -80,9 +80,15 @@ class GuardServer:
         admin, self.proxy = observing.build_apps(self.serving, self.metrics, self.pages, shared=self.shared)
         s = self.settings
         self._tls = serving_context(s.tls) if s.tls else None
-        self.addresses["main"] = await self._listen_main(self.proxy)
+        try:
+            self.addresses["main"] = await self._listen_main(self.proxy)
+        except OSError as e:
+            raise ConfigError([f"listen: cannot listen on {s.listen}: {e.strerror or e}"]) from e
         if s.admin is not None:
-            await self._serve_admin(admin, s.admin.host, s.admin.port)
+            try:
+                await self._serve_admin(admin, s.admin.host, s.admin.port)
+            except OSError as e:
+                raise ConfigError([f"admin: cannot listen on {s.admin.address}: {e.strerror or e}"]) from e
 
     async def _listen_main(self, proxy: Proxy) -> str:
         """The main listener: guard.http.server on its own socket (shared with the other workers
@@ -199,7 +205,11 @@ class GuardServer:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stopped.set)
         loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self.reload()))
-        await self.start()
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()  # what was built closes cleanly: no "Unclosed client session" after the error
+            raise
         self.announce()
         watch = loop.create_task(self._stop_when_orphaned(self.worker)) if self.worker else None
         await self._stopped.wait()

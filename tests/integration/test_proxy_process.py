@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 
+from chaos.ports import free_ports
 from tests.proxy_fakes import GUARD_TOKEN, FakeApiServer, GuardProcess, event, write_settings
 
 ALICE = {"Authorization": "Bearer alice-token"}
@@ -77,7 +81,7 @@ async def test_sighup_with_a_bad_file_keeps_the_old_settings_and_a_good_one_appl
         config.write_text(good.replace("forwarding: passthrough", "forwarding: impersonation"))
         guard.signal(signal.SIGHUP)
         line = await guard.wait_for_log("reload rejected")
-        assert "guard.yaml: forwarding: must be one of" in line
+        assert "guard.yaml:" in line and ": forwarding: must be one of" in line  # file, line, field
         async with client.get(guard.url + "/api/v1/pods", headers=ALICE) as r:
             assert r.status == 200
         assert api.seen[-1].header("Authorization") == ["Bearer alice-token"]
@@ -116,3 +120,23 @@ async def test_sigterm_ends_watches_cleanly_and_lets_ordinary_requests_finish(
         answer.release()
         watch.release()
     assert await guard.stop() == 0
+
+
+@pytest.mark.parametrize("busy", ["listen", "admin"])
+def test_a_busy_port_is_one_clear_line_and_exit_1(tmp_path: Path, busy: str) -> None:
+    """No traceback and no "Unclosed client session": the address at fault and why, then exit 1."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        other = f"127.0.0.1:{free_ports(1)}"
+        addresses = (f"127.0.0.1:{port}", other) if busy == "listen" else (other, f"127.0.0.1:{port}")
+        config = tmp_path / "guard.yaml"
+        config.write_text(f"listen: {addresses[0]}\nadmin: {addresses[1]}\n"
+                          "clusters: [{name: dev, server: 'http://127.0.0.1:1', token: t}]\n")
+        done = subprocess.run([sys.executable, "-m", "guard", "serve", "--config", str(config)],
+                              capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"{config}: {busy}: cannot listen on 127.0.0.1:{port}: error while attempting to bind on address "
+        f"('127.0.0.1', {port}): address already in use"]

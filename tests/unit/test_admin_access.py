@@ -13,7 +13,8 @@ from guard.kube.errors import ConfigError
 from guard.settings import AdminSettings
 from guard.telemetry.admin import _debug_refusal, config_view, redact_url
 
-BASE = {"listen": "127.0.0.1:0", "clusters": [{"name": "dev", "server": "http://127.0.0.1:6443", "token": "t"}]}
+BASE = {"listen": "127.0.0.1:0",
+        "clusters": [{"name": "dev", "server": "http://127.0.0.1:6443", "token": "t"}]}
 
 
 def _parse(**extra: object) -> settings.Settings:
