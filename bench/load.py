@@ -43,6 +43,8 @@ class LoadResult:
     requests: int
     non2xx: int
     socket_errors: int
+    cpu_us: float = 0.0
+    """CPU time the target spent per request during the run (user + system, its processes), µs."""
 
     @property
     def failed_share(self) -> float:

@@ -69,17 +69,21 @@ def _ratio(results: Results, row: Throughput, baseline: str) -> str:
 
 def throughput_table(results: Results) -> list[str]:
     lines = [
-        "| target | set-up | req/s (median) | p50 ms | p99 ms | x kubectl proxy | x direct | failed |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| target | set-up | req/s (median) | p50 ms | p99 ms | x kubectl proxy | x direct "
+        "| CPU µs/req | CPU x kubectl proxy | failed |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
+    proxy = results.target("kubectl-proxy")
+    proxy_cpu = proxy.cpu_us if proxy is not None and proxy.rounds else 0.0
     for row in results.throughput:
         if not row.rounds:
-            lines.append(f"| {row.name} | {row.what} | skipped: {row.skipped} | | | | | |")
+            lines.append(f"| {row.name} | {row.what} | skipped: {row.skipped} | | | | | | | |")
             continue
+        cpu_ratio = f"{row.cpu_us / proxy_cpu:.2f}x" if proxy_cpu else "—"
         lines.append(
             f"| {row.name} | {row.what} | {row.rps:,.0f} | {row.p50_ms:.2f} | {row.p99_ms:.2f} "
             f"| {_ratio(results, row, 'kubectl-proxy')} | {_ratio(results, row, 'direct')} "
-            f"| {row.failed_share:.1%} |"
+            f"| {row.cpu_us:.0f} | {cpu_ratio} | {row.failed_share:.1%} |"
         )
     return lines
 

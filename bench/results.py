@@ -37,6 +37,12 @@ class Throughput:
         return statistics.median(r.p99_ms for r in self.rounds) if self.rounds else 0.0
 
     @property
+    def cpu_us(self) -> float:
+        """CPU time per request, µs (median over rounds): the work a target does, apart from how
+        the two cores were shared with wrk and the upstream."""
+        return statistics.median(r.cpu_us for r in self.rounds) if self.rounds else 0.0
+
+    @property
     def failed_share(self) -> float:
         return max((r.failed_share for r in self.rounds), default=0.0)
 
@@ -91,8 +97,20 @@ def watches_at_goal(points: list[WatchPoint]) -> tuple[float, bool] | None:
 
 
 def verdicts(results: Results) -> list[Verdict]:
-    return [_headline(results), _headline(results, "guard-w2"), _redis(results), _watches(results),
+    return [_headline(results), _headline(results, "guard-w2"), _redis(results),
+            _cpu(results, "guard-policies", 0.5), _cpu(results, "guard-redis", 0.6), _watches(results),
             _large_list(results), _decision(results)]
+
+
+def _cpu(results: Results, name: str, goal_ratio: float) -> Verdict:
+    """CPU per request against kubectl proxy's: the work per request, whatever the core sharing."""
+    setup = "policies, embedded" if name == "guard-policies" else "policies, Redis"
+    goal = f"guard ({setup}) CPU per request ≤ {goal_ratio}x kubectl proxy's"
+    guard, kubectl = results.target(name), results.target("kubectl-proxy")
+    if guard is None or kubectl is None or not kubectl.cpu_us:
+        return Verdict(goal, "not measured", None)
+    ratio = guard.cpu_us / kubectl.cpu_us
+    return Verdict(goal, f"{ratio:.2f}x ({guard.cpu_us:.0f} vs {kubectl.cpu_us:.0f} µs)", ratio <= goal_ratio)
 
 
 def _headline(results: Results, name: str = "guard-policies") -> Verdict:

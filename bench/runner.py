@@ -13,7 +13,7 @@ from pathlib import Path
 
 from bench import decision, memory, targets
 from bench.load import LoadResult, run_wrk, write_script
-from bench.procs import Processes, Skip
+from bench.procs import Processes, Skip, cpu_seconds
 from bench.report import describe_machine
 from bench.results import WATCH_GOAL, Results, Throughput
 from bench.targets import Env, Running, Target
@@ -108,13 +108,21 @@ def _measure_throughput(env: Env, plan: Plan, results: Results) -> None:
                 continue
             say(f"round {number}/{plan.rounds}: {name}")
             try:
-                rounds[name].append(run_wrk(running.port, plan.duration, script))
+                rounds[name].append(_timed(running, plan.duration, script))
             except Skip as e:
                 skipped[name] = str(e)
     for target in plan.targets:
         results.throughput.append(
             Throughput(target.name, target.what, tuple(rounds[target.name]), skipped.get(target.name, ""))
         )
+
+
+def _timed(running: Running, duration: float, script: Path) -> LoadResult:
+    """One wrk run against `running`, with the CPU its processes spent per request."""
+    before = cpu_seconds(running.pid)
+    result = run_wrk(running.port, duration, script)
+    spent = cpu_seconds(running.pid) - before
+    return replace(result, cpu_us=spent * 1e6 / max(1, result.requests))
 
 
 def _measure_memory(env: Env, plan: Plan, results: Results) -> None:
