@@ -71,7 +71,7 @@ def _expect(condition: bool, why: str) -> None:
 
 
 def _tls_files(runner: Runner) -> tuple[str, str]:
-    from guard.certs import make_ca, make_server_cert, write_pair
+    from guard.cli.certs import make_ca, make_server_cert, write_pair
 
     write_pair(runner.target.workdir, "typed", make_server_cert(make_ca()))
     return str(runner.target.workdir / "typed.crt"), str(runner.target.workdir / "typed.key")

@@ -109,7 +109,7 @@ class Target:
     def _client_certificate(self) -> Path:
         """kind's kubeconfig authenticates with a client certificate; ours carries one too (and a token,
         which is what guard's passthrough forwards). Returns the CA the simulator trusts for it."""
-        from guard.certs import make_ca, make_client_cert, write_pair
+        from guard.cli.certs import make_ca, make_client_cert, write_pair
 
         ca = make_ca("kubernetes-client-ca")
         write_pair(self.workdir, "client-ca", ca)
@@ -117,7 +117,7 @@ class Target:
         return self.workdir / "client-ca.crt"
 
     def _start_guard(self, token: str, sim_url: str, sim_ca: Path) -> tuple[str, Path]:
-        from guard.certs import make_ca, make_server_cert, write_pair
+        from guard.cli.certs import make_ca, make_server_cert, write_pair
 
         certs = self.workdir / "guard-certs"
         certs.mkdir(exist_ok=True)
