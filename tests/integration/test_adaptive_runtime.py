@@ -14,8 +14,8 @@ from guard.settings import Settings, parse
 
 
 def settings(a: dict[str, Any] | None, b: dict[str, Any] | None = None) -> Settings:
-    clusters: list[dict[str, Any]] = [{"name": "a", "server": "http://127.0.0.1:1"},
-                                      {"name": "b", "server": "http://127.0.0.1:2"}]
+    clusters: list[dict[str, Any]] = [{"name": "a", "server": "http://127.0.0.1:1", "token": "t"},
+                                      {"name": "b", "server": "http://127.0.0.1:2", "token": "t"}]
     for cluster, adaptive in zip(clusters, (a, b), strict=True):
         if adaptive is not None:
             cluster["adaptive"] = adaptive

@@ -183,11 +183,11 @@ def test_push_with_the_wrong_key_leaves_the_live_bundle_alone(
                       str(tmp_path / "fleet.pub"))
     assert wrong.returncode == 1 and "does not match the fleet's public key" in wrong.stderr
     config = tmp_path / "guard.yaml"
-    config.write_text(f"listen: 127.0.0.1:0\nclusters: [{{name: d, server: 'http://a:1'}}]\n"
+    config.write_text(f"listen: 127.0.0.1:0\nclusters: [{{name: d, server: 'http://a:1', token: t}}]\n"
                       f"redis: {{url: '{redis_server.url}', publicKey: {tmp_path / 'fleet.pub'}}}\n")
     stray = guard_cli(*common, "--signing-key", str(tmp_path / "stray.key"), "--config", str(config))
     assert stray.returncode == 1
-    config.write_text("listen: 127.0.0.1:0\nclusters: [{name: d, server: 'http://a:1'}]\n")
+    config.write_text("listen: 127.0.0.1:0\nclusters: [{name: d, server: 'http://a:1', token: t}]\n")
     unnamed = guard_cli(*common, "--signing-key", str(tmp_path / "fleet.key"), "--config", str(config))
     assert unnamed.returncode == 1 and "redis.publicKey is not set" in unnamed.stderr
     keyless = guard_cli(*common, "--signing-key", str(tmp_path / "fleet.key"))
