@@ -26,8 +26,17 @@ from pathlib import Path
 
 from chaos import fleet_report
 from chaos.faults import FaultProxy
-from chaos.fleet_bed import (Bed, Shape, keygen, runaway_token, start_guards, start_redis, start_upstream,
-                             steady_token, write_policies)
+from chaos.fleet_bed import (
+    Bed,
+    Shape,
+    keygen,
+    runaway_token,
+    start_guards,
+    start_redis,
+    start_upstream,
+    steady_token,
+    write_policies,
+)
 from chaos.fleet_load import Load, Pool, Tally, Target
 from chaos.fleet_measure import Published, RedisDelta, RedisWatch, Scraper, until_everywhere
 from chaos.processes import Processes
@@ -169,8 +178,8 @@ async def time_circuit(bed: Bed, scraper: Scraper, api_proxy: FaultProxy) -> lis
     start = time.monotonic()
     await api_proxy.refuse()
     api_proxy.reset()
-    seen = await until_everywhere(admins, lambda a: sample_flag(scraper, a, "guard_upstream_endpoint_up{", 0.0,
-                                                                label))
+    seen = await until_everywhere(
+        admins, lambda a: sample_flag(scraper, a, "guard_upstream_endpoint_up{", 0.0, label))
     await api_proxy.restore()
     return [t - start for t in seen]
 
@@ -211,7 +220,8 @@ async def single_redis_run(shape: Shape, workdir: Path, phase: float, results: R
             quarantine = asyncio.get_running_loop().create_task(time_quarantine(scraper, published, admins))
             runaway = Load(pools, runaway_targets(bed), shape.runaway_rate)
             runaway.start()
-            results.phases.append(await measure("steady + one runaway", phase, watch, scraper, steady, runaway))
+            results.phases.append(
+                await measure("steady + one runaway", phase, watch, scraper, steady, runaway))
             await runaway.stop()
             results.propagation["quarantine"] = await quarantine
             results.faults = await fault_phases(redis_proxy, watch, scraper, steady, phase / 2)
@@ -239,7 +249,8 @@ async def cluster_run(shape: Shape, workdir: Path, phase: float, results: Result
             steady = Load(pools, steady_targets(bed), shape.rate)
             steady.start()
             await asyncio.sleep(5.0)
-            results.cluster = await measure("steady, Redis Cluster (3 masters)", phase, watch, scraper, steady)
+            results.cluster = await measure("steady, Redis Cluster (3 masters)", phase, watch, scraper,
+                                            steady)
             await steady.stop()
             for pool in pools.values():
                 pool.close()
@@ -282,12 +293,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--replicas", type=int, default=3, help="guard replicas of each cluster (default 3)")
     parser.add_argument("--groups", type=int, default=3,
                         help="guard process groups; each fronts clusters/groups clusters (default 3)")
-    parser.add_argument("--tenants", type=int, default=20, help="tenants spread over the clusters (default 20)")
-    parser.add_argument("--rate", type=float, default=900.0, help="steady requests/s over the fleet (default 900)")
-    parser.add_argument("--runaway-rate", type=float, default=200.0, help="the runaway's requests/s (default 200)")
+    parser.add_argument("--tenants", type=int, default=20,
+                        help="tenants spread over the clusters (default 20)")
+    parser.add_argument("--rate", type=float, default=900.0,
+                        help="steady requests/s over the fleet (default 900)")
+    parser.add_argument("--runaway-rate", type=float, default=200.0,
+                        help="the runaway's requests/s (default 200)")
     parser.add_argument("--phase", type=float, default=20.0, help="seconds per measured phase (default 20)")
     parser.add_argument("--no-cluster", action="store_true", help="skip the Redis Cluster run")
-    parser.add_argument("--workdir", type=Path, default=None, help="keep settings and logs here (default: temporary)")
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="keep settings and logs here (default: temporary)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -300,8 +315,10 @@ def run(args: argparse.Namespace) -> int:
     for sub in ("single", "cluster"):
         (workdir / sub).mkdir(parents=True, exist_ok=True)
     print(f"fleet: {shape.clusters} clusters x {shape.replicas} replicas in {shape.groups * shape.replicas} "
-          f"guard processes, {shape.tenants} tenants, {shape.rate:g} req/s steady; logs in {workdir}", flush=True)
-    results = asyncio.run(simulate(shape, workdir, phase=args.phase, cluster=not args.no_cluster, events=True))
+          f"guard processes, {shape.tenants} tenants, {shape.rate:g} req/s steady; logs in {workdir}",
+          flush=True)
+    results = asyncio.run(simulate(shape, workdir, phase=args.phase, cluster=not args.no_cluster,
+                                   events=True))
     print(fleet_report.render(results))
     if args.workdir is None:
         with contextlib.suppress(OSError):

@@ -3,7 +3,7 @@ upstream, and guard processes each fronting a share of the clusters, with their 
 tenants' policies and the bundle signing key.
 
 Cluster `c` is fronted by process group `c % groups`; each group runs `replicas` guard processes
-with the same settings, so `clusters` × `replicas` cluster replicas run in `groups` × `replicas`
+with the same settings, so `clusters` x `replicas` cluster replicas run in `groups` x `replicas`
 processes. Every process is started by `chaos.processes.Processes` and stopped with it.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from chaos.fleet_upstream import token_of
 from chaos.ports import free_port, free_ports
-from chaos.processes import Processes, Proc, start_guard, wait_for_line
+from chaos.processes import Proc, Processes, start_guard, wait_for_line
 
 GUARD = [sys.executable, "-m", "guard.cli"]
 RUNAWAY = "runaway"
@@ -107,7 +107,7 @@ class Bed:
 
 
 def write_policies(directory: Path, shape: Shape, *, quota: int | None = None) -> Path:
-    """One policy per tenant (quota `headroom` × its offered load, or `quota`) and the runaway's
+    """One policy per tenant (quota `headroom` x its offered load, or `quota`) and the runaway's
     tenant (a small quota, quarantine on)."""
     directory.mkdir(parents=True, exist_ok=True)
     rate = quota or shape.tenant_quota()
@@ -123,7 +123,8 @@ def guard_config(bed: Bed, guard: Guard, redis: str) -> str:
     lines = [f"listen: 127.0.0.1:{guard.port}", f"admin: 127.0.0.1:{guard.admin_port}", "clusters:"]
     for c in bed.shape.clusters_of(guard.group):
         name = bed.shape.cluster(c)
-        lines += [f"  - name: {name}", f"    server: http://127.0.0.1:{bed.servers.get(name, bed.upstream_port)}",
+        port = bed.servers.get(name, bed.upstream_port)
+        lines += [f"  - name: {name}", f"    server: http://127.0.0.1:{port}",
                   "    token: fleet-guard-credential", "    health: {failures: 3, coolDown: 5s}"]
     lines += ["forwarding: passthrough", f"policies: {bed.workdir / 'policies'}",
               "accessLog: {enabled: false}", "admission: {idSecret: fleet-simulation-id-secret}",
@@ -192,7 +193,8 @@ async def start_guards(bed: Bed, redis: str) -> None:
         for replica in range(shape.replicas):
             bed.guards.append(Guard(group, replica, free_port(), free_port()))
     for guard in bed.guards:
-        (bed.workdir / f"guard-{guard.group}-{guard.replica}.yaml").write_text(guard_config(bed, guard, redis))
+        path = bed.workdir / f"guard-{guard.group}-{guard.replica}.yaml"
+        path.write_text(guard_config(bed, guard, redis))
     for at in range(0, len(bed.guards), 3):
         batch = bed.guards[at:at + 3]
         started = await asyncio.gather(*(

@@ -17,7 +17,9 @@ import aiohttp
 import redis
 
 SCRIPT_ONLY = {"del", "get", "hget", "hgetall", "incrby", "pexpire", "set", "time", "zadd", "zcard",
-               "zremrangebyscore"}
+               "zremrangebyscore", "hset", "hdel", "publish"}
+"""Commands guard's scripts call. HSET, HDEL and PUBLISH are also sent on their own, but only by
+`guard policy push`, `guard quarantine release` and a replica stopping: never in a measured phase."""
 OBSERVER = ("info", "dbsize", "cluster", "config", "psubscribe", "punsubscribe", "command")
 
 

@@ -36,17 +36,19 @@ def cost_rows(phases: list[Phase]) -> list[list[str]]:
     for p in phases:
         admitted = p.admitted
         rows.append([p.name, f"{admitted / p.seconds:.0f}", f"{1000 * p.redis.cpu / p.seconds:.1f}",
-                     f"{1e6 * ratio(p.redis.cpu, admitted):.1f}" if admitted else "-",
+                     f"{1e6 * ratio(p.redis.cpu, admitted):.1f}" if admitted else "-",  # ms per 1,000
                      f"{p.redis.round_trips / p.seconds:.0f}",
                      f"{ratio(p.redis.round_trips, admitted):.3f}" if admitted else "-",
                      f"{ratio(p.lease_calls, p.steady.admitted):.3f}" if p.steady.admitted else "-",
                      f"{p.health_calls / p.seconds:.0f}",
-                     f"{p.steady.statuses[429] + p.runaway.statuses[429]}", f"{p.steady.failed + p.runaway.failed}"])
+                     f"{p.steady.statuses[429] + p.runaway.statuses[429]}",
+                     f"{p.steady.failed + p.runaway.failed}"])
     return rows
 
 
-COST_HEADER = ["phase", "admitted/s", "Redis CPU ms/s", "Redis CPU ms per 1,000 admitted", "Redis calls/s",
-               "Redis calls per admitted", "lease calls per admitted (steady)", "health calls/s", "429", "failed"]
+COST_HEADER = ["phase", "admitted/s", "Redis CPU ms/s", "Redis CPU ms per 1,000 admitted",
+               "Redis calls/s", "Redis calls per admitted", "lease calls per admitted (steady)",
+               "health calls/s", "429", "failed"]
 
 
 def fault_rows(baseline: Phase, faults: list[Phase]) -> list[list[str]]:
@@ -54,8 +56,8 @@ def fault_rows(baseline: Phase, faults: list[Phase]) -> list[list[str]]:
     rows = []
     for p in [baseline, *faults]:
         t = p.steady
-        rows.append([p.name, f"{t.admitted}", f"{t.failed}", f"{1000 * t.p50():.1f}", f"{1000 * t.p99():.1f}",
-                     f"{ratio(t.p99(), base):.2f}"])
+        rows.append([p.name, f"{t.admitted}", f"{t.failed}", f"{1000 * t.p50():.1f}",
+                     f"{1000 * t.p99():.1f}", f"{ratio(t.p99(), base):.2f}"])
     return rows
 
 
@@ -64,7 +66,8 @@ def propagation_rows(propagation: dict[str, list[float]]) -> list[list[str]]:
     for event, times in propagation.items():
         finite = [t for t in times if math.isfinite(t)]
         rows.append([event, f"{len(finite)} of {len(times)}",
-                     f"{1000 * min(finite):.0f}" if finite else "-", f"{1000 * max(finite):.0f}" if finite else "-"])
+                     f"{1000 * min(finite):.0f}" if finite else "-",
+                     f"{1000 * max(finite):.0f}" if finite else "-"])
     return rows
 
 
@@ -77,59 +80,68 @@ def spread_rows(phase: Phase) -> list[list[str]]:
 
 @dataclass(frozen=True)
 class Costs:
-    """Per-call and per-process figures measured in the simulation."""
+    """What the simulation measured, per unit the projection scales by."""
 
-    cpu_per_call: float
-    """Redis CPU seconds per extra round trip: (steady - idle CPU) / (steady - idle calls)."""
-    cpu_base: float
-    """Redis CPU seconds per second that no call explains (its cron): idle CPU less its calls."""
+    fixed_call: float
+    """Redis CPU seconds per call of the idle fleet (heartbeats, health, polls; cron included)."""
     background: float
-    """Round trips per guard process per second besides the health exchange and leases."""
+    """Calls per guard process per second besides the health exchange and leases."""
     health: float
     """Health exchanges per cluster replica per second."""
-    lease: float
-    """Lease calls per guard process per second under steady load."""
-    packing: int
-    """Clusters each simulated guard process fronted."""
+    pair: float
+    """Redis CPU seconds per second that leasing one (process, tenant) key costs: (steady - idle
+    CPU) / the pairs the steady load kept busy."""
+    pair_calls: float
+    """Lease calls per second per (process, tenant) pair (bounded by one per tick per process)."""
 
     @staticmethod
     def measured(results: Results) -> Costs:
         idle, steady = results.phases[0], results.phases[1]
         shape = results.shape
-        idle_rest = max(0.0, idle.redis.round_trips - idle.health_calls - idle.lease_calls)
-        extra_calls = steady.redis.round_trips / steady.seconds - idle.redis.round_trips / idle.seconds
-        extra_cpu = steady.redis.cpu / steady.seconds - idle.redis.cpu / idle.seconds
-        per_call = ratio(extra_cpu, extra_calls) if extra_calls > 0 and extra_cpu > 0 else ratio(
-            steady.redis.cpu, steady.redis.round_trips)
-        base = max(0.0, idle.redis.cpu / idle.seconds - per_call * idle.redis.round_trips / idle.seconds)
-        return Costs(cpu_per_call=per_call, cpu_base=base,
-                     background=idle_rest / results.processes / idle.seconds,
+        pairs = results.processes * min(shape.tenants, math.ceil(shape.clusters / shape.groups))
+        rest = max(0.0, idle.redis.round_trips - idle.health_calls - idle.lease_calls)
+        return Costs(fixed_call=ratio(idle.redis.cpu, idle.redis.round_trips),
+                     background=rest / results.processes / idle.seconds,
                      health=idle.health_calls / (shape.clusters * shape.replicas) / idle.seconds,
-                     lease=steady.lease_calls / results.processes / steady.seconds,
-                     packing=math.ceil(shape.clusters / shape.groups))
-
-    def core(self, calls: float) -> float:
-        """Share of one Redis core `calls` round trips per second take."""
-        return self.cpu_base + calls * self.cpu_per_call
+                     pair=max(0.0, steady.redis.cpu / steady.seconds - idle.redis.cpu / idle.seconds) / pairs,
+                     pair_calls=steady.lease_calls / steady.seconds / pairs)
 
 
-def projection_rows(costs: Costs) -> list[list[str]]:
-    rows = []
-    for clusters, rate in ((100, 100_000), (1000, 100_000), (1000, 1_000_000)):
-        for packing in sorted({1, costs.packing}):
-            processes = math.ceil(clusters / packing) * 3
-            other = processes * costs.background + clusters * 3 * costs.health
-            lease = processes * costs.lease
-            ceiling = processes / TICK
-            rows.append([f"{clusters} x 3", f"{packing}", f"{processes:,}", f"{rate:,}", f"{lease:,.0f}",
-                         f"{other:,.0f}", f"{lease / rate:.3f}", f"{(lease + other) / rate:.3f}",
-                         f"{100 * costs.core(lease + other):.1f} %", f"{100 * costs.core(ceiling + other):.1f} %"])
-    return rows
+@dataclass(frozen=True)
+class Fleet:
+    clusters: int
+    rate: int
+    packing: int
+    """Clusters one guard process fronts."""
+
+    @property
+    def processes(self) -> int:
+        return math.ceil(self.clusters / self.packing) * 3
+
+    @property
+    def pairs(self) -> int:
+        """(process, tenant) keys in use: one tenant per cluster, as in the simulation."""
+        return self.processes * self.packing
+
+
+def project(costs: Costs, fleet: Fleet) -> list[str]:
+    fixed = fleet.processes * costs.background + fleet.clusters * 3 * costs.health
+    lease = min(fleet.pairs * costs.pair_calls, fleet.processes / TICK)
+    cpu = fixed * costs.fixed_call + fleet.pairs * costs.pair
+    return [f"{fleet.clusters} x 3", f"{fleet.packing}", f"{fleet.processes:,}", f"{fleet.rate:,}",
+            f"{lease:,.0f}", f"{fixed:,.0f}", f"{lease / fleet.rate:.3f}",
+            f"{(lease + fixed) / fleet.rate:.3f}",
+            f"{100 * cpu:.1f} %"]
+
+
+def projection_rows(costs: Costs, packing: int) -> list[list[str]]:
+    return [project(costs, Fleet(clusters, rate, pack))
+            for clusters, rate in ((100, 100_000), (1000, 100_000), (1000, 1_000_000))
+            for pack in sorted({1, packing})]
 
 
 PROJECTION_HEADER = ["fleet", "clusters per process", "guard processes", "requests/s", "lease calls/s",
-                     "other calls/s", "lease calls per request", "Redis calls per request",
-                     "one Redis core", "at the lease ceiling"]
+                     "other calls/s", "lease calls per request", "Redis calls per request", "one Redis core"]
 
 
 def render(results: Results) -> str:
@@ -140,18 +152,21 @@ def render(results: Results) -> str:
                   table(["Redis", "admitted", "failed", "p50 ms", "p99 ms", "p99 / Redis up"],
                         fault_rows(baseline, results.faults))]
     if results.propagation:
-        parts += ["", "In force on every replica (from the change: pub/sub message seen, or the api-server gone):",
+        parts += ["", "In force on every replica (from the change: its pub/sub message, or the api-server",
+                  "stopping to answer):",
                   table(["change", "replicas", "first ms", "last ms"], propagation_rows(results.propagation))]
     if results.cluster is not None:
-        parts += ["", "Redis Cluster (3 masters), steady load:", table(COST_HEADER, cost_rows([results.cluster])),
+        parts += ["", "Redis Cluster (3 masters), steady load:",
+                  table(COST_HEADER, cost_rows([results.cluster])),
                   table(["node", "keys", "share", "calls/s", "share"], spread_rows(results.cluster))]
     elif results.cluster_note:
         parts += ["", results.cluster_note]
     if len(results.phases) > 1 and results.phases[0].steady.admitted == 0:
         costs = Costs.measured(results)
-        parts += ["", f"Measured: {1e6 * costs.cpu_per_call:.1f} us of Redis CPU per call, "
-                      f"{1000 * costs.cpu_base:.1f} ms/s without calls; per guard process "
-                      f"{costs.background:.1f} calls/s besides health ({costs.health:.2f}/s per cluster replica) "
-                      f"and {costs.lease:.1f} lease calls/s under steady load (ceiling {1 / TICK:.0f}/s).",
-                  "Projection:", table(PROJECTION_HEADER, projection_rows(costs))]
+        packing = math.ceil(results.shape.clusters / results.shape.groups)
+        parts += ["", f"Measured: {1e6 * costs.fixed_call:.0f} us of Redis CPU per call of the idle fleet; "
+                      f"{costs.background:.1f} calls/s per guard process besides health",
+                  f"({costs.health:.2f}/s per cluster replica) and leases; leasing one (process, tenant) key "
+                  f"costs {1000 * costs.pair:.2f} ms/s of Redis CPU and {costs.pair_calls:.2f} calls/s.",
+                  "Projection:", table(PROJECTION_HEADER, projection_rows(costs, packing))]
     return "\n".join(parts)

@@ -103,7 +103,8 @@ async def serve(port: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m chaos.fleet_upstream", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m chaos.fleet_upstream",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0, help="port to listen on (0: any free port)")
     args = parser.parse_args(argv)
     with contextlib.suppress(KeyboardInterrupt):

@@ -93,7 +93,16 @@ class FleetHealth:
         if not self._breaker.allow():
             _forget(clusters)
             return False
-        replies = await asyncio.gather(*(self._exchange(name, endpoints) for name, endpoints in clusters))
+        # At most a quarter of the pool at once: a replica fronting many clusters must not exhaust
+        # it (a Redis Cluster pool fails the call rather than wait) nor starve the lease calls,
+        # which take up to half.
+        limit = asyncio.Semaphore(max(1, self._gateway.settings.pool_size // 4))
+
+        async def bounded(name: str, endpoints: Sequence[SharedEndpoint]) -> Any:
+            async with limit:
+                return await self._exchange(name, endpoints)
+
+        replies = await asyncio.gather(*(bounded(name, endpoints) for name, endpoints in clusters))
         if any(reply is None for reply in replies):
             self._breaker.failure()
             _forget(clusters)

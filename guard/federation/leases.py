@@ -191,7 +191,15 @@ class RedisQuotaStore:
                 batch.append((state, want))
         if not batch or not self.breaker.allow():
             return
-        await asyncio.gather(*(self._lease(group, live) for group in self._by_slot(batch)))
+        # On a Redis Cluster each slot is one call: at most half the pool at once, since a full
+        # Cluster pool fails the call rather than wait (and tripped the breaker under the quota).
+        limit = asyncio.Semaphore(max(1, self._gateway.settings.pool_size // 2))
+
+        async def bounded(group: list[tuple[KeyState, int]]) -> None:
+            async with limit:
+                await self._lease(group, live)
+
+        await asyncio.gather(*(bounded(group) for group in self._by_slot(batch)))
 
     def _by_slot(self, batch: list[tuple[KeyState, int]]) -> list[list[tuple[KeyState, int]]]:
         if not self._gateway.settings.cluster:
