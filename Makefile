@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit chaos bench fuzz harden deps system-deps clean image image-digest lock conformance
+.PHONY: demo test lint unit chaos bench fuzz harden deps system-deps clean image image-digest lock conformance fleet
 
 demo: deps
 	$(PY) -m chaos demo
@@ -83,3 +83,10 @@ lock:
 	CUSTOM_COMPILE_COMMAND="make lock" $(LOCK_VENV)/bin/pip-compile -q --generate-hashes --strip-extras \
 	    --allow-unsafe --no-emit-index-url --no-emit-find-links --only-build-deps --all-build-deps \
 	    -o requirements-build.lock pyproject.toml
+
+# The fleet simulation (chaos/fleet.py): 100 clusters x 3 replicas in 9 guard processes on one Redis,
+# then on a 3-master Redis Cluster, then with a longer lease tick; prints Redis's cost per request,
+# failure domains, propagation times and the projection to larger fleets. About 5 minutes.
+fleet: deps
+	$(PY) -m chaos fleet
+	$(PY) -m chaos fleet --steady-only --no-cluster --tick 200ms --lease-ttl 1s

@@ -113,6 +113,7 @@ async def measure(name: str, seconds: float, watch: RedisWatch, scraper: Scraper
 async def fleet(shape: Shape, workdir: Path, *, cluster_mode: bool) -> AsyncIterator[tuple[Bed, FaultProxy,
                                                                                            FaultProxy]]:
     """Redis (behind a fault proxy), the upstream (one cluster's behind another), the guards."""
+    workdir.mkdir(parents=True, exist_ok=True)
     with Processes(workdir) as procs:
         ports = await start_redis(procs, workdir, cluster=cluster_mode)
         bed = Bed(shape, workdir, procs, ports, cluster_mode)
@@ -276,6 +277,7 @@ async def steady_only(shape: Shape, workdir: Path, phase: float, results: Result
         watch = RedisWatch(bed.redis_ports)
         pools = guard_pools(bed, 4)
         await wait_live(scraper, len(bed.guards))
+        results.phases.append(await measure("idle (no requests)", min(phase, 5.0), watch, scraper, None))
         steady = Load(pools, steady_targets(bed), shape.rate)
         steady.start()
         await asyncio.sleep(1.0)
@@ -301,24 +303,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the runaway's requests/s (default 200)")
     parser.add_argument("--phase", type=float, default=20.0, help="seconds per measured phase (default 20)")
     parser.add_argument("--no-cluster", action="store_true", help="skip the Redis Cluster run")
+    parser.add_argument("--steady-only", action="store_true",
+                        help="only the steady load, then Redis 50 ms late (no runaway, no timed changes)")
+    parser.add_argument("--tick", default="", help="guard's redis.tick (default: guard's, 40ms)")
+    parser.add_argument("--lease-ttl", default="", help="guard's redis.leaseTTL (default: guard's, 250ms)")
     parser.add_argument("--workdir", type=Path, default=None,
                         help="keep settings and logs here (default: temporary)")
 
 
 def run(args: argparse.Namespace) -> int:
     shape = Shape(clusters=args.clusters, groups=args.groups, replicas=args.replicas, tenants=args.tenants,
-                  rate=args.rate, runaway_rate=args.runaway_rate)
+                  rate=args.rate, runaway_rate=args.runaway_rate, tick=args.tick, lease_ttl=args.lease_ttl)
     if shape.clusters < 2 or shape.groups < 1 or shape.replicas < 1 or shape.groups > shape.clusters:
         print("python -m chaos fleet: need at least 2 clusters and 1 to --clusters groups", flush=True)
         return 2
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="guard-fleet-"))
-    for sub in ("single", "cluster"):
-        (workdir / sub).mkdir(parents=True, exist_ok=True)
+    tuning = f" (redis tick {shape.tick or '40ms'}, leaseTTL {shape.lease_ttl or '250ms'})"
     print(f"fleet: {shape.clusters} clusters x {shape.replicas} replicas in {shape.groups * shape.replicas} "
-          f"guard processes, {shape.tenants} tenants, {shape.rate:g} req/s steady; logs in {workdir}",
+          f"guard processes, {shape.tenants} tenants, {shape.rate:g} req/s steady{tuning}; logs in {workdir}",
           flush=True)
     results = asyncio.run(simulate(shape, workdir, phase=args.phase, cluster=not args.no_cluster,
-                                   events=True))
+                                   events=not args.steady_only))
     print(fleet_report.render(results))
     if args.workdir is None:
         with contextlib.suppress(OSError):

@@ -47,6 +47,9 @@ class Shape:
     runaway_rate: float = 200.0
     headroom: float = 3.0
     """Each tenant's quota is `headroom` times what it is offered."""
+    tick: str = ""
+    lease_ttl: str = ""
+    """guard's `redis.tick` and `redis.leaseTTL` (empty: guard's defaults, 40ms and 250ms)."""
 
     def cluster(self, c: int) -> str:
         return f"c{c:03d}"
@@ -131,6 +134,8 @@ def guard_config(bed: Bed, guard: Guard, redis: str) -> str:
               "identity: {reviewBudget: {perClient: {rate: 1000/s, burst: 1000}, "
               "overall: {rate: 1000/s, burst: 1000}}}",
               f"redis: {{url: '{redis}', cluster: {'true' if bed.cluster_mode else 'false'}, "
+              + (f"tick: {bed.shape.tick}, " if bed.shape.tick else "")
+              + (f"leaseTTL: {bed.shape.lease_ttl}, " if bed.shape.lease_ttl else "") +
               f"publicKey: {bed.workdir / 'fleet.pub'}, "
               f"expectedReplicas: {bed.shape.groups * bed.shape.replicas}}}"]
     return "\n".join(lines) + "\n"

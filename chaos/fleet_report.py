@@ -56,7 +56,7 @@ def fault_rows(baseline: Phase, faults: list[Phase]) -> list[list[str]]:
     rows = []
     for p in [baseline, *faults]:
         t = p.steady
-        rows.append([p.name, f"{t.admitted}", f"{t.failed}", f"{1000 * t.p50():.1f}",
+        rows.append([p.name, f"{t.admitted}", f"{t.statuses[429]}", f"{t.failed}", f"{1000 * t.p50():.1f}",
                      f"{1000 * t.p99():.1f}", f"{ratio(t.p99(), base):.2f}"])
     return rows
 
@@ -147,9 +147,9 @@ PROJECTION_HEADER = ["fleet", "clusters per process", "guard processes", "reques
 def render(results: Results) -> str:
     parts = ["", "Redis cost (single redis-server):", table(COST_HEADER, cost_rows(results.phases))]
     if results.faults and len(results.phases) > 1:
-        baseline = results.phases[1] if len(results.phases) > 1 else results.phases[0]
+        baseline = results.phases[1]  # the steady load with Redis answering at once
         parts += ["", "Admitted requests while Redis is slow or gone (fault proxy between guard and Redis):",
-                  table(["Redis", "admitted", "failed", "p50 ms", "p99 ms", "p99 / Redis up"],
+                  table(["Redis", "admitted", "429", "failed", "p50 ms", "p99 ms", "p99 / Redis up"],
                         fault_rows(baseline, results.faults))]
     if results.propagation:
         parts += ["", "In force on every replica (from the change: its pub/sub message, or the api-server",
