@@ -24,7 +24,7 @@ def _needs_redis() -> None:
         pytest.skip("redis-server is not installed (make system-deps)")
 
 
-async def test_a_small_fleet_admits_under_quota_and_costs_redis_a_bounded_number_of_calls(tmp_path: Path) -> None:
+async def test_a_small_fleet_admits_under_quota_and_costs_redis_few_calls(tmp_path: Path) -> None:
     """Every steady request is answered 200 (the quotas are three times the load), some of them
     through leases (lease calls > 0), and Redis sees fewer than 2 calls per admitted request (the
     idle fleet's heartbeats and health exchanges included; `make fleet` measures 0.9 at 900 req/s).
