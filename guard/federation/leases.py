@@ -38,6 +38,8 @@ class LeaseStats:
     """Counters for metrics and tests."""
 
     lease_calls: int = 0
+    leased_keys: int = 0
+    """Keys asked for over all lease calls (one call carries every key of a slot wanting tokens)."""
     lease_failures: int = 0
     granted: int = 0
     fallback_admitted: int = 0
@@ -223,6 +225,7 @@ class RedisQuotaStore:
             args += [round(interval), round(interval * state.limit.burst), want]
         started = self._clock()
         self.stats.lease_calls += 1
+        self.stats.leased_keys += len(group)
         try:
             reply = await self._gateway.function("lease", [s.redis_key for s, _ in group], args)
         except FederationError as e:

@@ -19,7 +19,7 @@ from guard.federation.connection import Gateway
 from guard.federation.health import FleetHealth
 from guard.federation.leases import build_store
 from tests.integration.test_federation_health import URLS, Ep
-from tests.redis_servers import RedisClusterServers, redis_cluster  # noqa: F401
+from tests.redis_servers import RedisClusterServers, RedisServer, redis_cluster, redis_server  # noqa: F401
 
 pytestmark = pytest.mark.redis
 CLUSTERS = 40
@@ -67,7 +67,23 @@ async def test_forty_tenants_leasing_in_one_tick_over_a_pool_of_four_on_a_redis_
                 store.take(f"tenant-{tenant}:all:", limit)
             await store.refill_once()
         assert store.stats.lease_calls >= CLUSTERS  # every key leased at least once
+        assert store.stats.leased_keys == store.stats.lease_calls  # one key per slot, one slot per call
         assert store.stats.lease_failures == 0
         assert not store.degraded
+    finally:
+        await store.close()
+
+
+async def test_on_one_server_one_lease_call_carries_every_key(redis_server: RedisServer) -> None:  # noqa: F811
+    """The same 40 keys on one redis-server: one tick is one lease call carrying all 40 (counted as
+    `leased_keys`, which `python -m chaos fleet` prices Redis's CPU by)."""
+    settings, problems = parse_redis({"url": redis_server.url}, "redis")
+    assert problems == []
+    store = await build_store(settings, replica_id="r0", cluster="c")
+    try:
+        for tenant in range(CLUSTERS):
+            store.take(f"tenant-{tenant}:all:", Limit(rate=100, burst=100))
+        await store.refill_once()
+        assert (store.stats.lease_calls, store.stats.leased_keys) == (1, CLUSTERS)
     finally:
         await store.close()
