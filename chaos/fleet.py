@@ -29,6 +29,7 @@ from chaos.faults import FaultProxy
 from chaos.fleet_bed import (
     Bed,
     Shape,
+    everyone_token,
     keygen,
     runaway_token,
     start_guards,
@@ -53,6 +54,7 @@ class Phase:
     seconds: float
     redis: RedisDelta
     lease_calls: float
+    leased_keys: float
     health_calls: float
     steady: Tally
     runaway: Tally = field(default_factory=Tally)
@@ -84,6 +86,11 @@ def steady_targets(bed: Bed) -> list[Target]:
             for c in range(shape.clusters) for g in bed.replicas_of(c)]
 
 
+def one_tenant_targets(bed: Bed) -> list[Target]:
+    """The steady load's clusters and replicas, all as one user of one tenant."""
+    return [Target(t.port, t.cluster, everyone_token()) for t in steady_targets(bed)]
+
+
 def runaway_targets(bed: Bed) -> list[Target]:
     first = bed.replicas_of(0)[0]
     return [Target(first.port, bed.shape.cluster(0), runaway_token())]
@@ -106,7 +113,8 @@ async def measure(name: str, seconds: float, watch: RedisWatch, scraper: Scraper
         return sum(p.get(metric, 0.0) for p in pages_after) - sum(p.get(metric, 0.0) for p in pages)
 
     return Phase(name, seconds, RedisWatch.delta(before, after), total("guard_federation_lease_calls_total"),
-                 total("guard_federation_health_calls_total"), steady_tally, runaway_tally)
+                 total("guard_federation_leased_keys_total"), total("guard_federation_health_calls_total"),
+                 steady_tally, runaway_tally)
 
 
 @asynccontextmanager
@@ -225,6 +233,8 @@ async def single_redis_run(shape: Shape, workdir: Path, phase: float, results: R
                 await measure("steady + one runaway", phase, watch, scraper, steady, runaway))
             await runaway.stop()
             results.propagation["quarantine"] = await quarantine
+            await steady.stop()
+            steady = await one_tenant_phase(bed, pools, watch, scraper, phase, results)
             results.faults = await fault_phases(redis_proxy, watch, scraper, steady, phase / 2)
             results.propagation["bundle push"] = await time_bundle(bed, scraper, published, admins)
             results.propagation["circuit opening"] = await time_circuit(bed, scraper, api_proxy)
@@ -233,6 +243,23 @@ async def single_redis_run(shape: Shape, workdir: Path, phase: float, results: R
             await published.close()
             for pool in pools.values():
                 pool.close()
+
+
+async def one_tenant_phase(bed: Bed, pools: dict[int, Pool], watch: RedisWatch, scraper: Scraper,
+                           phase: float, results: Results) -> Load:
+    """The same load as one tenant: one key per guard process, so each lease call carries one key
+    (the projection tells the cost of a call from the cost of a key with it). Returns the steady
+    load, started again."""
+    shape = bed.shape
+    one = Load(pools, one_tenant_targets(bed), shape.rate)
+    one.start()
+    await asyncio.sleep(3.0)
+    results.phases.append(await measure("steady, one tenant everywhere", phase, watch, scraper, one))
+    await one.stop()
+    steady = Load(pools, steady_targets(bed), shape.rate)
+    steady.start()
+    await asyncio.sleep(3.0)
+    return steady
 
 
 async def cluster_run(shape: Shape, workdir: Path, phase: float, results: Results) -> None:

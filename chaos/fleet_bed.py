@@ -21,6 +21,8 @@ from chaos.processes import Proc, Processes, start_guard, wait_for_line
 
 GUARD = [sys.executable, "-m", "guard.cli"]
 RUNAWAY = "runaway"
+EVERYONE = "everyone"
+"""A tenant whose one user is spread over every cluster: one key per guard process."""
 RUNAWAY_QUOTA = 20
 QUARANTINE = "  quarantine: {threshold: 40, window: 10s, ttl: 60s}\n"
 POLICY = """apiVersion: guard.io/v1alpha1
@@ -117,6 +119,9 @@ def write_policies(directory: Path, shape: Shape, *, quota: int | None = None) -
     for k in range(shape.tenants):
         name = f"tenant-{k:02d}"
         (directory / f"{name}.yaml").write_text(POLICY.format(name=name, rate=rate, burst=rate, extra=""))
+    whole = max(1, round(shape.headroom * shape.rate))
+    (directory / f"{EVERYONE}.yaml").write_text(
+        POLICY.format(name=EVERYONE, rate=whole, burst=whole, extra=""))
     (directory / f"{RUNAWAY}.yaml").write_text(
         POLICY.format(name=RUNAWAY, rate=RUNAWAY_QUOTA, burst=RUNAWAY_QUOTA, extra=QUARANTINE))
     return directory
@@ -214,6 +219,10 @@ def steady_token(shape: Shape, c: int) -> str:
     """The steady load on cluster `c`: one of two users of the cluster's tenant."""
     tenant = shape.tenant(c)
     return token_of(f"{tenant}-u{(c // shape.tenants) % 2}", tenant)
+
+
+def everyone_token() -> str:
+    return token_of(f"{EVERYONE}-u", EVERYONE)
 
 
 def runaway_token() -> str:

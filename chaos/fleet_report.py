@@ -1,11 +1,14 @@
 """The fleet simulation's tables: Redis cost per phase, failure domains, propagation, the Redis
 Cluster's spread, and the projection from the measured per-call costs to larger fleets.
 
-The projection assumes what a real deployment runs: one guard process per cluster replica (the
-simulation packs many clusters into each process), each paying per second what a simulated process
-paid apart from the cluster health exchange (membership, quarantine, bundle polls: `background`),
-the health exchange once per cluster it fronts per heartbeat, and its lease calls — as measured per
-process (an upper bound for a replica that sees fewer tenants), and at most one per tick.
+The projection (`project`) prices Redis's CPU three ways, each measured: per call of the idle fleet
+(heartbeats, quarantine and bundle polls per guard process, one health exchange per cluster replica
+per heartbeat), and per lease call plus per key a lease call carries (fitted from two loads with
+many keys and with one key per call). It counts calls for a fleet of `clusters` x 3 replicas with
+`packing` clusters per guard process (1: one process per replica, as most deployments run), one
+tenant per cluster as in the simulation, each key re-leasing at most 2/leaseTTL times a second and
+each process making at most one lease call per tick. Its first row applies the model to the
+simulation itself, to compare with what was measured.
 """
 
 from __future__ import annotations
@@ -14,11 +17,11 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from chaos.fleet_measure import ROUNDS
+
 if TYPE_CHECKING:
     from chaos.fleet import Phase, Results
 
-TICK = 0.040
-"""guard's default lease tick: a replica makes at most one lease call per tick (per Redis Cluster slot)."""
 
 
 def table(header: list[str], rows: list[list[str]]) -> str:
@@ -78,6 +81,23 @@ def spread_rows(phase: Phase) -> list[list[str]]:
              f"{100 * c / total_calls:.0f} %"] for i, (k, c) in enumerate(zip(keys, calls, strict=True))]
 
 
+def lease_prices(idle: Phase, loads: list[Phase]) -> tuple[float, float, bool]:
+    """(Redis CPU seconds per lease call, per key a call carries, whether both were fitted): the CPU
+    the load added over the idle fleet is a x calls + b x keys; two loads with different keys per
+    call (many tenants, one tenant) give a and b. Else, or when the fit is not positive (noise),
+    each of a and b is taken as if it alone explained the CPU: an upper bound."""
+    added = [(max(0.0, p.redis.cpu / p.seconds - idle.redis.cpu / idle.seconds),
+              p.lease_calls / p.seconds, p.leased_keys / p.seconds) for p in loads]
+    if len(added) >= 2:
+        (d1, c1, k1), (d2, c2, k2) = added[:2]
+        det = c1 * k2 - c2 * k1
+        if abs(det) > 1e-9:
+            a, b = (d1 * k2 - d2 * k1) / det, (c1 * d2 - c2 * d1) / det
+            if a > 0 and b > 0:
+                return a, b, True
+    return (max(ratio(d, c) for d, c, _ in added if c), max(ratio(d, k) for d, _, k in added if k), False)
+
+
 @dataclass(frozen=True)
 class Costs:
     """What the simulation measured, per unit the projection scales by."""
@@ -88,60 +108,110 @@ class Costs:
     """Calls per guard process per second besides the health exchange and leases."""
     health: float
     """Health exchanges per cluster replica per second."""
-    pair: float
-    """Redis CPU seconds per second that leasing one (process, tenant) key costs: (steady - idle
-    CPU) / the pairs the steady load kept busy."""
-    pair_calls: float
-    """Lease calls per second per (process, tenant) pair (bounded by one per tick per process)."""
+    per_call: float
+    per_key: float
+    fitted: bool
+    tick: float
+    lease_ttl: float
 
     @staticmethod
     def measured(results: Results) -> Costs:
-        idle, steady = results.phases[0], results.phases[1]
+        idle = results.phases[0]
+        loads = [p for p in results.phases[1:] if p.name.startswith("steady") and not p.runaway.statuses]
         shape = results.shape
-        pairs = results.processes * min(shape.tenants, math.ceil(shape.clusters / shape.groups))
         rest = max(0.0, idle.redis.round_trips - idle.health_calls - idle.lease_calls)
+        per_call, per_key, fitted = lease_prices(idle, loads)
         return Costs(fixed_call=ratio(idle.redis.cpu, idle.redis.round_trips),
                      background=rest / results.processes / idle.seconds,
                      health=idle.health_calls / (shape.clusters * shape.replicas) / idle.seconds,
-                     pair=max(0.0, steady.redis.cpu / steady.seconds - idle.redis.cpu / idle.seconds) / pairs,
-                     pair_calls=steady.lease_calls / steady.seconds / pairs)
+                     per_call=per_call, per_key=per_key, fitted=fitted,
+                     tick=parse_seconds(shape.tick, 0.040), lease_ttl=parse_seconds(shape.lease_ttl, 0.250))
+
+
+def parse_seconds(text: str, default: float) -> float:
+    if not text:
+        return default
+    return float(text[:-2]) / 1000 if text.endswith("ms") else float(text.rstrip("s"))
 
 
 @dataclass(frozen=True)
 class Fleet:
+    """A fleet to project to: `clusters` x `replicas`, `packing` clusters per guard process, one
+    tenant per cluster and a tenant on every `spread` clusters, each tenant's quota and burst
+    `headroom` times its load (as in the simulation)."""
+
     clusters: int
-    rate: int
+    rate: float
     packing: int
-    """Clusters one guard process fronts."""
+    spread: float
+    replicas: int = 3
+    headroom: float = 3.0
 
     @property
     def processes(self) -> int:
-        return math.ceil(self.clusters / self.packing) * 3
+        return math.ceil(self.clusters / self.packing) * self.replicas
 
     @property
-    def pairs(self) -> int:
-        """(process, tenant) keys in use: one tenant per cluster, as in the simulation."""
-        return self.processes * self.packing
+    def tenants(self) -> float:
+        return max(1.0, self.clusters / self.spread)
+
+    @property
+    def keys(self) -> float:
+        """Tenants (bucket keys) one process uses."""
+        return min(self.packing, self.tenants)
 
 
-def project(costs: Costs, fleet: Fleet) -> list[str]:
-    fixed = fleet.processes * costs.background + fleet.clusters * 3 * costs.health
-    lease = min(fleet.pairs * costs.pair_calls, fleet.processes / TICK)
-    cpu = fixed * costs.fixed_call + fleet.pairs * costs.pair
-    return [f"{fleet.clusters} x 3", f"{fleet.packing}", f"{fleet.processes:,}", f"{fleet.rate:,}",
-            f"{lease:,.0f}", f"{fixed:,.0f}", f"{lease / fleet.rate:.3f}",
-            f"{(lease + fixed) / fleet.rate:.3f}",
-            f"{100 * cpu:.1f} %"]
+@dataclass(frozen=True)
+class Projected:
+    lease_calls: float
+    leased_keys: float
+    other_calls: float
+    cpu: float
+    lease_size: float
 
 
-def projection_rows(costs: Costs, packing: int) -> list[list[str]]:
-    return [project(costs, Fleet(clusters, rate, pack))
-            for clusters, rate in ((100, 100_000), (1000, 100_000), (1000, 1_000_000))
-            for pack in sorted({1, packing})]
+def project(costs: Costs, fleet: Fleet) -> Projected:
+    """As guard sizes leases (guard.federation.lease_state): a lease covers a leaseTTL of the key's
+    demand on this process, at most burst/2N tokens with N the live replicas of the whole fleet, at
+    least 1, and is topped up when half is spent; so a key re-leases demand / max(1, size/2) times a
+    second, at most once per tick, and one call per tick carries every key of a process wanting
+    tokens (counted as no batching below that: an upper bound)."""
+    demand = fleet.rate / (fleet.processes * fleet.keys)
+    burst = fleet.headroom * fleet.rate / fleet.tenants
+    size = min(max(1.0, demand * costs.lease_ttl), max(1.0, burst / (2 * fleet.processes)))
+    per_key = min(demand / max(1.0, size / 2), 1 / costs.tick)
+    keys = fleet.processes * fleet.keys * per_key
+    calls = min(keys, fleet.processes / costs.tick)
+    other = fleet.processes * costs.background + fleet.clusters * fleet.replicas * costs.health
+    cpu = other * costs.fixed_call + calls * costs.per_call + keys * costs.per_key
+    return Projected(calls, keys, other, cpu, size)
 
 
-PROJECTION_HEADER = ["fleet", "clusters per process", "guard processes", "requests/s", "lease calls/s",
-                     "other calls/s", "lease calls per request", "Redis calls per request", "one Redis core"]
+def projection_row(costs: Costs, fleet: Fleet) -> list[str]:
+    p = project(costs, fleet)
+    return [f"{fleet.clusters} x {fleet.replicas}", f"{fleet.packing}", f"{fleet.processes:,}",
+            f"{fleet.rate:,.0f}", f"{p.lease_size:,.1f}", f"{p.lease_calls:,.0f}", f"{p.leased_keys:,.0f}",
+            f"{p.other_calls:,.0f}",
+            f"{p.lease_calls / fleet.rate:.3f}", f"{(p.lease_calls + p.other_calls) / fleet.rate:.3f}",
+            f"{100 * p.cpu:.1f} %"]
+
+
+def projection_rows(costs: Costs, results: Results) -> list[list[str]]:
+    shape = results.shape
+    packing = math.ceil(shape.clusters / shape.groups)
+    spread = shape.clusters / shape.tenants
+    rows = [projection_row(costs, Fleet(shape.clusters, shape.rate, packing, spread, shape.replicas,
+                                        shape.headroom))]
+    rows += [projection_row(costs, Fleet(clusters, rate, pack, spread, 3, shape.headroom))
+             for clusters, rate in ((100, 100_000), (1000, 100_000), (1000, 1_000_000))
+             for pack in sorted({1, packing})]
+    return rows
+
+
+PROJECTION_HEADER = ["fleet", "clusters per process", "guard processes", "requests/s", "lease size",
+                     "lease calls/s",
+                     "keys leased/s", "other calls/s", "lease calls per request", "Redis calls per request",
+                     "one Redis core"]
 
 
 def render(results: Results) -> str:
@@ -152,8 +222,11 @@ def render(results: Results) -> str:
                   table(["Redis", "admitted", "429", "failed", "p50 ms", "p99 ms", "p99 / Redis up"],
                         fault_rows(baseline, results.faults))]
     if results.propagation:
+        rounds = sorted(ROUNDS) or [0.0]
         parts += ["", "In force on every replica (from the change: its pub/sub message, or the api-server",
-                  "stopping to answer):",
+                  f"stopping to answer; /metrics polled, a round took "
+                  f"{1000 * rounds[len(rounds) // 2]:.0f} ms "
+                  f"(median), {1000 * rounds[-1]:.0f} ms at most):",
                   table(["change", "replicas", "first ms", "last ms"], propagation_rows(results.propagation))]
     if results.cluster is not None:
         parts += ["", "Redis Cluster (3 masters), steady load:",
@@ -163,10 +236,15 @@ def render(results: Results) -> str:
         parts += ["", results.cluster_note]
     if len(results.phases) > 1 and results.phases[0].steady.admitted == 0:
         costs = Costs.measured(results)
-        packing = math.ceil(results.shape.clusters / results.shape.groups)
+        how = "fitted" if costs.fitted else "each as if alone (an upper bound)"
+        steady = results.phases[1]
         parts += ["", f"Measured: {1e6 * costs.fixed_call:.0f} us of Redis CPU per call of the idle fleet; "
-                      f"{costs.background:.1f} calls/s per guard process besides health",
-                  f"({costs.health:.2f}/s per cluster replica) and leases; leasing one (process, tenant) key "
-                  f"costs {1000 * costs.pair:.2f} ms/s of Redis CPU and {costs.pair_calls:.2f} calls/s.",
-                  "Projection:", table(PROJECTION_HEADER, projection_rows(costs, packing))]
+                      f"{costs.background:.1f} calls/s per guard process besides health "
+                      f"({costs.health:.2f}/s per cluster replica) and leases;",
+                  f"a lease call costs {1e6 * costs.per_call:.0f} us plus "
+                  f"{1e6 * costs.per_key:.0f} us per key "
+                  f"it carries ({how}); the steady load made {steady.lease_calls / steady.seconds:.0f} "
+                  f"lease calls/s carrying {steady.leased_keys / steady.seconds:.0f} keys/s.",
+                  "Projection (first row: the model applied to the simulation itself):",
+                  table(PROJECTION_HEADER, projection_rows(costs, results))]
     return "\n".join(parts)
