@@ -81,21 +81,26 @@ def spread_rows(phase: Phase) -> list[list[str]]:
              f"{100 * c / total_calls:.0f} %"] for i, (k, c) in enumerate(zip(keys, calls, strict=True))]
 
 
-def lease_prices(idle: Phase, loads: list[Phase]) -> tuple[float, float, bool]:
-    """(Redis CPU seconds per lease call, per key a call carries, whether both were fitted): the CPU
+def lease_prices(idle: Phase, loads: list[Phase]) -> tuple[float, float, str]:
+    """(Redis CPU seconds per lease call, per key a call carries, how they were found): the CPU
     the load added over the idle fleet is a x calls + b x keys; two loads with different keys per
-    call (many tenants, one tenant) give a and b. Else, or when the fit is not positive (noise),
-    each of a and b is taken as if it alone explained the CPU: an upper bound."""
+    call (many tenants, one tenant) give a and b. When one comes out negative (the other explains
+    it all, within the noise) it is 0 and the other is fitted alone by least squares."""
     added = [(max(0.0, p.redis.cpu / p.seconds - idle.redis.cpu / idle.seconds),
               p.lease_calls / p.seconds, p.leased_keys / p.seconds) for p in loads]
+    calls_alone = ratio(sum(d * c for d, c, _ in added), sum(c * c for _, c, _ in added))
+    keys_alone = ratio(sum(d * k for d, _, k in added), sum(k * k for _, _, k in added))
     if len(added) >= 2:
         (d1, c1, k1), (d2, c2, k2) = added[:2]
         det = c1 * k2 - c2 * k1
         if abs(det) > 1e-9:
             a, b = (d1 * k2 - d2 * k1) / det, (c1 * d2 - c2 * d1) / det
             if a > 0 and b > 0:
-                return a, b, True
-    return (max(ratio(d, c) for d, c, _ in added if c), max(ratio(d, k) for d, _, k in added if k), False)
+                return a, b, "fitted"
+            if a <= 0:
+                return 0.0, keys_alone, "fitted; the calls add nothing beyond their keys"
+            return calls_alone, 0.0, "fitted; the keys add nothing beyond their calls"
+    return calls_alone, 0.0, "from one load: a call's price, whatever keys it carries"
 
 
 @dataclass(frozen=True)
@@ -110,7 +115,7 @@ class Costs:
     """Health exchanges per cluster replica per second."""
     per_call: float
     per_key: float
-    fitted: bool
+    fitted: str
     tick: float
     lease_ttl: float
 
@@ -236,7 +241,7 @@ def render(results: Results) -> str:
         parts += ["", results.cluster_note]
     if len(results.phases) > 1 and results.phases[0].steady.admitted == 0:
         costs = Costs.measured(results)
-        how = "fitted" if costs.fitted else "each as if alone (an upper bound)"
+        how = costs.fitted
         steady = results.phases[1]
         parts += ["", f"Measured: {1e6 * costs.fixed_call:.0f} us of Redis CPU per call of the idle fleet; "
                       f"{costs.background:.1f} calls/s per guard process besides health "
