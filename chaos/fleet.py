@@ -69,7 +69,9 @@ class Results:
     shape: Shape
     processes: int
     phases: list[Phase] = field(default_factory=list)
-    faults: list[Phase] = field(default_factory=list)
+    faults: list[tuple[Phase, Phase]] = field(default_factory=list)
+    """(Redis answering at once, Redis at fault) measured back to back: the machine is shared, so a
+    fault's latency is compared with the span just before it."""
     propagation: dict[str, list[float]] = field(default_factory=dict)
     """Event name -> seconds from the change to its being in force on each replica."""
     cluster: Phase | None = None
@@ -198,17 +200,19 @@ FAULTS = [("Redis +50 ms", {"latency": 0.05}), ("Redis +500 ms", {"latency": 0.5
 
 
 async def fault_phases(proxy: FaultProxy, watch: RedisWatch, scraper: Scraper, steady: Load,
-                       seconds: float) -> list[Phase]:
-    phases = []
-    for name, faults in FAULTS:
-        for attribute, value in faults.items():
+                       seconds: float, faults: list[tuple[str, dict[str, float]]] = FAULTS,
+                       ) -> list[tuple[Phase, Phase]]:
+    pairs = []
+    for name, settings in faults:
+        up = await measure("Redis up, just before", seconds, watch, scraper, steady)
+        for attribute, value in settings.items():
             setattr(proxy, attribute, value)
-        if faults.get("drop"):
+        if settings.get("drop"):
             proxy.reset()
-        phases.append(await measure(name, seconds, watch, scraper, steady))
+        pairs.append((up, await measure(name, seconds, watch, scraper, steady)))
         await proxy.restore()
         await asyncio.sleep(2.0)  # the breakers' probes find Redis again
-    return phases
+    return pairs
 
 
 async def single_redis_run(shape: Shape, workdir: Path, phase: float, results: Results) -> None:
@@ -309,9 +313,7 @@ async def steady_only(shape: Shape, workdir: Path, phase: float, results: Result
         steady.start()
         await asyncio.sleep(1.0)
         results.phases.append(await measure("steady, under quota", phase, watch, scraper, steady))
-        redis_proxy.latency = 0.05
-        results.faults.append(await measure("Redis +50 ms", phase, watch, scraper, steady))
-        await redis_proxy.restore()
+        results.faults = await fault_phases(redis_proxy, watch, scraper, steady, phase, FAULTS[:1])
         await steady.stop()
         for pool in pools.values():
             pool.close()
