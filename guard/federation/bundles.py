@@ -32,6 +32,10 @@ log = logging.getLogger(__name__)
 
 GROUP = "bundles"
 DISK_NAME = "bundle.json"
+LISTEN_WAIT = 1.0
+"""Seconds one wait for a pub/sub message may take (the loop then waits again)."""
+RESUBSCRIBE_AFTER = 0.5
+"""Seconds between attempts to subscribe again while Redis is unreachable."""
 
 
 class BundleRefused(Exception):
@@ -137,6 +141,10 @@ def channel(gateway: Gateway) -> str:
 class BundleStats:
     applied: int = 0
     refused: int = 0
+    notified: int = 0
+    """Push notifications received on the bundles channel."""
+    subscriptions: int = 0
+    """Times the channel was (re)subscribed: each is followed by a read of the live bundle."""
 
 
 class BundleWatcher:
@@ -207,7 +215,7 @@ class BundleWatcher:
         return True
 
     async def start(self) -> None:
-        """The newest bundle now (Redis, else disk), then follow pushes and poll."""
+        """The newest bundle now (Redis, else disk), then follow pushes, and poll as the fallback."""
         if not await self.check() or self.current is None:
             self.load_disk()
         if not self._tasks:
@@ -220,14 +228,18 @@ class BundleWatcher:
             await self.check()
 
     async def _listen(self) -> None:
+        """Follow the bundles channel: a push notification fetches and verifies the live bundle at
+        once. Every (re)subscription — the first, one redis-py makes itself after reconnecting, or
+        a fresh handle after a failure — reads the live bundle too, so a push made while the
+        subscription was down is not left to the poll."""
         while True:
-            pubsub: Any = self._gateway.pubsub()
+            pubsub: Any = self._gateway.pubsub(ignore_subscribe_messages=False)
             try:
                 await pubsub.subscribe(channel(self._gateway))
                 while True:
-                    message = await pubsub.get_message(timeout=1.0)
-                    if message and message.get("type") == "message":
-                        await self.check()
+                    message = await pubsub.get_message(timeout=LISTEN_WAIT)
+                    if message:
+                        await self._heard(message.get("type"))
             except Exception as e:  # redis-py raises many kinds; resubscribe after any of them
                 log.debug("bundle subscription lost: %s", type(e).__name__)
             finally:
@@ -235,7 +247,16 @@ class BundleWatcher:
                     await pubsub.aclose()
                 except Exception:
                     pass
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(RESUBSCRIBE_AFTER)
+
+    async def _heard(self, kind: object) -> None:
+        if kind == "message":
+            self.stats.notified += 1
+        elif kind == "subscribe":
+            self.stats.subscriptions += 1
+        else:
+            return
+        await self.check()
 
     async def close(self) -> None:
         await background.stop(self._tasks)
