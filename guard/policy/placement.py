@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping
 
+from guard.config.paths import FieldPath
 from guard.policy.model import LabelRequirement, Override, Placement, Rule, TenantPolicy
 
 Labels = Mapping[str, str]
@@ -88,3 +89,16 @@ def uses_placement(policies: Iterable[TenantPolicy]) -> bool:
     """Whether any policy or rule is placed or overridden (else every cluster enforces the same)."""
     return any(p.placement is not None or p.overrides or any(r.placement is not None for r in p.rules)
                for p in policies)
+
+
+def unplaced(policy: TenantPolicy, clusters: Mapping[str, Labels]) -> list[FieldPath]:
+    """Where `policy` places something (the policy, a rule, an override) on none of `clusters`:
+    not wrong in itself (a bundle spans clusters one settings file does not know), but worth a
+    warning, since it is also what a misspelt name or label looks like."""
+    def nowhere(placement: Placement | None) -> bool:
+        return placement is not None and not any(selects(placement, n, lbl) for n, lbl in clusters.items())
+
+    found: list[FieldPath] = [("spec", "placement")] if nowhere(policy.placement) else []
+    found += [("spec", "rules", i, "placement") for i, r in enumerate(policy.rules) if nowhere(r.placement)]
+    found += [("spec", "overrides", i) for i, o in enumerate(policy.overrides) if nowhere(o.placement)]
+    return found
