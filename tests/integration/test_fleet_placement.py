@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -144,13 +145,24 @@ async def replicas(tmp_path: Path, sim: SimServer, redis: RedisServer) -> AsyncI
                 await guard.stop()
 
 
-def _push(tmp_path: Path, redis: RedisServer, text: str) -> None:
+def _push(tmp_path: Path, redis: RedisServer, text: str) -> tuple[float, float]:
+    """Push `text` as the fleet's bundle; when the push command started and when it returned."""
     pushed = tmp_path / "pushed"
     pushed.mkdir(exist_ok=True)
+    started = time.monotonic()
     (pushed / "team-a.yaml").write_text(text)
     done = _cli("policy", "push", str(pushed), "--redis", redis.url,
                 "--signing-key", str(tmp_path / "fleet.key"), "--public-key", str(tmp_path / "fleet.pub"))
     assert done.returncode == 0, done.stderr
+    return started, time.monotonic()
+
+
+def _report(what: str, pushed: tuple[float, float]) -> None:
+    """A figure for docs/federation.md, printed (never asserted): push to in force everywhere."""
+    now = time.monotonic()
+    print(f"\n{what} in force on all three replicas {1000 * (now - pushed[0]):.0f} ms after "
+          f"`guard policy push` started, {1000 * (now - pushed[1]):.0f} ms after it returned "
+          "(bundlePoll 60 s)")
 
 
 async def _refused(guards: list[GuardProcess], token: str, count: int = 10) -> list[int]:
@@ -174,8 +186,9 @@ async def test_a_pushed_bundle_is_in_force_on_three_replicas_before_their_poll(
     alice = sim.tokens["alice"]
     async with replicas(tmp_path, sim, redis_server) as guards:
         assert await _refused(guards, alice) == [0, 0, 0]
-        _push(tmp_path, redis_server, FROZEN)
-        assert await eventually(lambda: all_metric(guards, "guard_bundles_version", 1), 20)
+        pushed = _push(tmp_path, redis_server, FROZEN)
+        assert await eventually(lambda: all_metric(guards, "guard_bundles_version", 1), 20, step=0.01)
+        _report("bundle v1", pushed)
         assert [await metric(g, "guard_bundles_notified") for g in guards] == [1, 1, 1]
         refused = await _refused(guards, alice)
         assert refused[0] >= 9 and refused[1] >= 9 and refused[2] == 0, refused
@@ -189,6 +202,7 @@ async def test_a_pushed_bundle_is_in_force_on_three_replicas_before_their_poll(
 
         assert await eventually(resubscribed, 20)
         assert sum([await metric(g, "guard_bundles_restored") for g in guards]) >= 1
-        _push(tmp_path, redis_server, GENEROUS)
-        assert await eventually(lambda: all_metric(guards, "guard_bundles_version", 2), 20)
+        pushed = _push(tmp_path, redis_server, GENEROUS)
+        assert await eventually(lambda: all_metric(guards, "guard_bundles_version", 2), 20, step=0.01)
+        _report("after a Redis restart, bundle v2", pushed)
         assert await _refused(guards, alice) == [0, 0, 0]
