@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jsonschema as validator_lib
 import pytest
 import yaml
 
@@ -16,7 +17,7 @@ from guard.admission.rules import compile_policies
 from guard.kube.errors import ConfigError
 from guard.kube.identity import Identity
 from guard.kube.requestinfo import classify
-from guard.policy import render
+from guard.policy import jsonschema, render
 from guard.policy.loading import load_text
 from guard.policy.model import LabelRequirement, Placement, Quota, TenantPolicy
 from guard.policy.placement import effective, effective_set, selects, unplaced
@@ -236,3 +237,20 @@ def test_validate_warns_of_placements_that_select_no_cluster(fleet_files: tuple[
     assert len(warned) == 1 and "team-b.yaml: spec.placement: warning: selects no cluster" in warned[0]
     without = _guard("validate", str(policies))  # no settings file: no clusters to check placements against
     assert "warning" not in without.stderr and "batch" in without.stderr
+
+
+def test_placement_and_overrides_are_valid_under_the_schema_and_the_crd() -> None:
+    document = yaml.safe_load(FLEET_POLICY)
+    validator_lib.validate(document, jsonschema.json_schema())
+    crd = jsonschema.crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    validator_lib.Draft202012Validator(crd).validate(document)
+    document["spec"]["overrides"][0]["fields"]["cost"] = 1  # not a field an override may change
+    with pytest.raises(validator_lib.ValidationError):
+        validator_lib.validate(document, jsonschema.json_schema())
+
+
+def test_the_example_in_docs_federation_validates() -> None:
+    text = (ROOT / "docs" / "federation.md").read_text()
+    section = text[text.index("## Placement and overrides"):]
+    spec = section.split("```yaml\n")[2].split("```")[0]
+    _policy("apiVersion: guard.io/v1alpha1\nkind: TenantPolicy\nmetadata: {name: team-a}\n" + spec)
