@@ -230,6 +230,11 @@ class PolicySet:
         fleet-wide template the debug pages and metrics show."""
         self._placed, self._place = placed, unknown
 
+    @property
+    def placed(self) -> dict[str, PolicySet]:
+        """Each cluster's own resolved set so far (empty unless placement is in use)."""
+        return dict(self._placed or {})
+
     def for_cluster(self, cluster: str) -> PolicySet:
         """The set the cluster `cluster` enforces (this one unless placement is in use)."""
         if self._placed is None:

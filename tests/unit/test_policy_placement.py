@@ -7,12 +7,15 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import jsonschema as validator_lib
 import pytest
 import yaml
 
 from guard.admission.config import AdmissionSettings, parse_admission
+from guard.admission.controller import AdmissionController
+from guard.admission.embedded import EmbeddedStore
 from guard.admission.rules import compile_policies
 from guard.kube.errors import ConfigError
 from guard.kube.identity import Identity
@@ -22,6 +25,7 @@ from guard.policy.loading import load_text
 from guard.policy.model import LabelRequirement, Placement, Quota, TenantPolicy
 from guard.policy.placement import effective, effective_set, selects, unplaced
 from guard.settings import loading as settings_loading
+from guard.telemetry.admin import policies_view
 
 ROOT = Path(__file__).resolve().parents[2]
 PROD_EU = {"env": "prod", "region": "eu"}
@@ -254,3 +258,21 @@ def test_the_example_in_docs_federation_validates() -> None:
     section = text[text.index("## Placement and overrides"):]
     spec = section.split("```yaml\n")[2].split("```")[0]
     _policy("apiVersion: guard.io/v1alpha1\nkind: TenantPolicy\nmetadata: {name: team-a}\n" + spec)
+
+
+def test_the_debug_page_shows_what_each_cluster_enforces() -> None:
+    settings = parse_admission(LEVELS, "admission")[0]
+    controller = AdmissionController.from_policies([_policy()], settings, EmbeddedStore(),
+                                                   clusters={"prod-eu": PROD_EU, "dev": DEV})
+    view = policies_view(controller)
+
+    def team_a(tenants: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return next(t["rules"] for t in tenants if t["name"] == "team-a")
+
+    assert [r["bucket"] for r in team_a(view["tenants"])] == ["{team-a}:prod-lists", "{team-a}:reads"]
+    eu, dev = team_a(view["clusters"]["prod-eu"]), team_a(view["clusters"]["dev"])
+    assert [(r["name"], r["bucket"], r["maxInflight"]) for r in eu] == [
+        ("prod-lists", "{team-a}:prod-lists", 16), ("reads", "{team-a}:reads@prod-eu", 16)]
+    assert [(r["name"], r["bucket"], r["maxInflight"]) for r in dev] == [("reads", "{team-a}:reads", 4)]
+    plain = AdmissionController.from_policies([], settings, EmbeddedStore(), clusters={"dev": DEV})
+    assert "clusters" not in policies_view(plain)
