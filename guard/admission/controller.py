@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 
 from guard.admission.concurrency import InflightCaps
@@ -34,6 +34,7 @@ from guard.kube.identity import Identity
 from guard.kube.requestinfo import RequestInfo
 from guard.policy.loading import load_policies
 from guard.policy.model import TenantPolicy
+from guard.policy.placement import Labels
 
 Headers = tuple[tuple[str, str], ...]
 MAX_RETRY_AFTER = 60
@@ -84,8 +85,11 @@ class AdmissionController:
         counts: ObjectCounts | None = None,
         isolation: Isolation | None = None,
         quarantines: Quarantines | None = None,
+        clusters: Mapping[str, Labels] | None = None,
     ) -> None:
         self.settings = settings
+        self.clusters: dict[str, Labels] = dict(clusters or {})
+        """The clusters this process fronts and their labels, for placement and overrides."""
         self.isolation = isolation
         self.quarantines: Quarantines = dict(quarantines or {})
         self.store = store
@@ -110,11 +114,12 @@ class AdmissionController:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         isolation: Isolation | None = None,
+        clusters: Mapping[str, Labels] | None = None,
     ) -> AdmissionController:
         """A controller for the policies under `paths`; raises ConfigError listing every problem."""
         policies, problems = load_policies(paths)
         return cls.from_policies(policies, settings, store, clock=clock, sleep=sleep, isolation=isolation,
-                                 problems=problems)
+                                 problems=problems, clusters=clusters)
 
     @classmethod
     def from_policies(
@@ -127,13 +132,14 @@ class AdmissionController:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         isolation: Isolation | None = None,
         problems: Sequence[str] = (),
+        clusters: Mapping[str, Labels] | None = None,
     ) -> AdmissionController:
         """A controller for already parsed policies (e.g. a signed bundle's); raises ConfigError."""
-        compiled, more = compile_policies(policies, settings)
+        compiled, more = compile_policies(policies, settings, clusters)
         if problems or more:
             raise ConfigError([*problems, *more])
         return cls(settings, store, compiled, clock=clock, sleep=sleep, isolation=isolation,
-                   quarantines=quarantines_of(policies))
+                   quarantines=quarantines_of(policies), clusters=clusters)
 
     def reload(self, paths: Sequence[str | Path]) -> list[str]:
         """Swap in the policies under `paths`; on any problem keep the current set and return them."""
@@ -143,7 +149,7 @@ class AdmissionController:
     def apply(self, policies: Sequence[TenantPolicy], *, problems: Sequence[str] = ()) -> list[str]:
         """Swap in `policies` at once (bucket state lives in the store and stays); on any problem
         keep the current set and return every problem."""
-        compiled, more = compile_policies(policies, self.settings)
+        compiled, more = compile_policies(policies, self.settings, self.clusters)
         found = [*problems, *more]
         self.stats.reloads += 1
         self.stats.last_reload_problems = found
@@ -264,7 +270,7 @@ class AdmissionController:
         cap = rule.max_watches if watch else rule.max_inflight
         if cap is None:
             return "", ""
-        key = f"{match.bucket_key}#{'watches' if watch else 'inflight'}"
+        key = f"{match.bucket_key}{rule.cap_tag}#{'watches' if watch else 'inflight'}"
         if self._caps.try_acquire(key, cap):
             return key, ""
         return "", "watches" if watch else "inflight"

@@ -82,6 +82,7 @@ def build_fleet(settings: RedisSettings, *, cluster: str, apply: Callable[[Bundl
         except (OSError, ValueError) as e:
             raise ConfigError([f"redis.publicKey: {settings.public_key}: cannot load an Ed25519 public "
                                f"key ({type(e).__name__})"]) from e
-        watcher = BundleWatcher(gateway, key, apply, bundle_dir=settings.bundle_dir, poll_interval=5.0)
+        watcher = BundleWatcher(gateway, key, apply, bundle_dir=settings.bundle_dir,
+                                poll_interval=settings.bundle_poll)
     return Fleet(gateway, store, QuarantineBoard(gateway), watcher, health)
 
