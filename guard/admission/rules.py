@@ -279,3 +279,13 @@ def compile_policies(
         secret=secret,
     )
     return PolicySet(tenants, catch_all), problems
+
+
+_DEFAULT: list[PolicySet] = []
+
+
+def default_rules() -> PolicySet:
+    """The default exempt rules and catch-all alone (what is exempt when guard has no policies)."""
+    if not _DEFAULT:
+        _DEFAULT.append(compile_policies([], AdmissionSettings())[0])
+    return _DEFAULT[0]

@@ -1,4 +1,4 @@
-"""The request path: route → identify → classify → authorize → admit → capacity → forward, as the
+"""The request path: route → identify → classify → authorize → shed → admit → capacity → forward, as the
 one handler of guard.http.server.
 
 Each step is a call through a seam (Authenticating, Impersonating, classify, Authorizing, Admission,
@@ -144,6 +144,8 @@ class Proxy:
         record.info = info = self._classify(request)
         if rt.authorizer is not None:  # before admission: a denied request costs no quota
             await rt.authorizer.check(effective, info)
+        if rt.shedding is not None:  # the fleet's emergency brake, before admission too
+            self._shed(rt, record, effective, info)
         ticket = await rt.admission.admit(effective, info, rt.upstream.name)
         verdict = ticket.verdict
         record.decision, record.tenant, record.rule = verdict.outcome, verdict.tenant, verdict.rule
@@ -162,6 +164,19 @@ class Proxy:
             ticket.release()
             if tenant is not None:
                 self.inflight[tenant] -= 1
+
+    @staticmethod
+    def _shed(rt: Runtime, record: _Record, identity: Identity, info: RequestInfo) -> None:
+        """Refuse (429, or 503 for `everything`) what a shed order in force names; exempt traffic
+        never (guard.admission.shedding)."""
+        assert rt.shedding is not None
+        cluster = rt.upstream.name
+        try:
+            rt.shedding.check(identity, info, cluster,
+                              lambda: rt.admission.tenant_of(identity, info, cluster))
+        except GuardError:
+            record.decision = "shed"
+            raise
 
     @staticmethod
     async def _enter(rt: Runtime, record: _Record, verdict: Verdict) -> CapacityGate | None:
