@@ -127,6 +127,8 @@ class ShedWatcher:
         self.known: dict[str, tuple[ShedOrder, bytes, bytes]] = {}
         """Verified orders (lifted ones too, until they expire: a lift is final) and their record."""
         self._refused: set[tuple[str, bytes]] = set()
+        self._settled: set[tuple[str, bytes]] = set()
+        """Verified records that changed nothing: not verified again on every re-read."""
         self._tasks: list[asyncio.Task[None]] = []
 
     def offer(self, order_id: str, payload: bytes, signature: bytes) -> bool:
@@ -134,6 +136,8 @@ class ShedWatcher:
         held = self.known.get(order_id)
         if held is not None and (held[1], held[2]) == (payload, signature):
             return False  # seen and verified already: no signature check per re-read
+        if (order_id, payload + signature) in self._settled:
+            return False  # verified before and changed nothing (expired, or replayed after a lift)
         try:
             order = verify(payload, signature, self._key)
             if order.id != order_id:
@@ -155,10 +159,10 @@ class ShedWatcher:
     def _learn(self, order: ShedOrder, payload: bytes, signature: bytes) -> bool:
         held = self.known.get(order.id)
         now = self._clock()
-        if held is not None and held[0].lifted:
-            return False  # a lift is final: a replayed unlifted record changes nothing
-        if order.expires <= now:
-            return False  # an old record: nothing to do
+        if (held is not None and held[0].lifted) or order.expires <= now:
+            # A lift is final (a replayed unlifted record changes nothing); an old record is over.
+            self._settle(order.id, payload + signature)
+            return False
         if held is None and not order.lifted and self._in_force_count(now) >= MAX_ORDERS:
             self._refuse(order.id, payload + signature, f"more than {MAX_ORDERS} orders in force")
             return False
@@ -172,6 +176,11 @@ class ShedWatcher:
                         _when(order.expires), order.describe(), order.reason, order.by or "-")
         return True
 
+    def _settle(self, order_id: str, raw: bytes) -> None:
+        if len(self._settled) >= REFUSED_KEPT:
+            self._settled.clear()
+        self._settled.add((order_id, raw))
+
     def _in_force_count(self, now: float) -> int:
         return sum(o.in_force(now) for o, _, _ in self.known.values())
 
@@ -180,7 +189,8 @@ class ShedWatcher:
         now = self._clock()
         ended = [o for o, _, _ in self.known.values() if o.expires <= now]
         for order in ended:
-            del self.known[order.id]
+            _, payload, signature = self.known.pop(order.id)
+            self._settle(order.id, payload + signature)
             if not order.lifted:
                 self.shedding.stats.orders_expired += 1
                 log.warning("shed order %s expired: %s", order.id, order.describe())

@@ -166,3 +166,26 @@ def test_orders_kept_on_disk_are_verified_again(tmp_path: Path) -> None:
     (tmp_path / fed.DISK_NAME).write_text(json.dumps(records))
     tampered = watcher(tmp_path, key, clock)
     assert tampered.load_disk() == 0 and tampered.shedding.stats.orders_refused == 1
+
+
+def test_a_validly_signed_but_unbounded_order_is_refused(tmp_path: Path) -> None:
+    key, clock = Ed25519PrivateKey.generate(), [NOW]
+    w = watcher(tmp_path, key, clock)
+    endless = replace(order(users=("alice",)), expires=NOW + 2 * MAX_DURATION)
+    assert not w.offer(*signed(endless, key))
+    assert w.shedding.stats.orders_refused == 1 and w.known == {}
+
+
+def test_records_that_changed_nothing_are_not_verified_on_every_re_read(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    key, clock = Ed25519PrivateKey.generate(), [NOW]
+    w = watcher(tmp_path, key, clock)
+    calls = []
+    real = fed.verify
+    monkeypatch.setattr(fed, "verify", lambda *a: calls.append(1) or real(*a))
+    good = order(users=("alice",))
+    w.offer(*signed(good.lift(NOW), key))
+    for _ in range(5):  # the unlifted record replayed, and an expired one, re-read every second
+        w.offer(*signed(good, key))
+        w.offer(*signed(order(id="old", users=("bob",), issued=NOW - 700, expires=NOW - 100), key))
+    assert len(calls) == 3
