@@ -229,4 +229,4 @@ class Shedding:
         return {"orders": [dict(json.loads(o.payload()), in_force=o.in_force(now),
                                 remaining=max(0.0, round(o.expires - now, 1)),
                                 refused_here=self.refused_by.get(o.id, 0)) for o in self.orders],
-                "refused_by_cluster": dict(self.stats.by_cluster), **self.counters()}
+                "refused_by_cluster": dict(self.stats.by_cluster), "counters": self.counters()}

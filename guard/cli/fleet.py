@@ -152,6 +152,8 @@ async def _list(gateway: Gateway, public_key: str | None) -> int:
     records = await shedding.stored(gateway)
     if not records:
         print("no shed order")
+    elif public is None:
+        print("(signatures not checked: pass --public-key to see which orders replicas refuse)")
     now = time.time()
     for order_id, raw in sorted(records.items()):
         try:

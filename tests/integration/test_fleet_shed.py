@@ -110,6 +110,11 @@ async def sweep(guards: list[GuardProcess], sim: SimServer, per_user: int = 6,
     return seen
 
 
+async def debug_page(guard: GuardProcess) -> dict[str, list[dict[str, object]]]:
+    async with aiohttp.ClientSession() as client, client.get(f"{guard.admin}/debug/guard/shed") as r:
+        return dict(await r.json())
+
+
 async def total(guards: list[GuardProcess], name: str) -> float:
     return sum(await asyncio.gather(*(metric(g, name) for g in guards)))
 
@@ -132,6 +137,9 @@ async def test_an_order_reaches_three_replicas_refuses_what_it_names_and_lift_en
         assert refusal["kind"] == "Status" and refusal["reason"] == "TooManyRequests"
         assert REASON in str(refusal["message"]) and order in str(refusal["message"])
         assert await total(guards, "guard_shed_refusals") == 6
+        pages = [await debug_page(g) for g in guards]
+        assert all(p["orders"][0]["id"] == order and p["orders"][0]["users"] == ["alice"] for p in pages)
+        assert sum(p["orders"][0]["refused_here"] for p in pages) == 6
         listing = cli("fleet", "list", "--redis", redis_server.url,
                       "--public-key", str(tmp_path / "fleet.pub"))
         assert f"{order}\tin-force" in listing.stdout and "user=alice" in listing.stdout
