@@ -11,17 +11,20 @@ import argparse
 import datetime
 import getpass
 import secrets
+import sys
 import time
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from guard.admission.shedding import MAX_DURATION, OrderInvalid, ShedOrder
+from guard import settings as settings_module
+from guard.admission.shedding import ANY_CLUSTER, MAX_DURATION, OrderInvalid, ShedOrder
 from guard.cli.bundles import fleet_key
 from guard.cli.redis import fail, with_gateway
 from guard.config.durations import parse_duration
 from guard.federation import bundles, shedding
 from guard.federation.connection import Gateway
+from guard.kube.errors import ConfigError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -112,6 +115,7 @@ def run_shed(args: argparse.Namespace) -> int:
     key, why = _key_pair(args)
     if key is None:
         return fail(why)
+    _warn_unknown_clusters(args)
 
     async def send(gateway: Gateway) -> int:
         await shedding.issue(gateway, order, key)
@@ -166,6 +170,21 @@ async def _list(gateway: Gateway, public_key: str | None) -> int:
         print(f"{order.id}\t{state}\tuntil={_when(order.expires)}\t{order.describe()}\t"
               f"by={order.by or '-'}\treason={order.reason}")
     return 0
+
+
+def _warn_unknown_clusters(args: argparse.Namespace) -> None:
+    """With --config: a warning (not an error: one replica's settings need not name every cluster
+    of the fleet) for each --cluster its settings do not front, a likely typo."""
+    if args.config is None:
+        return
+    try:
+        known = {c.name for c in settings_module.load(args.config).clusters}
+    except ConfigError:
+        return  # fleet_key has read it already; nothing more to say
+    for name in args.cluster:
+        if name != ANY_CLUSTER and name not in known:
+            print(f"warning: {args.config} fronts no cluster {name!r} (it has {', '.join(sorted(known))})",
+                  file=sys.stderr)
 
 
 def _operator() -> str:

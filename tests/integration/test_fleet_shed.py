@@ -222,6 +222,10 @@ async def test_unsigned_and_tampered_orders_are_refused_and_counted(
                     "--public-key", str(tmp_path / "fleet.pub"), "--cluster", "dev", "--everything",
                     "--for", "1m", "--reason", "x")
         assert wrong.returncode == 1 and "does not match" in wrong.stderr
+        typo = cli("fleet", "shed", "--redis", redis_server.url, "--signing-key", str(tmp_path / "fleet.key"),
+                   "--config", str(tmp_path / "guard-0.yaml"), "--cluster", "dve", "--user", "alice",
+                   "--for", "1m", "--reason", "typo")
+        assert typo.returncode == 0 and "fronts no cluster 'dve'" in typo.stderr
         now = time.time()
         good = ShedOrder(id="bad1", clusters=("dev",), reason="forged", issued=now, expires=now + 600,
                          everything=True)
@@ -242,7 +246,7 @@ async def test_unsigned_and_tampered_orders_are_refused_and_counted(
         assert await eventually(lambda: all_metric(guards, "guard_shed_orders_refused", 3), 10)
         await asyncio.sleep(2.5)  # two more re-reads: each bad record is still counted once
         assert await all_metric(guards, "guard_shed_orders_refused", 3)
-        assert await all_metric(guards, "guard_shed_orders", 0)
+        assert await all_metric(guards, "guard_shed_orders", 1)  # only the typo's, aimed at no cluster here
         seen = await sweep(guards, sim, per_user=3)
         assert all(c == Counter({200: 3}) for c in seen.values()), seen
         for guard in guards:

@@ -189,3 +189,17 @@ def test_records_that_changed_nothing_are_not_verified_on_every_re_read(
         w.offer(*signed(good, key))
         w.offer(*signed(order(id="old", users=("bob",), issued=NOW - 700, expires=NOW - 100), key))
     assert len(calls) == 3
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--for", "48h", "--user", "alice"], "--for"),
+    (["--for", "10m"], "give --everything or at least one of"),
+    (["--for", "10m", "--everything", "--tenant", "team-a"], "not both"),
+])
+def test_fleet_shed_refuses_unbounded_or_unaimed_orders_before_redis(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str) -> None:
+    from guard.cli import main
+
+    code = main(["fleet", "shed", "--redis", "redis://127.0.0.1:1/0", "--signing-key", str(tmp_path / "k"),
+                 "--public-key", str(tmp_path / "p"), "--cluster", "prod", "--reason", "r", *extra])
+    assert code == 1 and message in capsys.readouterr().err
