@@ -2,7 +2,7 @@
 
 An operator's `guard fleet shed` writes a signed `ShedOrder` (guard.federation.shedding verifies and
 delivers it); `Shedding` holds the orders in force on this replica, and the pipeline asks it about
-every request before admission (`Proxy._shed`), so shed traffic costs no quota and never queues.
+every request before admission (`Proxy._serve`), so shed traffic costs no quota and never queues.
 An order names clusters and, within them, tenants, users, verbs and resources (each a list, any one
 of which matches; the dimensions must all match), or `everything`. A request the admission rules
 treat as exempt (system:masters, node heartbeats, leader election: `admission.exempt`) is never
@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
+from guard.admission.decision import Admission
 from guard.kube.errors import ServiceUnavailable, TooManyRequests
 from guard.kube.identity import Identity
 from guard.kube.requestinfo import RequestInfo
@@ -197,25 +198,24 @@ class Shedding:
         live = {o.id for o in self.orders}
         self.refused_by = {k: v for k, v in self.refused_by.items() if k in live}
 
-    def check(self, identity: Identity, info: RequestInfo, cluster: str,
-              tenant_of: Callable[[], str | None]) -> None:
-        """Raise the refusal of the first order in force that names this request. `tenant_of`
-        gives the request's tenant, or None when admission treats it as exempt (never shed)."""
+    def refusal(self, identity: Identity, info: RequestInfo, cluster: str,
+                admission: Admission) -> TooManyRequests | ServiceUnavailable | None:
+        """The refusal of the first order in force that names this request, counted; None when no
+        order does. `admission` says the request's tenant, or that it is exempt (never shed)."""
         if not self.orders:
-            return
+            return None
         now = self._clock()
         aimed = [o for o in self.orders if o.aims_at(cluster) and o.in_force(now)]
-        if not aimed:
-            return
-        tenant = tenant_of()
+        tenant = admission.tenant_of(identity, info, cluster) if aimed else None
         if tenant is None:
-            return
+            return None
         for order in aimed:
             if order.names(identity, info, tenant):
                 self.stats.refusals += 1
                 self.refused_by[order.id] = self.refused_by.get(order.id, 0) + 1
                 self.stats.by_cluster[cluster] = self.stats.by_cluster.get(cluster, 0) + 1
-                raise order.refusal(now)
+                return order.refusal(now)
+        return None
 
     def counters(self) -> dict[str, int]:
         now = self._clock()

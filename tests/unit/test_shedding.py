@@ -16,7 +16,6 @@ from guard.admission.decision import AdmitAll
 from guard.admission.embedded import EmbeddedStore
 from guard.admission.shedding import MAX_DURATION, OrderInvalid, Shedding, ShedOrder
 from guard.federation import shedding as fed
-from guard.kube.errors import ServiceUnavailable, TooManyRequests
 from guard.kube.identity import Identity
 from guard.kube.requestinfo import classify
 from guard.policy.model import Rule, Subject, TenantPolicy
@@ -42,12 +41,8 @@ def controller() -> AdmissionController:
 
 
 def refused(shedding: Shedding, identity: Identity, info: object = PODS, cluster: str = "prod") -> int:
-    admission = controller()
-    try:
-        shedding.check(identity, info, cluster, lambda: admission.tenant_of(identity, info, cluster))  # type: ignore[arg-type]
-    except (TooManyRequests, ServiceUnavailable) as e:
-        return e.code
-    return 0
+    error = shedding.refusal(identity, info, cluster, controller())  # type: ignore[arg-type]
+    return error.code if error is not None else 0
 
 
 def test_an_order_refuses_what_it_names_on_its_clusters_only() -> None:
