@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -145,6 +146,10 @@ async def test_an_order_reaches_three_replicas_refuses_what_it_names_and_lift_en
         assert f"{order}\tin-force" in listing.stdout and "user=alice" in listing.stdout
         for guard in guards:
             await guard.wait_for_log(f"shed order {order} in force")
+        guards[2].signal(signal.SIGHUP)  # a reload builds a new runtime over the same orders
+        await guards[2].wait_for_log("reloaded settings")
+        reloaded = await sweep(guards[2:], sim, per_user=2, users=("alice", "bob"))
+        assert reloaded == {"alice": Counter({429: 2}), "bob": Counter({200: 2})}, reloaded
 
         lifted = cli("fleet", "lift", order, "--redis", redis_server.url, *keys(tmp_path))
         assert lifted.returncode == 0, lifted.stderr
