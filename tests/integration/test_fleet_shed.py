@@ -185,7 +185,7 @@ async def test_everything_spares_exempt_traffic_and_expires_by_itself(
         tmp_path: Path, sim_server: Callable[..., SimServer], redis_server: RedisServer) -> None:  # noqa: F811
     sim = sim_server()
     async with fleet(tmp_path, sim, redis_server) as guards:
-        order = shed(tmp_path, redis_server, "--everything", duration="4s")
+        order = shed(tmp_path, redis_server, "--everything", duration="8s")
         assert await eventually(lambda: all_metric(guards, "guard_shed_orders", 1), 10, step=0.02)
         during = await sweep(guards, sim, per_user=3)
         expired = await eventually(lambda: all_metric(guards, "guard_shed_orders", 0), 20)
