@@ -163,6 +163,11 @@ class AdmissionController:
         """Record how many objects a LIST returned, to price the next LISTs of that resource."""
         self.counts.observe(cluster, info.api_group, info.resource, info.namespace, count)
 
+    def tenant_of(self, identity: Identity, info: RequestInfo, cluster: str) -> str | None:
+        """The tenant whose rule governs the request (None: an exempt rule), charging nothing."""
+        match = self.policies.match(identity, info, cluster)
+        return None if match.exempt else match.tenant
+
     async def admit(self, identity: Identity, info: RequestInfo, cluster: str) -> Ticket:
         ticket = await self._admit(identity, info, cluster)
         verdict = ticket.verdict

@@ -339,3 +339,13 @@ def _compile(policies: Iterable[TenantPolicy], settings: AdmissionSettings) -> t
         secret=secret,
     )
     return PolicySet(tenants, catch_all), problems
+
+
+_DEFAULT: list[PolicySet] = []
+
+
+def default_rules() -> PolicySet:
+    """The default exempt rules and catch-all alone (what is exempt when guard has no policies)."""
+    if not _DEFAULT:
+        _DEFAULT.append(compile_policies([], AdmissionSettings())[0])
+    return _DEFAULT[0]

@@ -78,7 +78,7 @@ def run_push(args: argparse.Namespace) -> int:
         key = bundles.load_private_key(args.signing_key)
     except (OSError, ValueError) as e:
         return fail(f"{args.signing_key}: cannot load the signing key ({type(e).__name__})")
-    public, where = _fleet_key(args)
+    public, where = fleet_key(args)
     if public is None:
         return fail(where)
     probe = bundles.Bundle(0, files)
@@ -97,7 +97,7 @@ def run_push(args: argparse.Namespace) -> int:
     return with_gateway(args.redis, push)
 
 
-def _fleet_key(args: argparse.Namespace) -> tuple[Ed25519PublicKey | None, str]:
+def fleet_key(args: argparse.Namespace) -> tuple[Ed25519PublicKey | None, str]:
     """The fleet's public key and where it came from, or None and one line saying why not."""
     path: str | None = args.public_key
     if path is None:

@@ -22,6 +22,7 @@ from guard.admission.decision import Admission, AdmitAll
 from guard.admission.embedded import EmbeddedStore
 from guard.admission.rules import compile_policies
 from guard.admission.shares import WorkerShare
+from guard.admission.shedding import Shedding
 from guard.admission.store import QuotaStore
 from guard.federation.bundles import Bundle, bundle_policies
 from guard.federation.fleet import Fleet, build_fleet
@@ -60,6 +61,10 @@ class ProcessState:
     @property
     def board(self) -> QuarantineBoard | None:
         return self.fleet.board if self.fleet is not None else None
+
+    @property
+    def shedding(self) -> Shedding | None:
+        return self.fleet.shedding if self.fleet is not None else None
 
     @property
     def takes_bundles(self) -> bool:
@@ -143,7 +148,8 @@ async def build_runtime(settings: Settings, *, workers: int = 1,
             admission=admission,
             impersonation_headers=impersonation.impersonation_headers,
             authorizer=authz.build_authorizer(cluster.authorize, reviews), access_log=access_log,
-            routes=routes, capacity=_gate(cluster, gates.get(cluster.name), workers))
+            routes=routes, capacity=_gate(cluster, gates.get(cluster.name), workers),
+            shedding=shared.shedding if shared is not None else None)
         checker = HealthChecker(upstream)
         checker.start()
         upstream.on_close.append(checker.stop)
