@@ -1,11 +1,12 @@
-"""The request path: route → identify → classify → authorize → admit → capacity → forward, as the
+"""The request path: route → identify → classify → authorize → shed → admit → capacity → forward, as the
 one handler of guard.http.server.
 
 Each step is a call through a seam (Authenticating, Impersonating, classify, Authorizing, Admission,
 CapacityGate, the upstream exchange) built by `guard.process.wiring`. Every refusal is a GuardError
 raised by the step that refuses and turned into a Kubernetes Status in one place (`Proxy._refuse`);
 unexpected exceptions become a 500 Status and a log line, never a traceback on the wire. It must
-never log or forward a credential it was not meant to.
+never log or forward a credential it was not meant to. It runs past 300 lines because every step a
+request meets is here, in that order, so the whole path reads in one place.
 """
 
 from __future__ import annotations
@@ -144,6 +145,11 @@ class Proxy:
         record.info = info = self._classify(request)
         if rt.authorizer is not None:  # before admission: a denied request costs no quota
             await rt.authorizer.check(effective, info)
+        if rt.shedding is not None:  # the fleet's emergency brake: before admission, costs no quota
+            refusal = rt.shedding.refusal(effective, info, rt.upstream.name, rt.admission)
+            if refusal is not None:
+                record.decision = "shed"
+                raise refusal
         ticket = await rt.admission.admit(effective, info, rt.upstream.name)
         verdict = ticket.verdict
         record.decision, record.tenant, record.rule = verdict.outcome, verdict.tenant, verdict.rule

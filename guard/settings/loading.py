@@ -43,7 +43,9 @@ LIMIT_KEYS = ("maxHeaderBytes", "maxBodyBytes", "maxConnections", "idleTimeout",
 ADMIN_KEYS = ("address", "debug")
 CLUSTER_KEYS = ("name", "server", "servers", "token", "tokenFile", "kubeconfig", "context", "inCluster",
                 "caFile", "certFile", "keyFile", "insecureSkipTLSVerify", "authorize", "hosts", "default",
-                "health", "adaptive")
+                "health", "adaptive", "labels")
+LABEL_NAME = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 
 
 def load(path: str | Path, *, overrides: Mapping[str, object] | None = None) -> Settings:
@@ -182,7 +184,29 @@ def _cluster(f: Fields, raw: object, at: str) -> ClusterSettings | None:
         default=f.boolean(m.get("default", False), f"{at}.default"),
         health=parse_health(f, m.get("health"), f"{at}.health"),
         adaptive=parse_adaptive(f, m.get("adaptive"), f"{at}.adaptive"),
+        labels=_labels(f, m.get("labels"), f"{at}.labels"),
     )
+
+
+def _labels(f: Fields, raw: object, at: str) -> tuple[tuple[str, str], ...]:
+    """`{env: prod, region: eu}`: Kubernetes label names and string values."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict):
+        f.error(at, "must be a mapping of label names to values")
+        return ()
+    found: list[tuple[str, str]] = []
+    for key, value in raw.items():
+        if not isinstance(key, str) or not LABEL_NAME.match(key):
+            f.error(f"{at}.{key}", "is not a label name like env or example.com/region")
+        elif not isinstance(value, str):
+            f.error(f"{at}.{key}", f"must be a string (quote it: \"{value}\")")
+        elif not LABEL_VALUE.match(value):
+            f.error(f"{at}.{key}", "must be at most 63 letters, digits, '-', '_' or '.', "
+                    "starting and ending with a letter or digit")
+        else:
+            found.append((key, value))
+    return tuple(sorted(found))
 
 
 def _servers(f: Fields, m: Mapping[str, object], at: str) -> tuple[str, ...]:

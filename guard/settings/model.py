@@ -97,6 +97,9 @@ class ClusterSettings:
     adaptive: AdaptiveSettings = field(default_factory=AdaptiveSettings)
     """The adaptive concurrency limit of its ordinary requests (guard.admission.adaptive); off
     unless the section is present."""
+    labels: tuple[tuple[str, str], ...] = ()
+    """Its labels (`env: prod`), sorted by name: what a policy's `placement` and `overrides`
+    select clusters by (guard.policy.placement)."""
 
 
 @dataclass(frozen=True)
