@@ -32,6 +32,7 @@ from chaos.fleet_bed import (
     everyone_token,
     keygen,
     runaway_token,
+    shed,
     start_guards,
     start_redis,
     start_upstream,
@@ -44,6 +45,8 @@ from chaos.processes import Processes
 
 CIRCUIT_CLUSTER = 1
 """The cluster whose api-server stops answering when the circuit opening is timed."""
+SHED_CLUSTER = 2
+"""The cluster a shed order is timed on (it refuses that cluster's tenant for 10 s)."""
 
 
 @dataclass
@@ -181,6 +184,18 @@ async def time_bundle(bed: Bed, scraper: Scraper, published: Published, admins: 
     return [t - start if start is not None else math.inf for t in seen]
 
 
+async def time_shed(bed: Bed, scraper: Scraper, published: Published) -> list[float]:
+    """Seconds from a shed order's publication to each replica of its cluster holding it."""
+    admins = [g.admin for g in bed.replicas_of(SHED_CLUSTER)]
+    cluster, tenant = bed.shape.cluster(SHED_CLUSTER), bed.shape.tenant(SHED_CLUSTER)
+    done = await asyncio.to_thread(shed, bed, cluster, tenant)
+    if done.returncode != 0:
+        raise RuntimeError(f"guard fleet shed failed: {done.stderr.strip()}")
+    seen = await until_everywhere(admins, lambda a: sample_flag(scraper, a, "guard_shed_orders", 1.0))
+    start = published.at("shed")
+    return [t - start if start is not None else math.inf for t in seen]
+
+
 async def time_circuit(bed: Bed, scraper: Scraper, api_proxy: FaultProxy) -> list[float]:
     """Seconds from one cluster's api-server refusing connections to each of its replicas' circuits
     being open (the steady load keeps sending there)."""
@@ -241,6 +256,7 @@ async def single_redis_run(shape: Shape, workdir: Path, phase: float, results: R
             steady = await one_tenant_phase(bed, pools, watch, scraper, phase, results)
             results.faults = await fault_phases(redis_proxy, watch, scraper, steady, phase / 2)
             results.propagation["bundle push"] = await time_bundle(bed, scraper, published, admins)
+            results.propagation["shed order"] = await time_shed(bed, scraper, published)
             results.propagation["circuit opening"] = await time_circuit(bed, scraper, api_proxy)
             await steady.stop()
         finally:

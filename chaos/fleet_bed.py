@@ -111,6 +111,15 @@ class Bed:
                               capture_output=True, text=True, timeout=60)
 
 
+def shed(bed: Bed, cluster: str, tenant: str) -> subprocess.CompletedProcess[str]:
+    """`guard fleet shed`: every replica of `cluster` refuses `tenant` for 10 s."""
+    return subprocess.run([*GUARD, "fleet", "shed", "--cluster", cluster, "--tenant", tenant, "--for", "10s",
+                           "--reason", "fleet simulation", "--redis", bed.redis_url,
+                           "--signing-key", str(bed.workdir / "fleet.key"),
+                           "--public-key", str(bed.workdir / "fleet.pub")],
+                          capture_output=True, text=True, timeout=60)
+
+
 def write_policies(directory: Path, shape: Shape, *, quota: int | None = None) -> Path:
     """One policy per tenant (quota `headroom` x its offered load, or `quota`) and the runaway's
     tenant (a small quota, quarantine on)."""
