@@ -23,7 +23,7 @@ from h2.events import (
     StreamEnded,
     StreamReset,
 )
-from h2.settings import SettingCodes
+from h2.settings import SettingCodes, Settings
 from hyperframe.frame import ContinuationFrame, HeadersFrame, RstStreamFrame
 
 
@@ -46,7 +46,8 @@ class H2Client:
         self.sock = ctx.wrap_socket(raw, server_hostname="localhost")
         self.protocol = self.sock.selected_alpn_protocol()
         self.conn = H2Connection(H2Configuration(client_side=True, header_encoding="utf-8"))
-        self.conn.local_settings.initial_window_size = window
+        self.conn.local_settings = Settings(client=True, initial_values={
+            SettingCodes.INITIAL_WINDOW_SIZE: window, SettingCodes.ENABLE_PUSH: 0})
         self.conn.initiate_connection()
         if connection_window > 65535:
             self.conn.increment_flow_control_window(connection_window - 65535)

@@ -78,7 +78,7 @@ class Budget:
 class H2Session:
     """The HTTP/2 side of one connection: h2's state machine, the streams, the flood budgets."""
 
-    __slots__ = ("_goaway", "_h2", "_owner", "_pings", "_resets", "_server", "_settings", "remote", "served",
+    __slots__ = ("_ended", "_goaway", "_h2", "_owner", "_pings", "_resets", "_server", "_settings", "remote", "served",
                  "streams")
 
     def __init__(self, owner: Connection, server: Server) -> None:
@@ -97,6 +97,7 @@ class H2Session:
         self.served = 0
         """Streams opened so far (none: the connection has proved nothing yet)."""
         self._goaway = False
+        self._ended = False
         now = server.loop.time()
         rate = limits.http2_max_resets
         self._resets = Budget(rate, 2 * rate, now)
@@ -149,6 +150,8 @@ class H2Session:
             self._end()
             return
         for event in events:
+            if self._ended:
+                return  # a flood ended the connection: the rest of this read is dropped
             self._on(event)
         self._flush()
 
@@ -277,7 +280,7 @@ class H2Session:
 
     def _end(self) -> None:
         """A connection error: what h2 queued (its GOAWAY) goes out, then the connection closes."""
-        self._goaway = True
+        self._goaway = self._ended = True
         self._flush()
         self.lost()
         self._owner.close()

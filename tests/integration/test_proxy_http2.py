@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from h2.settings import SettingCodes
 
 from guard.cli.certs import make_ca, make_server_cert, write_pair
 from tests.conftest import SimServer
@@ -59,7 +61,7 @@ class Guard:
             text = resp.read().decode()
         out: dict[str, float] = {}
         for line in text.splitlines():
-            if line.startswith("guard_connections_"):
+            if line.startswith("guard_"):
                 name, _, value = line.rpartition(" ")
                 out[name] = float(value)
         return out
@@ -126,3 +128,141 @@ def test_requests_multiplex_on_one_connection_through_the_pipeline(guard: Guard)
     lines = guard.wait_log(lambda line: str(line.get("path", "")).startswith(PODS), 21)
     assert len(lines) == 21 and {line["protocol"] for line in lines} == {"HTTP/2"}
     assert {line["user"] for line in lines if line["status"] == 200} == {"alice"}
+
+
+def _pod(name: str) -> dict[str, object]:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}]}}
+
+
+def _added(body: bytearray, prefix: str) -> set[str]:
+    """Names starting with `prefix` in the ADDED events of a watch's body so far (whole lines only)."""
+    names = set()
+    for line in bytes(body).split(b"\n")[:-1]:
+        event = json.loads(line)
+        name = event["object"]["metadata"]["name"]
+        if event["type"] == "ADDED" and name.startswith(prefix):
+            names.add(name)
+    return names
+
+
+def _long_running(guard: Guard) -> float:
+    return guard.metrics().get('guard_requests_in_flight{cluster="sim",kind="long-running"}', -1)
+
+
+def test_a_stream_that_stops_reading_stalls_no_other_and_a_reset_frees_its_watch(guard: Guard) -> None:
+    """Twenty watches on one connection with 4 KiB stream windows: one never acknowledges what it
+    gets, the others read. Forty pods later every reading watch has all forty ADDED events while the
+    silent one holds no more than its window; resetting it ends its upstream watch (guard's
+    long-running gauge falls by one) and the connection goes on serving."""
+    client = guard.client(window=4096)
+    try:
+        slow = client.request("GET", f"{PODS}?watch=1&resourceVersion=0", guard.token(), read=False)
+        readers = [client.request("GET", f"{PODS}?watch=1&resourceVersion=0", guard.token())
+                   for _ in range(19)]
+        assert client.wait(lambda: all(client.answers[s].status == 200 for s in [slow, *readers]))
+        assert client.wait(lambda: _long_running(guard) == 20)
+        for i in range(40):
+            status, _ = guard.sim.request("POST", PODS, body=_pod(f"late-{i}"))
+            assert status == 201
+        want = {f"late-{i}" for i in range(40)}
+        assert client.wait(lambda: all(_added(client.answers[s].body, "late-") == want for s in readers))
+        assert len(client.answers[slow].body) <= 4096
+        assert len(_added(client.answers[slow].body, "late-")) < 40
+        client.reset(slow)
+        assert client.wait(lambda: _long_running(guard) == 19)
+        assert client.get(f"{PODS}?limit=1", guard.token()).status == 200
+    finally:
+        client.close()
+
+
+def _well_behaved(guard: Guard, requests: int, attack: Callable[[], None]) -> tuple[int, int]:
+    """(successes, rounds of `attack`): `requests` GETs on their own h2 connection, one at a time,
+    while `attack` runs round after round in a thread until they are done."""
+    done = threading.Event()
+    rounds = [0]
+
+    def attacker() -> None:
+        while not done.is_set():
+            attack()
+            rounds[0] += 1
+
+    thread = threading.Thread(target=attacker, daemon=True)
+    thread.start()
+    ok = 0
+    client = guard.client()
+    try:
+        for i in range(requests):
+            if client.closed:
+                client = guard.client()
+            if client.get(f"{PODS}?limit={i % 5 + 1}", guard.token(), timeout=10).status == 200:
+                ok += 1
+    finally:
+        done.set()
+        thread.join(timeout=30)
+        client.close()
+    return ok, rounds[0]
+
+
+def _until_closed(client: H2Client) -> int | None:
+    """Read until guard closes the connection; the GOAWAY code it sent (None: none)."""
+    client.wait(lambda: client.closed, timeout=5)
+    client.close()
+    return client.goaway
+
+
+def test_rapid_reset_flood_ends_the_attackers_connections_not_the_service(guard: Guard) -> None:
+    """CVE-2023-44487: connection after connection opens and resets 1,000 streams in one write.
+    Each is ended with GOAWAY ENHANCE_YOUR_CALM; a well-behaved client on its own connection gets
+    at least 99 % of 200 requests answered, and guard's memory stays bounded."""
+    codes: list[int | None] = []
+    before = guard.rss_kib()
+
+    def attack() -> None:
+        client = guard.client()
+        client.rapid_resets(1000, f"{PODS}?limit=1", guard.token("bob"))
+        codes.append(_until_closed(client))
+
+    ok, rounds = _well_behaved(guard, 200, attack)
+    assert ok >= 198, f"{ok}/200 answered during {rounds} rounds of rapid reset"
+    assert rounds >= 2 and codes.count(11) >= rounds - 1  # ENHANCE_YOUR_CALM (the last may be cut short)
+    assert guard.metrics()["guard_connections_http2_floods_total"] >= rounds - 1
+    assert guard.rss_kib() - before < 64 * 1024
+
+
+def test_continuation_flood_and_huge_header_lists_end_the_connection(guard: Guard) -> None:
+    """CONTINUATION flood (1,000 tiny frames after a HEADERS without END_HEADERS) and a header list
+    past `http2MaxHeaderListBytes` (40 frames of 16 KiB): GOAWAY and close each time, and the
+    well-behaved client keeps ≥ 99 % success."""
+    codes: list[int | None] = []
+
+    def attack() -> None:
+        client = guard.client()
+        if len(codes) % 2:
+            client.continuation_flood(40, size=16000)
+        else:
+            client.continuation_flood(1000)
+        codes.append(_until_closed(client))
+
+    ok, rounds = _well_behaved(guard, 200, attack)
+    assert ok >= 198, f"{ok}/200 answered during {rounds} rounds of CONTINUATION floods"
+    assert rounds >= 2 and sum(code is not None and code != 0 for code in codes) >= rounds - 1
+    assert guard.metrics()["guard_connections_http2_errors_total"] >= rounds - 1
+
+
+@pytest.mark.parametrize("frame", ["ping", "settings"])
+def test_ping_and_settings_floods_get_goaway(guard: Guard, frame: str) -> None:
+    """500 PINGs (or SETTINGS) in one write: GOAWAY ENHANCE_YOUR_CALM; a fresh connection still works."""
+    client = guard.client()
+    for i in range(500):
+        if frame == "ping":
+            client.conn.ping(i.to_bytes(8, "big"))
+        else:
+            client.conn.update_settings({SettingCodes.MAX_FRAME_SIZE: 16384 + i})
+    client.sock.sendall(client.conn.data_to_send())
+    assert _until_closed(client) == 11
+    again = guard.client()
+    try:
+        assert again.get(f"{PODS}?limit=1", guard.token()).status == 200
+    finally:
+        again.close()
