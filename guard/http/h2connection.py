@@ -78,8 +78,8 @@ class Budget:
 class H2Session:
     """The HTTP/2 side of one connection: h2's state machine, the streams, the flood budgets."""
 
-    __slots__ = ("_ended", "_goaway", "_h2", "_owner", "_pings", "_resets", "_server", "_settings", "remote", "served",
-                 "streams")
+    __slots__ = ("_ended", "_goaway", "_h2", "_owner", "_pings", "_resets", "_server", "_settings", "remote",
+                 "served", "streams")
 
     def __init__(self, owner: Connection, server: Server) -> None:
         self._owner = owner
