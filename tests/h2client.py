@@ -1,15 +1,21 @@
-"""A raw HTTP/2 client for the tests: the `h2` library over a TLS socket with ALPN h2, blocking,
-one connection, many streams. It records what arrives per stream (status, body bytes, end, reset)
-and acknowledges received data only for streams that read (`reading`), so a test can make one
-stream stop reading while the others go on. Attack helpers write frames h2 would refuse to build.
+"""`guard serve` with TLS in front of the simulator (`start_guard`, its access log, metrics and RSS),
+and a raw HTTP/2 client: the `h2` library over a TLS socket with ALPN h2, blocking, one connection,
+many streams. The client records what arrives per stream (status, body bytes, end, reset) and
+acknowledges received data only for streams that read (`reading`), so a test can make one stream
+stop reading while the others go on. Attack helpers write frames h2 would refuse to build.
 """
 
 from __future__ import annotations
 
+import json
 import select
 import socket
 import ssl
+import subprocess
+import sys
 import time
+import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +31,9 @@ from h2.events import (
 )
 from h2.settings import SettingCodes, Settings
 from hyperframe.frame import ContinuationFrame, HeadersFrame, RstStreamFrame
+
+from guard.cli.certs import make_ca, make_server_cert, write_pair
+from tests.conftest import SimServer
 
 
 @dataclass
@@ -182,3 +191,74 @@ class H2Client:
             self.sock.close()
         except OSError:
             pass
+
+
+@dataclass
+class Guard:
+    process: subprocess.Popen[str]
+    host: str
+    port: int
+    ca: Path
+    access_log: Path
+    admin: str
+    sim: SimServer
+
+    def client(self, **kwargs: int) -> H2Client:
+        return H2Client(self.host, self.port, self.ca, **kwargs)
+
+    def token(self, user: str = "alice") -> str:
+        return self.sim.tokens[user]
+
+    def log_lines(self) -> list[dict[str, object]]:
+        return [json.loads(line) for line in self.access_log.read_text().splitlines() if line.strip()]
+
+    def wait_log(self, keep: Callable[[dict[str, object]], bool], count: int) -> list[dict[str, object]]:
+        """The access log's lines that `keep` keeps, once there are `count` (or after 10 s)."""
+        lines: list[dict[str, object]] = []
+        for _ in range(200):
+            lines = [line for line in self.log_lines() if keep(line)]
+            if len(lines) >= count:
+                break
+            time.sleep(0.05)
+        return lines
+
+    def metrics(self) -> dict[str, float]:
+        with urllib.request.urlopen(self.admin + "/metrics", timeout=10) as resp:
+            text = resp.read().decode()
+        out: dict[str, float] = {}
+        for line in text.splitlines():
+            if line.startswith("guard_"):
+                name, _, value = line.rpartition(" ")
+                out[name] = float(value)
+        return out
+
+    def rss_kib(self) -> int:
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        return 0
+
+
+def start_guard(sim: SimServer, tmp_path: Path, limits: str = "") -> Guard:
+    certs = tmp_path / "guard-certs"
+    certs.mkdir(exist_ok=True)
+    ca = make_ca()
+    write_pair(certs, "ca", ca)
+    write_pair(certs, "server", make_server_cert(ca))
+    log = tmp_path / "access.log"
+    config = tmp_path / "guard.yaml"
+    config.write_text(
+        f"listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\n"
+        f"tls: {{cert: {certs}/server.crt, key: {certs}/server.key}}\n"
+        f"clusters:\n  - name: sim\n    server: {sim.url}\n    token: {sim.tokens['admin']}\n"
+        f"forwarding: passthrough\naccessLog: {{path: {log}}}\n{limits}")
+    process = subprocess.Popen([sys.executable, "-m", "guard.cli", "serve", "--config", str(config)],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    assert line.startswith("guard serving https://"), line
+    url, admin = line.split()[2], line.split()[4]
+    host, port = url.removeprefix("https://").rsplit(":", 1)
+    return Guard(process, host, int(port), certs / "ca.crt", log, admin, sim)
+
+

@@ -8,92 +8,17 @@ well-behaved client keeps ≥ 99 % success, GOAWAY on SIGTERM, and HTTP/1.1 on t
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
-import time
-import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from h2.settings import SettingCodes
 
-from guard.cli.certs import make_ca, make_server_cert, write_pair
 from tests.conftest import SimServer
-from tests.h2client import H2Client
+from tests.h2client import Guard, H2Client, start_guard
 
 PODS = "/api/v1/namespaces/team-a/pods"
-
-
-@dataclass
-class Guard:
-    process: subprocess.Popen[str]
-    host: str
-    port: int
-    ca: Path
-    access_log: Path
-    admin: str
-    sim: SimServer
-
-    def client(self, **kwargs: int) -> H2Client:
-        return H2Client(self.host, self.port, self.ca, **kwargs)
-
-    def token(self, user: str = "alice") -> str:
-        return self.sim.tokens[user]
-
-    def log_lines(self) -> list[dict[str, object]]:
-        return [json.loads(line) for line in self.access_log.read_text().splitlines() if line.strip()]
-
-    def wait_log(self, keep: Callable[[dict[str, object]], bool], count: int) -> list[dict[str, object]]:
-        """The access log's lines that `keep` keeps, once there are `count` (or after 10 s)."""
-        lines: list[dict[str, object]] = []
-        for _ in range(200):
-            lines = [line for line in self.log_lines() if keep(line)]
-            if len(lines) >= count:
-                break
-            time.sleep(0.05)
-        return lines
-
-    def metrics(self) -> dict[str, float]:
-        with urllib.request.urlopen(self.admin + "/metrics", timeout=10) as resp:
-            text = resp.read().decode()
-        out: dict[str, float] = {}
-        for line in text.splitlines():
-            if line.startswith("guard_"):
-                name, _, value = line.rpartition(" ")
-                out[name] = float(value)
-        return out
-
-    def rss_kib(self) -> int:
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-        return 0
-
-
-def start_guard(sim: SimServer, tmp_path: Path, limits: str = "") -> Guard:
-    certs = tmp_path / "guard-certs"
-    certs.mkdir(exist_ok=True)
-    ca = make_ca()
-    write_pair(certs, "ca", ca)
-    write_pair(certs, "server", make_server_cert(ca))
-    log = tmp_path / "access.log"
-    config = tmp_path / "guard.yaml"
-    config.write_text(
-        f"listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\n"
-        f"tls: {{cert: {certs}/server.crt, key: {certs}/server.key}}\n"
-        f"clusters:\n  - name: sim\n    server: {sim.url}\n    token: {sim.tokens['admin']}\n"
-        f"forwarding: passthrough\naccessLog: {{path: {log}}}\n{limits}")
-    process = subprocess.Popen([sys.executable, "-m", "guard.cli", "serve", "--config", str(config)],
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    assert line.startswith("guard serving https://"), line
-    url, admin = line.split()[2], line.split()[4]
-    host, port = url.removeprefix("https://").rsplit(":", 1)
-    return Guard(process, host, int(port), certs / "ca.crt", log, admin, sim)
 
 
 @pytest.fixture
