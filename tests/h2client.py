@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from h2.config import H2Configuration
-from h2.connection import H2Connection
+from h2.connection import ConnectionState, H2Connection
 from h2.errors import ErrorCodes
 from h2.events import (
     ConnectionTerminated,
@@ -124,6 +124,8 @@ class H2Client:
             self.answers[event.stream_id].reset = event.error_code
         elif isinstance(event, ConnectionTerminated):
             self.goaway = int(event.error_code or 0)
+            if self.goaway == 0:  # graceful: open streams go on (h2 would refuse their frames)
+                self.conn.state_machine.state = ConnectionState.CLIENT_OPEN
 
     def wait(self, done: callable, timeout: float = 20.0) -> bool:  # type: ignore[valid-type]
         deadline = time.monotonic() + timeout

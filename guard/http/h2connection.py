@@ -42,6 +42,7 @@ from h2.events import (
 )
 from h2.exceptions import H2Error, ProtocolError
 from h2.settings import SettingCodes, Settings
+from hyperframe.frame import GoAwayFrame
 
 from guard.http import answers
 from guard.http.h2stream import H2Request, H2Stream
@@ -270,13 +271,22 @@ class H2Session:
             self._owner.write(data)
 
     def goaway(self, code: ErrorCodes = ErrorCodes.NO_ERROR) -> None:
-        """Tell the client to open no more streams here; those open go on (unless it is an error)."""
+        """Tell the client to open no more streams here. NO_ERROR: those open go on (the frame is
+        written past h2, whose state machine would refuse every frame after its own GOAWAY, and
+        streams opened meanwhile are refused); an error code: h2 closes the connection."""
         if self._goaway and code == ErrorCodes.NO_ERROR:
             return
         self._goaway = True
-        with contextlib.suppress(H2Error):
-            self._h2.close_connection(error_code=code, last_stream_id=self._h2.highest_inbound_stream_id)
+        if code != ErrorCodes.NO_ERROR:
+            with contextlib.suppress(H2Error):
+                self._h2.close_connection(error_code=code, last_stream_id=self._h2.highest_inbound_stream_id)
             self._flush()
+            return
+        self._flush()
+        transport = self._owner.transport
+        if transport is not None and not transport.is_closing():
+            frame = GoAwayFrame(0, last_stream_id=self._h2.highest_inbound_stream_id, error_code=code)
+            self._owner.write(frame.serialize())
 
     def _end(self) -> None:
         """A connection error: what h2 queued (its GOAWAY) goes out, then the connection closes."""

@@ -8,6 +8,7 @@ well-behaved client keeps ≥ 99 % success, GOAWAY on SIGTERM, and HTTP/1.1 on t
 from __future__ import annotations
 
 import json
+import signal
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -191,3 +192,18 @@ def test_ping_and_settings_floods_get_goaway(guard: Guard, frame: str) -> None:
         assert again.get(f"{PODS}?limit=1", guard.token()).status == 200
     finally:
         again.close()
+
+
+def test_sigterm_says_goaway_then_ends_watches_cleanly(guard: Guard) -> None:
+    """Drain: the client gets GOAWAY NO_ERROR (open streams elsewhere), its watch ends with
+    END_STREAM (not a reset: client-go re-watches without an error) and guard exits 0."""
+    client = guard.client()
+    try:
+        watch = client.request("GET", f"{PODS}?watch=1", guard.token())
+        assert client.wait(lambda: client.answers[watch].status == 200)
+        guard.process.send_signal(signal.SIGTERM)
+        assert client.wait(lambda: client.goaway is not None and client.answers[watch].ended)
+        assert client.goaway == 0 and client.answers[watch].reset is None
+    finally:
+        client.close()
+    assert guard.process.wait(timeout=20) == 0
