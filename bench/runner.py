@@ -11,8 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from bench import decision, memory, targets
-from bench.load import LoadResult, run_wrk, write_script
+from bench import decision, h2, memory, targets
+from bench.load import CONNECTIONS, LoadResult, run_wrk, write_script
 from bench.procs import Processes, Skip, cpu_seconds
 from bench.report import describe_machine
 from bench.results import WATCH_GOAL, Results, Throughput
@@ -90,7 +90,7 @@ def _start_all(env: Env, plan: Plan) -> dict[str, Running | str]:
         say(f"starting {target.name} ...")
         try:
             started[target.name] = running = target.start(env)
-            run_wrk(running.port, 1, script)  # warm-up: connections, caches, TokenReview
+            _load(target, running, 1, script)  # warm-up: connections, caches, TokenReview
         except Skip as e:
             started[target.name] = str(e)
             say(f"  skipped: {e}")
@@ -102,13 +102,14 @@ def _measure_throughput(env: Env, plan: Plan, results: Results) -> None:
     script = write_script(env.workdir)
     rounds: dict[str, list[LoadResult]] = {name: [] for name in started}
     skipped = {name: s for name, s in started.items() if isinstance(s, str)}
+    by_name = {t.name: t for t in plan.targets}
     for number in range(1, plan.rounds + 1):
         for name, running in started.items():
             if isinstance(running, str) or name in skipped:
                 continue
             say(f"round {number}/{plan.rounds}: {name}")
             try:
-                rounds[name].append(_timed(running, plan.duration, script))
+                rounds[name].append(_timed(by_name[name], running, plan.duration, script))
             except Skip as e:
                 skipped[name] = str(e)
     for target in plan.targets:
@@ -117,10 +118,16 @@ def _measure_throughput(env: Env, plan: Plan, results: Results) -> None:
         )
 
 
-def _timed(running: Running, duration: float, script: Path) -> LoadResult:
-    """One wrk run against `running`, with the CPU its processes spent per request."""
+def _load(target: Target, running: Running, duration: float, script: Path) -> LoadResult:
+    if target.load == "h2load":
+        return h2.run_h2load(running.port, duration, script.parent, connections=CONNECTIONS)
+    return run_wrk(running.port, duration, script, scheme=running.scheme)
+
+
+def _timed(target: Target, running: Running, duration: float, script: Path) -> LoadResult:
+    """One load run against `running`, with the CPU its processes spent per request."""
     before = cpu_seconds(running.pid)
-    result = run_wrk(running.port, duration, script)
+    result = _load(target, running, duration, script)
     spent = cpu_seconds(running.pid) - before
     return replace(result, cpu_us=spent * 1e6 / max(1, result.requests))
 

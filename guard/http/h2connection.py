@@ -79,8 +79,8 @@ class Budget:
 class H2Session:
     """The HTTP/2 side of one connection: h2's state machine, the streams, the flood budgets."""
 
-    __slots__ = ("_ended", "_goaway", "_h2", "_owner", "_pings", "_resets", "_server", "_settings", "remote",
-                 "served", "streams")
+    __slots__ = ("_ended", "_flushing", "_goaway", "_h2", "_owner", "_pings", "_resets", "_server",
+                 "_settings", "remote", "streams")
 
     def __init__(self, owner: Connection, server: Server) -> None:
         self._owner = owner
@@ -95,17 +95,16 @@ class H2Session:
         conn.decoder.max_header_list_size = limits.http2_max_header_list
         self._h2 = conn
         self.streams: dict[int, H2Stream] = {}
-        self.served = 0
-        """Streams opened so far (none: the connection has proved nothing yet)."""
         self._goaway = False
         self._ended = False
+        self._flushing = False
         now = server.loop.time()
         rate = limits.http2_max_resets
         self._resets = Budget(rate, 2 * rate, now)
         self._pings = Budget(PING_RATE, FLOOD_BURST, now)
         self._settings = Budget(SETTINGS_RATE, FLOOD_BURST, now)
         conn.initiate_connection()
-        self._flush()
+        self._flush_now()
 
     # -- what H2Stream needs (guard.http.h2stream.Session)
 
@@ -154,7 +153,7 @@ class H2Session:
             if self._ended:
                 return  # a flood ended the connection: the rest of this read is dropped
             self._on(event)
-        self._flush()
+        self._flush_now()
 
     def _on(self, event: Event) -> None:
         if isinstance(event, RequestReceived):
@@ -198,7 +197,6 @@ class H2Session:
             return
         stream = H2Stream(self, stream_id, with_body=event.stream_ended is None)
         self.streams[stream_id] = stream
-        self.served += 1
         if len(self.streams) == 1:
             self._owner.busy()
         request = H2Request(stream, list(event.headers))  # type: ignore[arg-type]
@@ -266,6 +264,15 @@ class H2Session:
             stream.push()
 
     def _flush(self) -> None:
+        """Send what h2 has queued at the end of this loop iteration: the frames of every stream
+        answered meanwhile leave in one write (small writes apart cost a syscall each, and Nagle's
+        wait for the client's delayed ACK)."""
+        if not self._flushing:
+            self._flushing = True
+            self._server.loop.call_soon(self._flush_now)
+
+    def _flush_now(self) -> None:
+        self._flushing = False
         data = self._h2.data_to_send()
         if data and self._owner.transport is not None and not self._owner.transport.is_closing():
             self._owner.write(data)
@@ -280,9 +287,9 @@ class H2Session:
         if code != ErrorCodes.NO_ERROR:
             with contextlib.suppress(H2Error):
                 self._h2.close_connection(error_code=code, last_stream_id=self._h2.highest_inbound_stream_id)
-            self._flush()
+            self._flush_now()
             return
-        self._flush()
+        self._flush_now()
         transport = self._owner.transport
         if transport is not None and not transport.is_closing():
             frame = GoAwayFrame(0, last_stream_id=self._h2.highest_inbound_stream_id, error_code=code)
@@ -291,7 +298,7 @@ class H2Session:
     def _end(self) -> None:
         """A connection error: what h2 queued (its GOAWAY) goes out, then the connection closes."""
         self._goaway = self._ended = True
-        self._flush()
+        self._flush_now()
         self.lost()
         self._owner.close()
 
