@@ -180,7 +180,7 @@ class H2Session:
         elif isinstance(event, ConnectionTerminated):
             self._goaway = True  # the client opens no more streams here
             if not self.streams:
-                self._owner.close()
+                self._close()
 
     def _spend(self, budget: Budget) -> None:
         if not budget.spend(self._server.loop.time()):
@@ -247,7 +247,7 @@ class H2Session:
         del self.streams[stream_id]
         if not self.streams:
             if self._goaway:
-                self._owner.close()
+                self._close()
             else:
                 self._owner.spare()
 
@@ -295,12 +295,17 @@ class H2Session:
             frame = GoAwayFrame(0, last_stream_id=self._h2.highest_inbound_stream_id, error_code=code)
             self._owner.write(frame.serialize())
 
+    def _close(self) -> None:
+        """Close after what h2 has queued (a stream's last frames, a GOAWAY) has been written."""
+        self._flush_now()
+        self._owner.close()
+
     def _end(self) -> None:
         """A connection error: what h2 queued (its GOAWAY) goes out, then the connection closes."""
         self._goaway = self._ended = True
         self._flush_now()
         self.lost()
-        self._owner.close()
+        self._close()
 
     # -- the owner's calls
 
@@ -320,7 +325,7 @@ class H2Session:
         if self.streams or idle_since is None or now - idle_since < timeout:
             return False
         self.goaway()
-        self._owner.close()
+        self._close()
         return True
 
     def sweep(self, now: float) -> None:
