@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from h2.config import H2Configuration
@@ -42,6 +43,7 @@ from h2.events import (
 )
 from h2.exceptions import H2Error, ProtocolError
 from h2.settings import SettingCodes, Settings
+from hpack import Encoder, HeaderTuple
 from hyperframe.frame import GoAwayFrame
 
 from guard.http import answers
@@ -59,6 +61,18 @@ SETTINGS_RATE = 10.0
 """SETTINGS frames a second a client may send on average."""
 FLOOD_BURST = 100
 """How far above its rate a client may go for a moment (PING, SETTINGS)."""
+
+
+class PlainEncoder(Encoder):
+    """HPACK without Huffman coding for guard's answers: pure-Python Huffman coding cost more than
+    the rest of an answer's frames, for a few bytes a header (the dynamic table still indexes
+    repeated fields). The header lists are guard's own (guard.http.h2stream.h2_headers: lower-case
+    names, trimmed values), so h2's outbound checks are off too."""
+
+    def encode(self, headers: Iterable[HeaderTuple | tuple[bytes | str, bytes | str]
+                                       | tuple[bytes | str, bytes | str, bool | None]]
+               | dict[bytes | str, bytes | str], huffman: bool = True) -> bytes:
+        return super().encode(headers, huffman=False)
 
 
 class Budget:
@@ -87,7 +101,10 @@ class H2Session:
         self._server = server
         self.remote = owner.remote
         limits = server.limits
-        conn = H2Connection(H2Configuration(client_side=False, header_encoding=None))
+        conn = H2Connection(H2Configuration(
+            client_side=False, header_encoding=None, validate_outbound_headers=False,
+            normalize_outbound_headers=False))
+        conn.encoder = PlainEncoder()
         conn.local_settings = Settings(client=False, initial_values={
             SettingCodes.MAX_CONCURRENT_STREAMS: limits.http2_max_streams,
             SettingCodes.MAX_HEADER_LIST_SIZE: limits.http2_max_header_list,
