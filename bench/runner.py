@@ -18,7 +18,7 @@ from bench.report import describe_machine
 from bench.results import WATCH_GOAL, Results, Throughput
 from bench.targets import Env, Running, Target
 
-SECTIONS = ("watches", "list", "decision")
+SECTIONS = ("watches", "list", "decision", "h2watches")
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,8 @@ def run(plan: Plan, workdir: Path) -> Results:
         _measure_throughput(env, plan, results)
         if {"watches", "list"} & plan.sections:
             _measure_memory(replace(env, upstream=python_upstream, tag="mem-"), plan, results)
+        if "h2watches" in plan.sections:
+            _measure_h2_watches(replace(env, upstream=python_upstream, tag="h2mem-"), results)
         if "decision" in plan.sections:
             say("decision cost ...")
             try:
@@ -156,6 +158,17 @@ def _measure_memory(env: Env, plan: Plan, results: Results) -> None:
                 f"guard accepted only {results.watches[-1].opened:,} of {capacity:,} watches; further ones "
                 "got no answer within 10 s"
             )
+
+
+def _measure_h2_watches(env: Env, results: Results) -> None:
+    """Memory per idle watch: 1,000 as streams of one HTTP/2 connection, then 1,000 HTTP/1.1
+    connections over TLS, on one fresh guard with TLS."""
+    say(f"memory: {h2.H2_STREAMS:,} watches on one HTTP/2 connection, then as HTTP/1.1 connections ...")
+    try:
+        guard = targets.guard(tls=True)(env)
+        results.h2_watches = h2.watch_memory(guard.port, guard.pid, env.workdir / "tls" / "ca.crt")
+    except Skip as e:
+        results.h2_watches = str(e)
 
 
 def _measure_lists(env: Env, guard: Running | None, results: Results) -> None:

@@ -76,3 +76,15 @@ def test_the_access_log_says_the_protocol_when_known(protocol: str) -> None:
                           cluster="dev", remote="127.0.0.1", protocol=protocol)
     assert json.loads(encode(record)) == line(record)
     assert json.loads(encode(record)).get("protocol") == (protocol or None)
+
+
+def test_h2load_log_gives_rate_percentiles_and_failures() -> None:
+    """bench.h2 reads h2load's per-request log (start µs, status, duration µs): 100 requests over
+    one second, one of them a 503."""
+    from bench.h2 import parse_h2load
+
+    lines = [f"{1_000_000 + i * 10_000}\t{503 if i == 7 else 200}\t{1000 + i * 10}" for i in range(100)]
+    figure = parse_h2load("\n".join(lines) + "\n", 1.0)
+    assert figure.requests == 100 and figure.non2xx == 1
+    assert 99 < figure.rps < 101
+    assert figure.p50_ms == pytest.approx(1.495) and figure.p99_ms == pytest.approx(1.99)
