@@ -234,8 +234,10 @@ class H2Session:
             self._reset(stream, ErrorCodes.INTERNAL_ERROR)
         finally:
             stream.task = None
-            if stream.closed or stream.idle:
-                self._finished(stream.id)
+            if stream.body_pending and stream.idle and not stream.closed:
+                # answered before the body arrived (a refusal): the client may stop sending it (RFC 9113 8.1)
+                self._reset(stream, ErrorCodes.NO_ERROR)
+            self._finished(stream.id)
 
     def _reset_by_client(self, stream_id: int) -> None:
         stream = self.streams.get(stream_id)

@@ -138,9 +138,15 @@ class H2Stream:
             self.acknowledge()
 
     def acknowledge(self) -> None:
-        if self._unacked and not self.closed:
+        """Give the client back the window of what was read (the connection's, once the stream is over)."""
+        if self._unacked:
             self._session.acknowledge(self.id, self._unacked)
         self._unacked = 0
+
+    @property
+    def body_pending(self) -> bool:
+        """The client is still sending the request body."""
+        return self.payload is not EMPTY_PAYLOAD and not self.payload.is_eof()
 
     # -- the answer
 
@@ -227,6 +233,7 @@ class H2Stream:
     def close(self) -> None:
         """Reset or finished: wake whoever waits (they see `closed`) and end the body."""
         self.closed = True
+        self.acknowledge()
         if self.payload is not EMPTY_PAYLOAD and not self.payload.is_eof():
             self.payload.set_exception(ConnectionResetError("the client reset the stream"))
         if self._waiter is not None and not self._waiter.done():

@@ -17,7 +17,7 @@ import pytest
 from h2.settings import SettingCodes
 
 from tests.conftest import SimServer
-from tests.h2client import Guard, H2Client, start_guard
+from tests.h2client import Answer, Guard, H2Client, start_guard
 
 PODS = "/api/v1/namespaces/team-a/pods"
 
@@ -207,3 +207,29 @@ def test_sigterm_says_goaway_then_ends_watches_cleanly(guard: Guard) -> None:
     finally:
         client.close()
     assert guard.process.wait(timeout=20) == 0
+
+
+def test_a_refusal_before_the_body_has_arrived_resets_the_rest_and_keeps_the_connection(guard: Guard) -> None:
+    """Five POSTs with a bad token, each sending 30 KB of a body it never finishes: each gets its
+    401 Status, then RST_STREAM NO_ERROR (stop sending, RFC 9113 8.1); 150 KB in all, more than the
+    connection's 64 KiB window, so guard gave the window back, and the connection still serves."""
+    client = guard.client()
+    try:
+        for _ in range(5):  # each needs the window the one before used: guard must give it back
+            assert client.wait(lambda: client.conn.outbound_flow_control_window >= 30_000)
+            stream_id = client.conn.get_next_available_stream_id()
+            client.conn.send_headers(stream_id, [
+                (":method", "POST"), (":path", PODS), (":scheme", "https"), (":authority", "localhost"),
+                ("authorization", "Bearer not-a-token"), ("content-type", "application/json"),
+                ("content-length", "1000000")])
+            client.conn.send_data(stream_id, b" " * 15_000)
+            client.conn.send_data(stream_id, b" " * 15_000)
+            client.answers[stream_id] = answer = Answer()
+            client.reading.add(stream_id)
+            client._flush()
+            assert client.wait(lambda a=answer: a.reset is not None)  # type: ignore[misc]
+            assert answer.status == 401 and answer.ended and answer.reset == 0
+            assert json.loads(answer.body)["kind"] == "Status"
+        assert client.get(f"{PODS}?limit=1", guard.token()).status == 200
+    finally:
+        client.close()
