@@ -85,7 +85,8 @@ def write_config(
         f"    server: http://127.0.0.1:{upstream}",
         f"    token: {GUARD_TOKEN}",
         "forwarding: passthrough",
-        "limits: {maxConnections: 30000, http2MaxStreams: 1000}  # 10,000 watches; 1,000 streams on one",
+        "limits: {maxConnections: 30000%s}  # the memory figure holds 10,000 watches at once"
+        % (", http2MaxStreams: 1000" if tls is not None else ""),  # and 1,000 streams on one connection
     ]
     if tls is not None:
         lines.append(f"tls: {{cert: {tls[0]}, key: {tls[1]}}}")

@@ -134,21 +134,30 @@ class H2Session:
         return self._owner.writing_paused
 
     def send_headers(self, stream_id: int, headers: list[tuple[bytes, bytes]], *, end: bool) -> None:
-        self._h2.send_headers(stream_id, headers, end_stream=end)
+        try:
+            self._h2.send_headers(stream_id, headers, end_stream=end)
+        except H2Error as e:  # the stream or the connection closed meanwhile: as a client that left
+            raise ConnectionResetError("the stream is closed") from e
         self._flush()
 
     def send_data(self, stream_id: int, data: bytes) -> int:
         """Send as much of `data` as the windows allow; the bytes taken."""
         conn = self._h2
-        size = min(len(data), conn.local_flow_control_window(stream_id), conn.max_outbound_frame_size)
-        if size <= 0 or self._owner.writing_paused:
-            return 0
-        conn.send_data(stream_id, data[:size] if size < len(data) else data)
+        try:
+            size = min(len(data), conn.local_flow_control_window(stream_id), conn.max_outbound_frame_size)
+            if size <= 0 or self._owner.writing_paused:
+                return 0
+            conn.send_data(stream_id, data[:size] if size < len(data) else data)
+        except H2Error as e:
+            raise ConnectionResetError("the stream is closed") from e
         self._flush()
         return size
 
     def end_stream(self, stream_id: int) -> None:
-        self._h2.end_stream(stream_id)
+        try:
+            self._h2.end_stream(stream_id)
+        except H2Error as e:
+            raise ConnectionResetError("the stream is closed") from e
         self._flush()
         self._finished(stream_id)
 
@@ -195,9 +204,10 @@ class H2Session:
         elif isinstance(event, PingReceived):
             self._spend(self._pings)
         elif isinstance(event, ConnectionTerminated):
-            self._goaway = True  # the client opens no more streams here
-            if not self.streams:
-                self._close()
+            # The client is leaving (h2 sends nothing more after a GOAWAY): its streams end with it.
+            self._goaway = self._ended = True
+            self.lost()
+            self._close()
 
     def _spend(self, budget: Budget) -> None:
         if not budget.spend(self._server.loop.time()):
@@ -210,7 +220,8 @@ class H2Session:
         if stream_id is None or event.headers is None:
             return
         if self._goaway:  # after GOAWAY: the client retries it elsewhere
-            self._h2.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
+            with contextlib.suppress(H2Error):
+                self._h2.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
             return
         stream = H2Stream(self, stream_id, with_body=event.stream_ended is None)
         self.streams[stream_id] = stream
