@@ -118,7 +118,7 @@ def haproxy(env: Env) -> Running:
 
 
 def guard(*, policies: bool = False, redis: bool = False, workers: int = 0,
-          baseline: bool = False, tls: bool = False) -> Callable[[Env], Running]:
+          baseline: bool = False, tls: bool = False, suffix: str = "") -> Callable[[Env], Running]:
     """A guard set-up: example policies or none, embedded store or Redis, default or N workers;
     `baseline`: the guard of the `--baseline` checkout instead of this one; `tls`: HTTPS (ALPN h2
     and http/1.1)."""
@@ -131,8 +131,8 @@ def guard(*, policies: bool = False, redis: bool = False, workers: int = 0,
         if workers and not guardsetup.supports("--workers"):
             raise Skip("`guard serve` has no --workers option yet")
         name = "guard" + ("-policies" if policies else "") + ("-redis" if redis else "") + f"-w{workers}" + (
-            "-baseline" if baseline else "") + ("-tls" if tls else "")
-        files = h2.tls_files(env.workdir / "tls") if tls else None
+            "-baseline" if baseline else "") + ("-tls" if tls else "") + suffix
+        files = h2.tls_files(env.workdir / f"tls{suffix}") if tls else None
         port, admin = free_port(), free_port()
         config = guardsetup.write_config(
             env.workdir / f"{name}.yaml", port=port, admin=admin, upstream=env.upstream.port,
@@ -159,7 +159,7 @@ TARGETS: tuple[Target, ...] = (
     Target("guard-w2", "guard, example policies, --workers 2", guard(policies=True, workers=2)),
     Target("guard-tls", "guard, example policies, TLS, HTTP/1.1 (wrk)", guard(policies=True, tls=True)),
     Target("guard-h2", "guard, example policies, TLS, HTTP/2 (h2load, 32 connections, 1 stream each)",
-           guard(policies=True, tls=True), load="h2load"),
+           guard(policies=True, tls=True, suffix="-h2"), load="h2load"),
 )
 SMOKE_TARGETS = ("direct", "kubectl-proxy", "guard")
 BASELINE = Target("guard-baseline", "guard, example policies, embedded store, from the --baseline checkout",
