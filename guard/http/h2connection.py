@@ -106,7 +106,8 @@ class H2Session:
             normalize_outbound_headers=False))
         conn.encoder = PlainEncoder()
         conn.local_settings = Settings(client=False, initial_values={
-            SettingCodes.MAX_CONCURRENT_STREAMS: limits.http2_max_streams,
+            # 0 (HTTP/2 off) takes a restart, ALPN being fixed at start: until then, one stream at a time
+            SettingCodes.MAX_CONCURRENT_STREAMS: max(1, limits.http2_max_streams),
             SettingCodes.MAX_HEADER_LIST_SIZE: limits.http2_max_header_list,
         })
         conn.decoder.max_header_list_size = limits.http2_max_header_list
