@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -154,6 +155,12 @@ def test_rapid_reset_flood_ends_the_attackers_connections_not_the_service(guard:
     assert rounds >= 2 and codes.count(11) >= rounds - 1  # ENHANCE_YOUR_CALM (the last may be cut short)
     assert guard.metrics()["guard_connections_http2_floods_total"] >= rounds - 1
     assert guard.rss_kib() - before < 64 * 1024
+    ordinary = 'guard_requests_in_flight{cluster="sim",kind="ordinary"}'
+    for _ in range(100):  # every reset stream's upstream request has ended
+        if guard.metrics().get(ordinary) == 0:
+            break
+        time.sleep(0.1)
+    assert guard.metrics().get(ordinary) == 0
 
 
 def test_continuation_flood_and_huge_header_lists_end_the_connection(guard: Guard) -> None:
