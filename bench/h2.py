@@ -54,6 +54,7 @@ def run_h2load(port: int, seconds: float, workdir: Path, *, connections: int, st
     if h2load is None:
         raise Skip("h2load not found (scripts/system-deps.sh h2load)")
     log = workdir / "h2load.log"
+    log.unlink(missing_ok=True)  # h2load appends to its log: each run reads only its own requests
     argv = [h2load, "-c", str(connections), "-m", str(streams), "-t", "2", "-D", str(max(1, round(seconds))),
             "-H", f"authorization: Bearer {BENCH_TOKEN}", "-H", "accept: application/json",
             f"--log-file={log}", f"https://127.0.0.1:{port}{GET_PATH}"]
