@@ -240,3 +240,25 @@ def test_a_refusal_before_the_body_has_arrived_resets_the_rest_and_keeps_the_con
         assert client.get(f"{PODS}?limit=1", guard.token()).status == 200
     finally:
         client.close()
+
+
+def test_a_stream_stalled_past_write_timeout_is_reset_and_the_connection_lives(
+        sim_server: Callable[..., SimServer], tmp_path: Path) -> None:
+    """writeTimeout per stream: a watch whose 4 KiB window stays shut with events waiting is reset
+    (CANCEL) and its upstream watch ends; a stream beside it on the same connection still answers."""
+    g = start_guard(sim_server("--seed-objects", "2"), tmp_path, "limits: {writeTimeout: 2s}\n")
+    client = g.client(window=4096)
+    try:
+        stalled = client.request("GET", f"{PODS}?watch=1&resourceVersion=0", g.token(), read=False)
+        assert client.wait(lambda: client.answers[stalled].status == 200)
+        for i in range(30):
+            assert g.sim.request("POST", PODS, body=_pod(f"stall-{i}"))[0] == 201
+        assert client.wait(lambda: client.answers[stalled].reset is not None, timeout=30)
+        assert client.answers[stalled].reset == 8  # CANCEL
+        assert g.metrics()["guard_connections_write_timeouts_total"] >= 1
+        assert client.wait(lambda: _long_running(g) == 0)
+        assert client.get(f"{PODS}?limit=1", g.token()).status == 200
+    finally:
+        client.close()
+        g.process.terminate()
+        g.process.wait(timeout=20)
