@@ -13,6 +13,8 @@ What HTTP/2 needs beyond HTTP/1.1's defences, each bounded per connection:
 - CONTINUATION flood and header size: SETTINGS_MAX_HEADER_LIST_SIZE (`limits.http2MaxHeaderListBytes`)
   is enforced by the HPACK decoder, and h2 refuses a header block of more than 64 frames;
 - SETTINGS and PING floods: budgets of PING_RATE and SETTINGS_RATE a second (bursts of FLOOD_BURST);
+  frames that ask for no work (PRIORITY, unknown types, empty DATA) share NOISE_RATE (CVE-2019-9513,
+  -9518);
 - a stream whose window stays shut for `writeTimeout` with output waiting is reset (its handler
   cancelled), as an HTTP/1.1 client that reads nothing is cut; the others go on.
 On drain (SIGTERM) and when idle, GOAWAY NO_ERROR first: the client opens its next streams on
@@ -35,10 +37,12 @@ from h2.events import (
     DataReceived,
     Event,
     PingReceived,
+    PriorityUpdated,
     RemoteSettingsChanged,
     RequestReceived,
     StreamEnded,
     StreamReset,
+    UnknownFrameReceived,
     WindowUpdated,
 )
 from h2.exceptions import H2Error, ProtocolError
@@ -61,6 +65,10 @@ SETTINGS_RATE = 10.0
 """SETTINGS frames a second a client may send on average."""
 FLOOD_BURST = 100
 """How far above its rate a client may go for a moment (PING, SETTINGS)."""
+NOISE_RATE = 100.0
+"""Frames a second that ask for no work (PRIORITY, unknown types, empty DATA) a client may send."""
+NOISE_BURST = 1000
+"""How far above NOISE_RATE a client may go for a moment."""
 
 
 class PlainEncoder(Encoder):
@@ -93,8 +101,8 @@ class Budget:
 class H2Session:
     """The HTTP/2 side of one connection: h2's state machine, the streams, the flood budgets."""
 
-    __slots__ = ("_ended", "_flushing", "_goaway", "_h2", "_owner", "_pings", "_resets", "_server",
-                 "_settings", "remote", "streams")
+    __slots__ = ("_ended", "_flushing", "_goaway", "_h2", "_noise", "_owner", "_pings", "_resets",
+                 "_server", "_settings", "remote", "streams")
 
     def __init__(self, owner: Connection, server: Server) -> None:
         self._owner = owner
@@ -121,6 +129,7 @@ class H2Session:
         self._resets = Budget(rate, 2 * rate, now)
         self._pings = Budget(PING_RATE, FLOOD_BURST, now)
         self._settings = Budget(SETTINGS_RATE, FLOOD_BURST, now)
+        self._noise = Budget(NOISE_RATE, NOISE_BURST, now)
         conn.initiate_connection()
         self._flush_now()
 
@@ -186,11 +195,15 @@ class H2Session:
         if isinstance(event, RequestReceived):
             self._open(event)
         elif isinstance(event, DataReceived):
+            if not event.flow_controlled_length and not event.stream_ended:
+                self._spend(self._noise)  # an empty DATA frame carries nothing (CVE-2019-9518)
+                return
             stream = self.streams.get(event.stream_id)
             if stream is not None:
                 stream.received(event.data, event.flow_controlled_length)
             elif event.flow_controlled_length:  # for a stream guard already closed: give the window back
-                self._h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                with contextlib.suppress(H2Error):
+                    self._h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
         elif isinstance(event, StreamEnded):
             stream = self.streams.get(event.stream_id)
             if stream is not None and not stream.payload.is_eof():
@@ -204,6 +217,8 @@ class H2Session:
             self.pump(0)
         elif isinstance(event, PingReceived):
             self._spend(self._pings)
+        elif isinstance(event, PriorityUpdated | UnknownFrameReceived):
+            self._spend(self._noise)  # frames that ask for no work: PRIORITY flood (CVE-2019-9513)
         elif isinstance(event, ConnectionTerminated):
             # The client is leaving (h2 sends nothing more after a GOAWAY): its streams end with it.
             self._goaway = self._ended = True

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from h2.settings import SettingCodes
+from hyperframe.frame import PriorityFrame
 
 from tests.conftest import SimServer
 from tests.h2client import Answer, Guard, H2Client, start_guard
@@ -183,16 +184,21 @@ def test_continuation_flood_and_huge_header_lists_end_the_connection(guard: Guar
     assert guard.metrics()["guard_connections_http2_errors_total"] >= rounds - 1
 
 
-@pytest.mark.parametrize("frame", ["ping", "settings"])
-def test_ping_and_settings_floods_get_goaway(guard: Guard, frame: str) -> None:
-    """500 PINGs (or SETTINGS) in one write: GOAWAY ENHANCE_YOUR_CALM; a fresh connection still works."""
+@pytest.mark.parametrize("frame", ["ping", "settings", "priority"])
+def test_ping_settings_and_priority_floods_get_goaway(guard: Guard, frame: str) -> None:
+    """500 PINGs or SETTINGS (or 3,000 PRIORITY frames) in one write: GOAWAY ENHANCE_YOUR_CALM; a
+    fresh connection still works."""
     client = guard.client()
+    noise = b""
     for i in range(500):
         if frame == "ping":
             client.conn.ping(i.to_bytes(8, "big"))
-        else:
+        elif frame == "settings":
             client.conn.update_settings({SettingCodes.MAX_FRAME_SIZE: 16384 + i})
-    client.sock.sendall(client.conn.data_to_send())
+    if frame == "priority":
+        noise = b"".join(PriorityFrame(2 * i + 1, depends_on=0, stream_weight=16).serialize()
+                         for i in range(3000))
+    client.sock.sendall(client.conn.data_to_send() + noise)
     assert _until_closed(client) == 11
     again = guard.client()
     try:
