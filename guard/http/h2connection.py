@@ -150,14 +150,14 @@ class H2Session:
             raise ConnectionResetError("the stream is closed") from e
         self._flush()
 
-    def send_data(self, stream_id: int, data: bytes) -> int:
+    def send_data(self, stream_id: int, data: memoryview) -> int:
         """Send as much of `data` as the windows allow; the bytes taken."""
         conn = self._h2
         try:
             size = min(len(data), conn.local_flow_control_window(stream_id), conn.max_outbound_frame_size)
             if size <= 0 or self._owner.writing_paused:
                 return 0
-            conn.send_data(stream_id, data[:size] if size < len(data) else data)
+            conn.send_data(stream_id, bytes(data[:size]))
         except H2Error as e:
             raise ConnectionResetError("the stream is closed") from e
         self._flush()

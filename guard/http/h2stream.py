@@ -48,7 +48,7 @@ class Session(Protocol):
 
     def send_headers(self, stream_id: int, headers: list[tuple[bytes, bytes]], *, end: bool) -> None: ...
 
-    def send_data(self, stream_id: int, data: bytes) -> int: ...
+    def send_data(self, stream_id: int, data: memoryview) -> int: ...
 
     def end_stream(self, stream_id: int) -> None: ...
 
@@ -116,7 +116,8 @@ class H2Stream:
         """A callback writer was told to pause (`write_now` returned True)."""
         self.on_writable: Callable[[], None] | None = None
         self.blocked_since: float | None = None
-        """When output started waiting for the client's window (the sweep cuts a stream stalled too long)."""
+        """Since when output has waited on the client's window without a byte taken (the sweep resets a
+        stream stalled for writeTimeout)."""
         self._unacked = 0
         self.flow = BodyFlow(loop, self)
         self.payload: StreamReader = StreamReader(self.flow, BODY_BUFFER, loop=loop) if with_body \
@@ -201,17 +202,19 @@ class H2Stream:
     def push(self) -> None:
         """Hand the connection what the windows allow (called again when they open)."""
         session = self._session
+        moved = False
         while self._pending and not self.closed:
             chunk = self._pending[0]
-            taken = session.send_data(self.id, bytes(chunk))
+            taken = session.send_data(self.id, chunk)
             if taken == 0:
                 break
+            moved = True
             if taken < len(chunk):
                 self._pending[0] = chunk[taken:]
             else:
                 self._pending.popleft()
         if self._pending and not self.closed:
-            if self.blocked_since is None:
+            if moved or self.blocked_since is None:  # stalled since the client last took a byte
                 self.blocked_since = self._loop.time()
             return
         if self.end_asked and not self._ended and not self.closed:
