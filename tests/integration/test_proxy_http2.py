@@ -268,3 +268,23 @@ def test_a_stream_stalled_past_write_timeout_is_reset_and_the_connection_lives(
         client.close()
         g.process.terminate()
         g.process.wait(timeout=20)
+
+
+def test_a_long_list_passes_within_small_windows(sim_server: Callable[..., SimServer],
+                                                 tmp_path: Path) -> None:
+    """A LIST of several hundred KB (streamed, not read whole: above relay's 64 KiB) reaches a
+    client whose stream windows are 16 KiB, whole: the same items as the api-server's own answer."""
+    sim = sim_server("--seed-objects", "600")
+    g = start_guard(sim, tmp_path)
+    client = g.client(window=16384)
+    try:
+        status, direct = sim.request("GET", "/api/v1/pods")
+        assert status == 200
+        answer = client.get("/api/v1/pods", g.token("admin"), timeout=60)
+        assert answer.status == 200 and answer.ended and len(answer.body) > 200_000
+        assert [p["metadata"]["name"] for p in json.loads(answer.body)["items"]] == [
+            p["metadata"]["name"] for p in direct["items"]]
+    finally:
+        client.close()
+        g.process.terminate()
+        g.process.wait(timeout=20)
