@@ -69,6 +69,11 @@ def test_kubectl_speaks_http2_through_guard_and_http11_clients_share_the_port(gu
                                                                               tmp_path: Path) -> None:
     kubectl = Kubectl(guard, tmp_path)
     assert "created" in kubectl.run("apply", "-f", "-", stdin=POD).stdout
+    big = tmp_path / "big.txt"  # a request body of several stream windows (64 KiB each)
+    big.write_text("x" * 300_000)
+    assert "created" in kubectl.run("create", "configmap", "big", f"--from-file={big}").stdout
+    data = json.loads(kubectl.run("get", "configmap", "big", "-o", "json").stdout)["data"]
+    assert data == {"big.txt": "x" * 300_000}
     listed = kubectl.run("-v=6", "get", "pods")
     assert "200 OK" in listed.stderr and "web" in listed.stdout
     assert kubectl.run("exec", "web", "--", "echo", "hi").stdout == "hi\n"
