@@ -79,17 +79,19 @@ def _long_running(guard: Guard) -> float:
 
 
 def test_a_stream_that_stops_reading_stalls_no_other_and_a_reset_frees_its_watch(guard: Guard) -> None:
-    """Twenty watches on one connection with 4 KiB stream windows: one never acknowledges what it
-    gets, the others read. Forty pods later every reading watch has all forty ADDED events while the
-    silent one holds no more than its window; resetting it ends its upstream watch (guard's
-    long-running gauge falls by one) and the connection goes on serving."""
+    """A hundred watches (the default stream limit guard announces) on one connection with 4 KiB
+    stream windows: one never acknowledges what it gets, the others read. Forty pods later every
+    reading watch has all forty ADDED events while the silent one holds no more than its window;
+    resetting it ends its upstream watch (guard's long-running gauge falls by one) and the
+    connection goes on serving."""
     client = guard.client(window=4096)
     try:
+        assert client.wait(lambda: client.conn.remote_settings.max_concurrent_streams == 100)
         slow = client.request("GET", f"{PODS}?watch=1&resourceVersion=0", guard.token(), read=False)
         readers = [client.request("GET", f"{PODS}?watch=1&resourceVersion=0", guard.token())
-                   for _ in range(19)]
+                   for _ in range(99)]
         assert client.wait(lambda: all(client.answers[s].status == 200 for s in [slow, *readers]))
-        assert client.wait(lambda: _long_running(guard) == 20)
+        assert client.wait(lambda: _long_running(guard) == 100)
         for i in range(40):
             status, _ = guard.sim.request("POST", PODS, body=_pod(f"late-{i}"))
             assert status == 201
@@ -98,7 +100,7 @@ def test_a_stream_that_stops_reading_stalls_no_other_and_a_reset_frees_its_watch
         assert len(client.answers[slow].body) <= 4096
         assert len(_added(client.answers[slow].body, "late-")) < 40
         client.reset(slow)
-        assert client.wait(lambda: _long_running(guard) == 19)
+        assert client.wait(lambda: _long_running(guard) == 99)
         assert client.get(f"{PODS}?limit=1", guard.token()).status == 200
     finally:
         client.close()
@@ -178,8 +180,10 @@ def test_continuation_flood_and_huge_header_lists_end_the_connection(guard: Guar
             client.continuation_flood(1000)
         codes.append(_until_closed(client))
 
+    before = guard.rss_kib()
     ok, rounds = _well_behaved(guard, 200, attack)
     assert ok >= 198, f"{ok}/200 answered during {rounds} rounds of CONTINUATION floods"
+    assert guard.rss_kib() - before < 64 * 1024
     assert rounds >= 2 and sum(code is not None and code != 0 for code in codes) >= rounds - 1
     assert guard.metrics()["guard_connections_http2_errors_total"] >= rounds - 1
 
