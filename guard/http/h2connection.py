@@ -17,7 +17,9 @@ What HTTP/2 needs beyond HTTP/1.1's defences, each bounded per connection:
   -9518);
 - a stream whose window stays shut for `writeTimeout` with output waiting is reset (its handler
   cancelled), as an HTTP/1.1 client that reads nothing is cut; the others go on.
-On drain (SIGTERM) and when idle, GOAWAY NO_ERROR first: the client opens its next streams on
+`limits.http2GoawayChance` tells a client GOAWAY after a stream now and then, so clients behind a
+load balancer spread over the replicas again (the api-server's `--goaway-chance`). On drain
+(SIGTERM) and when idle, GOAWAY NO_ERROR first: the client opens its next streams on
 another connection (another replica) while the open ones finish. It must never log a header or a body.
 """
 
@@ -26,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -245,6 +248,10 @@ class H2Session:
             self._owner.busy()
         request = H2Request(stream, list(event.headers))  # type: ignore[arg-type]
         stream.task = self._server.loop.create_task(self._serve(stream, request))
+        chance = self._server.limits.http2_goaway_chance
+        if chance and random.random() < chance:  # spreading load, not a secret
+            self._server.stats.http2_rebalanced += 1
+            self.goaway()  # this stream is served; the client opens its next elsewhere
 
     async def _serve(self, stream: H2Stream, request: H2Request) -> None:
         try:

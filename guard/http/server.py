@@ -71,6 +71,8 @@ class Limits:
     """Largest header list of one HTTP/2 request, bytes, decompressed (SETTINGS_MAX_HEADER_LIST_SIZE)."""
     http2_max_resets: float = 100.0
     """Streams an HTTP/2 client may reset a second on average (a burst of twice that) before GOAWAY."""
+    http2_goaway_chance: float = 0.0
+    """Chance that a new stream makes guard tell its client GOAWAY (to spread clients over replicas)."""
 
 
 @dataclass
@@ -97,6 +99,8 @@ class ConnectionStats:
     CONTINUATION flood, a malformed frame)."""
     http2_floods: int = 0
     """HTTP/2 connections ended with GOAWAY ENHANCE_YOUR_CALM: resets, PINGs or SETTINGS too fast."""
+    http2_rebalanced: int = 0
+    """HTTP/2 clients told GOAWAY by `http2GoawayChance` (to reconnect, perhaps to another replica)."""
 
 
 class Server:

@@ -240,7 +240,8 @@ def _connection_limits(limits: LimitSettings) -> Limits:
                   body_timeout=limits.body_timeout, write_timeout=limits.write_timeout,
                   http2_max_streams=limits.http2_max_streams,
                   http2_max_header_list=limits.http2_max_header_list_bytes,
-                  http2_max_resets=limits.http2_max_resets_per_second)
+                  http2_max_resets=limits.http2_max_resets_per_second,
+                  http2_goaway_chance=limits.http2_goaway_chance)
 
 
 def _limit_connections(runner: web.BaseRunner, most: int) -> None:

@@ -40,7 +40,7 @@ TOP_KEYS = ("listen", "tls", "admin", "clusters", "forwarding", "identity", "lim
             "policies", "admission", "redis")
 LIMIT_KEYS = ("maxHeaderBytes", "maxBodyBytes", "maxConnections", "idleTimeout", "handshakeTimeout",
               "requestTimeout", "bodyTimeout", "writeTimeout", "drainTimeout", "http2MaxStreams",
-              "http2MaxHeaderListBytes", "http2MaxResetsPerSecond")
+              "http2MaxHeaderListBytes", "http2MaxResetsPerSecond", "http2GoawayChance")
 ADMIN_KEYS = ("address", "debug")
 CLUSTER_KEYS = ("name", "server", "servers", "token", "tokenFile", "kubeconfig", "context", "inCluster",
                 "caFile", "certFile", "keyFile", "insecureSkipTLSVerify", "authorize", "hosts", "default",
@@ -225,7 +225,17 @@ def _limits(f: Fields, raw: object) -> LimitSettings:
                                               "limits.http2MaxHeaderListBytes", minimum=4096),
         http2_max_resets_per_second=f.integer(m.get("http2MaxResetsPerSecond", d.http2_max_resets_per_second),
                                               "limits.http2MaxResetsPerSecond", minimum=1),
+        http2_goaway_chance=_chance(f, m.get("http2GoawayChance", d.http2_goaway_chance),
+                                    "limits.http2GoawayChance"),
     )
+
+
+def _chance(f: Fields, raw: object, at: str) -> float:
+    """A probability from 0 to 0.02, as the api-server bounds `--goaway-chance`."""
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or not 0 <= raw <= 0.02:
+        f.error(at, f"must be a number from 0 to 0.02 (got {raw!r})")
+        return 0.0
+    return float(raw)
 
 
 def _access_log(f: Fields, raw: object) -> AccessLogSettings:

@@ -132,6 +132,9 @@ class LimitSettings:
     http2_max_resets_per_second: int = 100
     """Streams an HTTP/2 client may reset a second on average (bursts of twice that) before guard
     ends its connection with GOAWAY (rapid reset, CVE-2023-44487)."""
+    http2_goaway_chance: float = 0.0
+    """Chance (0 to 0.02) that a new HTTP/2 stream makes guard tell its client GOAWAY, so that
+    clients behind a load balancer spread over the replicas again (the api-server's `--goaway-chance`)."""
 
 
 @dataclass(frozen=True)

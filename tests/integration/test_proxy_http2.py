@@ -292,3 +292,24 @@ def test_a_long_list_passes_within_small_windows(sim_server: Callable[..., SimSe
         client.close()
         g.process.terminate()
         g.process.wait(timeout=20)
+
+
+def test_goaway_chance_moves_clients_to_new_connections_without_a_failure(
+        sim_server: Callable[..., SimServer], tmp_path: Path) -> None:
+    """`http2GoawayChance: 0.02` (the api-server's `--goaway-chance` bound): over 600 requests a
+    client is told GOAWAY now and then, moves to a new connection each time, and every request is
+    answered."""
+    g = start_guard(sim_server("--seed-objects", "2"), tmp_path, "limits: {http2GoawayChance: 0.02}\n")
+    ok, connections, client = 0, 1, g.client()
+    try:
+        for i in range(600):
+            if client.goaway is not None or client.closed:
+                assert client.goaway in (0, None)
+                client.close()
+                client, connections = g.client(), connections + 1
+            ok += client.get(f"{PODS}?limit={i % 3 + 1}", g.token()).status == 200
+    finally:
+        client.close()
+        g.process.terminate()
+        g.process.wait(timeout=20)
+    assert ok == 600 and connections >= 2

@@ -63,11 +63,14 @@ def test_http2_settings_are_read_and_checked_with_their_field() -> None:
     assert (limits.http2_max_streams, limits.http2_max_header_list_bytes,
             limits.http2_max_resets_per_second) == (250, 65536, 20)
     assert settings.parse({**raw, "limits": {}}, "g.yaml").limits.http2_max_streams == 100
-    raw["limits"] = {"http2MaxStreams": -1, "http2MaxResetsPerSecond": 0}
+    assert settings.parse({**raw, "limits": {"http2GoawayChance": 0.001}},
+                          "g.yaml").limits.http2_goaway_chance == 0.001
+    raw["limits"] = {"http2MaxStreams": -1, "http2MaxResetsPerSecond": 0, "http2GoawayChance": 0.5}
     with pytest.raises(ConfigError) as caught:
         settings.parse(raw, "g.yaml")
     assert any("limits.http2MaxStreams" in p for p in caught.value.problems)
     assert any("limits.http2MaxResetsPerSecond" in p for p in caught.value.problems)
+    assert any("limits.http2GoawayChance" in p and "0.02" in p for p in caught.value.problems)
 
 
 @pytest.mark.parametrize("protocol", ["HTTP/2", "HTTP/1.1", ""])
