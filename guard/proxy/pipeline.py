@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import aiohttp
+from aiohttp.http_writer import HttpVersion
 
 from guard.admission.capacity import AtCapacity, CapacityGate
 from guard.admission.decision import Ticket, Verdict
@@ -38,6 +39,8 @@ from guard.telemetry.metrics import GuardMetrics, verb_label
 from guard.upstream.exchange import Exchange, Outbound, request_body
 
 log = logging.getLogger(__name__)
+PROTOCOLS = {HttpVersion(1, 1): "HTTP/1.1", HttpVersion(1, 0): "HTTP/1.0", HttpVersion(2, 0): "HTTP/2"}
+"""The access log's `protocol` field for each request version."""
 CLASSIFIED_KEPT = 1024
 """Request targets whose classification is remembered (forgotten all at once when full)."""
 REJECTED = "Too many requests, please try again later."
@@ -303,4 +306,4 @@ class Proxy:
             identity=record.identity, info=record.info, method=request.method, status=record.status,
             bytes=record.sent, latency=time.perf_counter() - record.started, cluster=cluster,
             remote=request.remote, decision=record.decision, tenant=record.tenant, rule=record.rule,
-            retry_after=record.retry_after))
+            retry_after=record.retry_after, protocol=PROTOCOLS.get(request.version, "")))

@@ -39,7 +39,8 @@ T = TypeVar("T")
 TOP_KEYS = ("listen", "tls", "admin", "clusters", "forwarding", "identity", "limits", "accessLog",
             "policies", "admission", "redis")
 LIMIT_KEYS = ("maxHeaderBytes", "maxBodyBytes", "maxConnections", "idleTimeout", "handshakeTimeout",
-              "requestTimeout", "bodyTimeout", "writeTimeout", "drainTimeout")
+              "requestTimeout", "bodyTimeout", "writeTimeout", "drainTimeout", "http2MaxStreams",
+              "http2MaxHeaderListBytes", "http2MaxResetsPerSecond", "http2GoawayChance")
 ADMIN_KEYS = ("address", "debug")
 CLUSTER_KEYS = ("name", "server", "servers", "token", "tokenFile", "kubeconfig", "context", "inCluster",
                 "caFile", "certFile", "keyFile", "insecureSkipTLSVerify", "authorize", "hosts", "default",
@@ -242,7 +243,23 @@ def _limits(f: Fields, raw: object) -> LimitSettings:
         body_timeout=f.seconds(m.get("bodyTimeout", d.body_timeout), "limits.bodyTimeout"),
         write_timeout=f.seconds(m.get("writeTimeout", d.write_timeout), "limits.writeTimeout"),
         drain_timeout=f.seconds(m.get("drainTimeout", d.drain_timeout), "limits.drainTimeout"),
+        http2_max_streams=f.integer(m.get("http2MaxStreams", d.http2_max_streams), "limits.http2MaxStreams",
+                                    minimum=0),
+        http2_max_header_list_bytes=f.integer(m.get("http2MaxHeaderListBytes", d.http2_max_header_list_bytes),
+                                              "limits.http2MaxHeaderListBytes", minimum=4096),
+        http2_max_resets_per_second=f.integer(m.get("http2MaxResetsPerSecond", d.http2_max_resets_per_second),
+                                              "limits.http2MaxResetsPerSecond", minimum=1),
+        http2_goaway_chance=_chance(f, m.get("http2GoawayChance", d.http2_goaway_chance),
+                                    "limits.http2GoawayChance"),
     )
+
+
+def _chance(f: Fields, raw: object, at: str) -> float:
+    """A probability from 0 to 0.02, as the api-server bounds `--goaway-chance`."""
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or not 0 <= raw <= 0.02:
+        f.error(at, f"must be a number from 0 to 0.02 (got {raw!r})")
+        return 0.0
+    return float(raw)
 
 
 def _access_log(f: Fields, raw: object) -> AccessLogSettings:

@@ -40,6 +40,8 @@ class AccessRecord(NamedTuple):
     tenant: str = ""
     rule: str = ""
     retry_after: int = 0
+    protocol: str = ""
+    """How the client spoke: HTTP/1.1, HTTP/1.0 or HTTP/2 ("": not known, the field is left out)."""
 
 
 class AccessLog:
@@ -109,6 +111,8 @@ def encode(r: AccessRecord) -> str:
         f'"status":{r.status},"bytes":{r.bytes},"latency":{round(r.latency, 6)!r},'
         f'"cluster":{_quote(r.cluster)},"remote":{_quote(r.remote)}'
     )
+    if r.protocol:
+        text += f',"protocol":"{r.protocol}"'
     if info and info.is_resource_request:
         text += (
             f',"group":{_quote(info.api_group)},"resource":{_quote(info.resource)},'
@@ -147,6 +151,8 @@ def line(r: AccessRecord) -> dict[str, object]:
         "cluster": r.cluster,
         "remote": r.remote,
     }
+    if r.protocol:
+        out["protocol"] = r.protocol
     if info and info.is_resource_request:
         out.update(group=info.api_group, resource=info.resource, subresource=info.subresource,
                    namespace=info.namespace, name=info.name)
