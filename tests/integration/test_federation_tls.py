@@ -88,7 +88,10 @@ async def test_guard_leases_over_tls(tmp_path: Path, sim_server: Callable[..., S
     print(f"\nguard over TLS ({tls_redis.server.url}): {dict(statuses)} in {span:.1f} s, "
           f"{tls_redis.lease_calls()} lease calls")
     assert set(statuses) == {200, 429}
-    assert 0.9 * RATE * 2 <= statuses[200] <= RATE * span + BURST + 1
+    # Alone this admits 211-214 of a bound of 220; on a CPU-starved machine (the whole suite on 2
+    # cores) 232 was seen once: within one lease's worth (rate x leaseTTL 0.25 s), the known limit
+    # in docs/federation.md, not yet explained.
+    assert 0.9 * RATE * 2 <= statuses[200] <= RATE * (span + 0.25) + BURST + 1
     assert tls_redis.lease_calls() > 0
 
 
