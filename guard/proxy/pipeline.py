@@ -14,7 +14,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import aiohttp
 
@@ -44,22 +43,26 @@ CERTIFICATE_AND_TOKEN = ("a client certificate and an Authorization header toget
                          "header (forwarding: passthrough), so send one credential, not both")
 
 
-@dataclass
 class _Record:
-    """What one request has learnt so far, for metrics and the access log."""
+    """What one request has learnt so far, for metrics and the access log (a plain class with
+    slots: one per request, built and read faster than a dataclass)."""
 
-    started: float
-    cluster: str = ""
-    identity: Identity | None = None
-    info: RequestInfo | None = None
-    status: int = 500
-    sent: int = 0
-    decision: str = ""
-    tenant: str = ""
-    rule: str = ""
-    retry_after: int = 0
-    gate: CapacityGate | None = None
-    """The adaptive limit this request holds a slot of, told how its exchange went."""
+    __slots__ = ("cluster", "decision", "gate", "identity", "info", "retry_after", "rule", "sent", "started",
+                 "status", "tenant")
+
+    def __init__(self, started: float) -> None:
+        self.started = started
+        self.cluster = ""
+        self.identity: Identity | None = None
+        self.info: RequestInfo | None = None
+        self.status = 500
+        self.sent = 0
+        self.decision = ""
+        self.tenant = ""
+        self.rule = ""
+        self.retry_after = 0
+        self.gate: CapacityGate | None = None
+        """The adaptive limit this request holds a slot of, told how its exchange went."""
 
 
 class Proxy:

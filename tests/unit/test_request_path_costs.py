@@ -5,11 +5,15 @@ sockets, so a cost that comes back per request fails it."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
 
+from guard.admission.decision import Ticket, Verdict
 from guard.http import pool as pool_module
 from guard.http.pool import Pool
+from guard.identity.authn import Credentials
+from guard.proxy.pipeline import _Record
 
 ANSWER = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
 
@@ -52,3 +56,27 @@ async def test_the_pool_looks_its_event_loop_up_once_not_per_request(monkeypatch
         server.close()
     assert pool.opened == 1  # one keep-alive connection served them all
     assert calls <= 1
+
+
+def test_credentials_never_show_the_token_or_certificate() -> None:
+    """Credentials became a NamedTuple (built once per request); its repr and str still hide the
+    token and the certificate, as the frozen dataclass's `repr=False` fields did."""
+    creds = Credentials(bearer_token="s3cr3t-token", peer_certificate_der=b"DER-BYTES",
+                        remote_addr="10.0.0.1")
+    for text in (repr(creds), str(creds), f"{creds}", repr([creds])):
+        assert "s3cr3t" not in text and "DER-BYTES" not in text
+        assert "10.0.0.1" in text
+
+
+def test_per_request_values_are_tuples_or_slotted_not_dataclasses() -> None:
+    """The values built once per request are immutable NamedTuples (Credentials, Verdict, Ticket) or a
+    slotted class (the pipeline's record): no per-instance dict, no frozen dataclass __setattr__."""
+    verdict = Verdict("admitted", "t", "r", 0, "", (("X", "y"),))
+    ticket = Ticket(verdict)
+    for value in (Credentials(None, None), verdict, ticket, _Record(0.0)):
+        assert not hasattr(value, "__dict__")
+        assert not dataclasses.is_dataclass(value)
+    assert verdict.admitted and not Verdict("rejected").admitted
+    assert ticket.release() is None  # the default release does nothing
+    with pytest.raises(AttributeError):
+        verdict.outcome = "rejected"  # type: ignore[misc]
