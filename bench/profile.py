@@ -1,5 +1,6 @@
-"""`python -m bench.profile [--redis] [--no-policies] [--duration S] [--rate HZ] [--top N]`: where guard
-spends its CPU per request under wrk load, by function.
+"""`python -m bench.profile [--redis] [--no-policies] [--syscalls] [--source DIR] [--duration S] ...`: where
+guard spends its CPU per request under wrk load, by function (py-spy), or its system calls per
+request (`--syscalls`, strace -c).
 
 It starts the benchmark's static upstream (nginx when installed, else the Python one), one `guard
 serve` set up as the benchmark's guard-policies target (or guard-redis), warms it, then runs wrk for
@@ -14,9 +15,11 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,6 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--top", type=int, default=25, help="rows per table (default 25)")
     parser.add_argument("--native", action="store_true", help="sample C frames too (py-spy --native)")
     parser.add_argument("--raw", type=Path, help="also keep py-spy's collapsed stacks in this file")
+    parser.add_argument("--syscalls", action="store_true",
+                        help="count system calls per request with strace -c instead of sampling")
+    parser.add_argument("--source", type=Path, metavar="CHECKOUT",
+                        help="profile the guard of this checkout (e.g. a `git worktree` of main)")
     parser.add_argument("--lines", action="store_true", help="self table by source line, not function")
     return parser
 
@@ -94,43 +101,80 @@ def table(title: str, counts: Counter[str], total: int, per_request_us: float, t
     return "\n".join(rows)
 
 
+def _sampler(args: argparse.Namespace, pid: int, out: Path) -> subprocess.Popen[bytes]:
+    if args.syscalls:
+        argv = [shutil.which("strace") or "strace", "-c", "-f", "-o", str(out), "-p", str(pid)]
+    else:
+        argv = [_spy(), "record", "--pid", str(pid), "--rate", str(args.rate), "--format", "raw",
+                "--output", str(out), "--duration", str(round(args.duration) + 1),
+                *(["--native"] if args.native else [])]
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _spy() -> str:
+    return shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+
+
+def syscalls_table(summary: str, requests: int) -> str:
+    """strace -c's summary as system calls per request, most frequent first."""
+    rows = ["| system call | calls | per request |", "| --- | ---: | ---: |"]
+    found: list[tuple[int, str]] = []
+    for line in summary.splitlines():
+        parts = line.split()
+        if len(parts) >= 5 and parts[0].replace(".", "").isdigit() and parts[-1] != "total":
+            found.append((int(parts[3]), parts[-1]))
+    total = sum(calls for calls, _ in found)
+    for calls, name in sorted(found, reverse=True):
+        rows.append(f"| {name} | {calls:,} | {calls / max(1, requests):.2f} |")
+    rows.append(f"| all | {total:,} | {total / max(1, requests):.2f} |")
+    return "\n".join(rows)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    if not Path(spy).exists():
-        print("bench.profile: py-spy not found (pip install py-spy)", file=sys.stderr)
+    tool = shutil.which("strace") if args.syscalls else (_spy() if Path(_spy()).exists() else None)
+    if tool is None:
+        print("bench.profile: " + ("strace not found" if args.syscalls else "py-spy not found (pip install "
+                                   "py-spy)"), file=sys.stderr)
         return 1
     raise_file_limit()
     workdir = Path(tempfile.mkdtemp(prefix="guard-profile-"))
     procs = Processes(workdir)
     try:
-        env = targets.Env(workdir, procs)
+        env = targets.Env(workdir, procs, baseline=args.source)
         try:
             env.upstream = targets.start_nginx_static(env)
         except Skip:
             env.upstream = targets.start_upstream(env)
-        guard = targets.guard(policies=not args.no_policies, redis=args.redis)(env)
+        guard = targets.guard(policies=not args.no_policies, redis=args.redis,
+                              baseline=args.source is not None)(env)
         script = write_script(workdir)
         run_wrk(guard.port, 2, script)  # warm-up: connections, caches, TokenReview
         out = workdir / "profile.txt"
-        sampler = subprocess.Popen([spy, "record", "--pid", str(guard.pid), "--rate", str(args.rate),
-                                    "--format", "raw", "--output", str(out), "--duration",
-                                    str(round(args.duration) + 1), *(["--native"] if args.native else [])],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        sampler = _sampler(args, guard.pid, out)
+        if args.syscalls:
+            time.sleep(1)  # strace attaches
         before = cpu_seconds(guard.pid)
         load = run_wrk(guard.port, args.duration, script)
         spent = cpu_seconds(guard.pid) - before
+        if args.syscalls:
+            sampler.send_signal(signal.SIGINT)  # strace -c prints its summary when interrupted
         sampler.wait(timeout=args.duration + 60)
         per_request = spent * 1e6 / max(1, load.requests)
-        if args.raw is not None and out.exists():
-            shutil.copy(out, args.raw)
-        total, own, through = tally(out.read_text() if out.exists() else "", lines=args.lines)
+        text = out.read_text() if out.exists() else ""
+        if args.raw is not None:
+            args.raw.write_text(text)
     except Skip as e:
         print(f"bench.profile: cannot run: {e}", file=sys.stderr)
         return 1
     finally:
         procs.close()
         shutil.rmtree(workdir, ignore_errors=True)
+    if args.syscalls:  # strace slows guard down: only the counts mean anything
+        print(f"{load.requests:,} requests under strace\n")
+        print(syscalls_table(text, load.requests))
+        return 0
+    total, own, through = tally(text, lines=args.lines)
     print(f"{load.rps:,.0f} req/s, p99 {load.p99_ms:.2f} ms, guard CPU {per_request:.1f} µs/req, "
           f"{total:,} busy samples\n")
     print(table("self (where samples end)", own, total, per_request, args.top) + "\n")
