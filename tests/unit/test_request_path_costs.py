@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import subprocess
+import sys
 
 import pytest
 
@@ -13,6 +15,7 @@ from guard.admission.decision import Ticket, Verdict
 from guard.http import pool as pool_module
 from guard.http.pool import Pool
 from guard.identity.authn import Credentials
+from guard.process import collector
 from guard.proxy.pipeline import _Record
 
 ANSWER = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
@@ -80,3 +83,21 @@ def test_per_request_values_are_tuples_or_slotted_not_dataclasses() -> None:
     assert ticket.release() is None  # the default release does nothing
     with pytest.raises(AttributeError):
         verdict.outcome = "rejected"  # type: ignore[misc]
+
+
+def test_a_serving_process_freezes_what_start_built_and_collects_the_young_less_often() -> None:
+    """collector.settle(): everything alive at start leaves the collector's walks (frozen), young
+    collections wait for YOUNG allocations instead of 700; thaw() gives the frozen back (a reload)."""
+    script = (
+        "import gc; from guard.process import collector\n"
+        "assert gc.get_freeze_count() == 0 and gc.get_threshold()[0] == 700\n"
+        "collector.settle()\n"
+        "print(gc.get_freeze_count(), gc.get_threshold()[0])\n"
+        "collector.thaw()\n"
+        "print(gc.get_freeze_count())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    settled, thawed = done.stdout.splitlines()
+    frozen, young = map(int, settled.split())
+    assert frozen > 1000 and young == collector.YOUNG
+    assert int(thawed) == 0
