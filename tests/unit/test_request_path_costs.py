@@ -6,17 +6,25 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import subprocess
 import sys
 
 import pytest
+from aiohttp.streams import StreamReader
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from guard.admission.decision import Ticket, Verdict
+from guard.http import headers
 from guard.http import pool as pool_module
 from guard.http.pool import Pool
 from guard.identity.authn import Credentials
+from guard.kube.identity import Identity
+from guard.kube.requestinfo import classify
 from guard.process import collector
 from guard.proxy.pipeline import _Record
+from guard.telemetry import accesslog
+from guard.telemetry.accesslog import AccessRecord
 
 ANSWER = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
 
@@ -101,3 +109,83 @@ def test_a_serving_process_freezes_what_start_built_and_collects_the_young_less_
     frozen, young = map(int, settled.split())
     assert frozen > 1000 and young == collector.YOUNG
     assert int(thawed) == 0
+
+
+class _Split(asyncio.Protocol):
+    """An upstream that sends the head and half the body at once and the rest a moment later."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        transport = self.transport
+        transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n{}")  # type: ignore[attr-defined]
+        asyncio.get_running_loop().call_later(0.05, transport.write, b"[]")  # type: ignore[attr-defined]
+
+
+async def test_a_small_answer_already_whole_is_read_without_the_stream_readers_coroutines(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A small answer whose body came with its head is taken at once (`read_nowait`); one whose body
+    is still arriving is awaited as before, and both read whole."""
+    loop = asyncio.get_running_loop()
+    awaited = 0
+    real = StreamReader.read
+
+    async def counting(self: StreamReader, n: int = -1) -> bytes:
+        nonlocal awaited
+        awaited += 1
+        return await real(self, n)
+
+    monkeypatch.setattr(StreamReader, "read", counting)
+    for protocol, body, reads in ((_Static, b"{}", 0), (_Split, b"{}[]", 1)):
+        server = await loop.create_server(protocol, "127.0.0.1", 0)
+        pool = Pool("127.0.0.1", server.sockets[0].getsockname()[1], ssl_context=None, connect_timeout=5)
+        awaited = 0
+        try:
+            for _ in range(5):
+                answer = await pool.request("GET", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", None, read_timeout=5)
+                assert await answer.read() == body
+                answer.release()
+        finally:
+            pool.close()
+            server.close()
+        assert awaited == 5 * reads
+
+
+def test_connection_tokens_are_parsed_once_per_distinct_value_and_the_memory_is_bounded() -> None:
+    inbound = CIMultiDictProxy(CIMultiDict([("Connection", "keep-alive, X-Drop"), ("X-Drop", "1")]))
+    assert headers.connection_tokens(inbound) == frozenset({"keep-alive", "x-drop"})
+    assert headers.connection_tokens(inbound) is headers.connection_tokens(inbound)  # remembered
+    protected = CIMultiDictProxy(CIMultiDict([("Connection", "Authorization, impersonate-user, close")]))
+    assert headers.connection_tokens(protected) == frozenset({"close"})
+    for i in range(1000):  # a client sending a new value each time cannot grow it without bound
+        headers.connection_tokens(CIMultiDictProxy(CIMultiDict([("Connection", f"x-{i}")])))
+    assert len(headers._tokens_seen) <= headers._TOKENS_KEPT
+
+
+def test_an_access_line_quotes_only_what_changes_once_its_caller_and_request_were_seen(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The caller's and the request's fields are encoded once per (Identity, RequestInfo, method)
+    objects; a later line quotes only cluster, remote and the decision. A new Identity object that
+    happens to get a freed one's id never gets that one's text."""
+    who, info = Identity("alice", ("team-a", "system:authenticated")), classify(
+        "GET", "/api/v1/namespaces/ns/pods/p", {})
+    record = AccessRecord(identity=who, info=info, method="GET", status=200, bytes=2, latency=0.001,
+                          cluster="c", remote="10.0.0.1", decision="admitted", tenant="t", rule="r")
+    assert accesslog.encode(record) == json.dumps(accesslog.line(record), separators=(",", ":"))
+    quoted = 0
+    real = accesslog._quote
+
+    def counting(text: str) -> str:
+        nonlocal quoted
+        quoted += 1
+        return real(text)
+
+    monkeypatch.setattr(accesslog, "_quote", counting)
+    for status in (200, 404, 500):
+        again = record._replace(status=status)
+        assert accesslog.encode(again) == json.dumps(accesslog.line(again), separators=(",", ":"))
+    assert quoted == 3 * 5  # cluster, remote, decision, tenant, rule (was 14 a line: user, method, path...
+    for i in range(200):  # fresh Identity objects, freed at once: CPython reuses their ids
+        other = record._replace(identity=Identity(f"user-{i}"))
+        assert json.loads(accesslog.encode(other))["user"] == f"user-{i}"
