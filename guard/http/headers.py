@@ -42,7 +42,10 @@ def is_identity_header(name: str) -> bool:
 
 def asks_impersonation(headers: CIMultiDictProxy[str]) -> bool:
     """True when the request carries an `Impersonate-*` header (checked by guard.identity.impersonation)."""
-    return any(name[:12].lower() == "impersonate-" for name in headers)
+    for name in headers:  # a loop, not any(genexpr): it runs on every request
+        if len(name) >= 12 and name[:12].lower() == "impersonate-":
+            return True
+    return False
 
 
 _TOKENS_KEPT = 256

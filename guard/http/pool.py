@@ -43,7 +43,7 @@ class Pool:
 
         Raises ConnectFailed, ConnectionBroken, BadResponse or TimeoutError."""
         while True:
-            conn = await self._acquire()
+            conn = self._idle_connection() or await self._connect()
             waiter = conn.begin(method, read_timeout)
             try:
                 if body is None or isinstance(body, bytes):
@@ -68,7 +68,9 @@ class Pool:
             loop = self._loop = asyncio.get_running_loop()
         return loop
 
-    async def _acquire(self) -> Connection:
+    def _idle_connection(self) -> Connection | None:
+        """The most recently used idle connection still fit for reuse (no coroutine: this is what
+        almost every request gets), else None."""
         now = self._running_loop().time()
         while self._idle:
             conn = self._idle.pop()
@@ -76,7 +78,7 @@ class Pool:
                 conn.reused = True
                 return conn
             conn.finish(keep=False)
-        return await self._connect()
+        return None
 
     async def _connect(self) -> Connection:
         loop = self._running_loop()

@@ -243,7 +243,8 @@ class Proxy:
         sent = self._headers(rt, request, record.identity, caller)
         if headers.asks_upgrade(request.headers):  # exec, attach, port-forward: a tunnel after a 101
             sent.extend(tunnel.upgrade_request_headers(request.headers))
-        body, chunked = await request_body(request, rt.settings.limits.max_body_bytes)
+        body, chunked = await request_body(request, rt.settings.limits.max_body_bytes) \
+            if request.body_exists else (None, False)
         timeout = None if record.info.is_long_running else rt.settings.limits.request_timeout
         return Outbound(request.method, request.raw_path, sent, body, chunked=chunked, read_timeout=timeout)
 
