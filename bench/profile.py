@@ -47,17 +47,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _frame(frame: str, *, line: bool = False) -> str:
-    """`function (path/to/module.py:line)` → `module.py:function` (`:line` kept when asked)."""
+    """`function (path/to/module.py:line)` → `module path:function` (`:line` kept when asked): guard's
+    modules from their package down, libraries from site-packages down, the standard library's bare."""
     name, _, where = frame.partition(" (")
     path, _, number = where.rstrip(")").rpartition(":")
     if line:
         name = f"{name}:{number}"
-    parts = path.split("/")
-    short = "/".join(parts[-2:]) if parts[-2:-1] in (["guard"], ["http"], ["admission"]) else parts[-1]
-    for marker in ("site-packages/", "/guard/", "/lib/python3"):
+    short = path.rsplit("/", 1)[-1]
+    for marker in ("site-packages/", "guard/", "lib/python3"):
         if marker in path:
-            tail = path.split(marker, 1)[1]
-            short = tail if marker != "/lib/python3" else tail.split("/", 1)[-1]
+            tail = path.rsplit(marker, 1)[1]
+            short = tail.split("/", 1)[-1] if marker == "lib/python3" else tail
             break
     return f"{short}:{name}"
 
