@@ -42,10 +42,7 @@ def is_identity_header(name: str) -> bool:
 
 def asks_impersonation(headers: CIMultiDictProxy[str]) -> bool:
     """True when the request carries an `Impersonate-*` header (checked by guard.identity.impersonation)."""
-    for name in headers:  # a loop, not any(genexpr): it runs on every request
-        if len(name) >= 12 and name[:12].lower() == "impersonate-":
-            return True
-    return False
+    return any(name[:12].lower() == "impersonate-" for name in headers)
 
 
 _TOKENS_KEPT = 256
