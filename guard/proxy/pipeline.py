@@ -215,8 +215,7 @@ class Proxy:
             # guard would charge the certificate's user while the api-server runs the header's
             raise BadRequest(CERTIFICATE_AND_TOKEN)
         token = bearer_token(request.headers.get("Authorization"))
-        return await rt.authenticator.authenticate(Credentials(
-            bearer_token=token, peer_certificate_der=certificate, remote_addr=request.remote))
+        return await rt.authenticator.authenticate(Credentials(token, certificate, request.remote))
 
     async def _forward(self, rt: Runtime, request: Request, record: _Record, ticket: Ticket,
                        caller: Identity) -> None:
@@ -246,7 +245,7 @@ class Proxy:
         body, chunked = await request_body(request, rt.settings.limits.max_body_bytes) \
             if request.body_exists else (None, False)
         timeout = None if record.info.is_long_running else rt.settings.limits.request_timeout
-        return Outbound(request.method, request.raw_path, sent, body, chunked=chunked, read_timeout=timeout)
+        return Outbound(request.method, request.raw_path, sent, body, chunked, timeout)
 
     async def _respond(self, request: Request, record: _Record, upstream: client.Response,
                        add: Sequence[tuple[str, str]]) -> None:
@@ -297,8 +296,7 @@ class Proxy:
         verb = verb_label(record.info.verb) if record.info else "other"
         cluster = rt.upstream.name
         self.metrics.requests.count(cluster, verb, record.status, record.sent)
-        rt.access_log.write(AccessRecord(
-            identity=record.identity, info=record.info, method=request.method, status=record.status,
-            bytes=record.sent, latency=time.perf_counter() - record.started, cluster=cluster,
-            remote=request.remote, decision=record.decision, tenant=record.tenant, rule=record.rule,
-            retry_after=record.retry_after))
+        rt.access_log.write(AccessRecord(  # by position: keywords cost a NamedTuple twice the time
+            record.identity, record.info, request.method, record.status, record.sent,
+            time.perf_counter() - record.started, cluster, request.remote, record.decision, record.tenant,
+            record.rule, record.retry_after))

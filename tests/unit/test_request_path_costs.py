@@ -14,7 +14,10 @@ import pytest
 from aiohttp.streams import StreamReader
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from guard.admission.config import AdmissionSettings
 from guard.admission.decision import Ticket, Verdict
+from guard.admission.rules import compile_policies
+from guard.admission.store import Take
 from guard.http import headers
 from guard.http import pool as pool_module
 from guard.http.pool import Pool
@@ -80,14 +83,19 @@ def test_credentials_never_show_the_token_or_certificate() -> None:
 
 
 def test_per_request_values_are_tuples_or_slotted_not_dataclasses() -> None:
-    """The values built once per request are immutable NamedTuples (Credentials, Verdict, Ticket) or a
-    slotted class (the pipeline's record): no per-instance dict, no frozen dataclass __setattr__."""
+    """The values built once per request are immutable NamedTuples (Credentials, Verdict, Ticket, the
+    bucket's Take, the rule Match) or a slotted class (the pipeline's record): no per-instance dict,
+    no frozen dataclass __setattr__."""
     verdict = Verdict("admitted", "t", "r", 0, "", (("X", "y"),))
     ticket = Ticket(verdict)
-    for value in (Credentials(None, None), verdict, ticket, _Record(0.0)):
+    take = Take(True, 1.0, 0.0, 0.5)
+    policies, _ = compile_policies([], AdmissionSettings())
+    match = policies.match(Identity("alice"), classify("GET", "/api/v1/pods", {}), "c")
+    for value in (Credentials(None, None), verdict, ticket, take, match, _Record(0.0)):
         assert not hasattr(value, "__dict__")
         assert not dataclasses.is_dataclass(value)
     assert verdict.admitted and not Verdict("rejected").admitted
+    assert match.tenant == "_catch-all" and not match.exempt and take.allowed
     assert ticket.release() is None  # the default release does nothing
     with pytest.raises(AttributeError):
         verdict.outcome = "rejected"  # type: ignore[misc]
