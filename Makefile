@@ -40,7 +40,7 @@ harden: deps
 	GUARD_EXHAUSTION=full $(PY) -m pytest -q -p no:cacheprovider -m exhaustion -s
 
 bench: deps
-	@bash scripts/system-deps.sh nginx haproxy wrk
+	@bash scripts/system-deps.sh nginx haproxy wrk h2load
 	$(PY) -m bench
 
 deps: $(STAMP) system-deps

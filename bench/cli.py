@@ -62,9 +62,9 @@ def plan_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -> runn
 
 
 def install_peers() -> None:
-    """nginx, haproxy, wrk and redis from the system packages when missing (as root), else a hint."""
+    """nginx, haproxy, wrk, h2load and redis from the system packages when missing (as root), else a hint."""
     script = REPO / "scripts" / "system-deps.sh"
-    subprocess.run(["bash", str(script), "nginx", "haproxy", "wrk", "redis-server"], check=False)
+    subprocess.run(["bash", str(script), "nginx", "haproxy", "wrk", "h2load", "redis-server"], check=False)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

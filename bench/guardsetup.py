@@ -75,6 +75,7 @@ def write_config(
     upstream: int,
     policies: Path | None = None,
     redis: str | None = None,
+    tls: tuple[Path, Path] | None = None,
 ) -> Path:
     lines = [
         f"listen: 127.0.0.1:{port}",
@@ -84,8 +85,11 @@ def write_config(
         f"    server: http://127.0.0.1:{upstream}",
         f"    token: {GUARD_TOKEN}",
         "forwarding: passthrough",
-        "limits: {maxConnections: 30000}  # the memory figure holds 10,000 watches at once",
+        "limits: {maxConnections: 30000%s}  # the memory figure holds 10,000 watches at once"
+        % (", http2MaxStreams: 1000" if tls is not None else ""),  # and 1,000 streams on one connection
     ]
+    if tls is not None:
+        lines.append(f"tls: {{cert: {tls[0]}, key: {tls[1]}}}")
     if policies is not None:
         lines.append(f"policies: {policies}")
     if redis is not None:

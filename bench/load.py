@@ -57,14 +57,15 @@ def write_script(workdir: Path) -> Path:
     return path
 
 
-def run_wrk(port: int, seconds: float, script: Path, *, connections: int = CONNECTIONS) -> LoadResult:
+def run_wrk(port: int, seconds: float, script: Path, *, connections: int = CONNECTIONS,
+            scheme: str = "http") -> LoadResult:
     """Run wrk against 127.0.0.1:port for `seconds`; raise Skip when wrk is missing or fails."""
     wrk = shutil.which("wrk")
     if wrk is None:
         raise Skip("wrk not found (scripts/system-deps.sh wrk)")
     duration = f"{max(1, round(seconds))}s"
     argv = [wrk, f"-t{THREADS}", f"-c{connections}", f"-d{duration}", "--timeout", "10s", "-s", str(script)]
-    done = subprocess.run([*argv, f"http://127.0.0.1:{port}{GET_PATH}"], capture_output=True, text=True,
+    done = subprocess.run([*argv, f"{scheme}://127.0.0.1:{port}{GET_PATH}"], capture_output=True, text=True,
                           timeout=seconds + 30)  # fmt: skip
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode != 0 or not lines:

@@ -13,6 +13,7 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
+from bench.h2 import WatchMemory
 from bench.memory import ListFigure
 from bench.results import MIB, Results, Throughput, verdicts
 
@@ -21,6 +22,7 @@ PROGRAMS = {
     "nginx": ["nginx", "-v"],
     "haproxy": ["haproxy", "-v"],
     "wrk": ["wrk", "--version"],
+    "h2load": ["h2load", "--version"],
     "redis-server": ["redis-server", "--version"],
 }
 
@@ -111,6 +113,19 @@ def memory_section(results: Results) -> list[str]:
     return lines
 
 
+def h2_watch_section(figure: WatchMemory | str) -> list[str]:
+    lines = ["## Idle watches over HTTP/2 and HTTP/1.1 (TLS, one guard)", ""]
+    if isinstance(figure, str):
+        return [*lines, f"skipped: {figure}"]
+    lines += ["| watches held as | asked | open | guard RSS growth MiB | KiB per watch |",
+              "| --- | ---: | ---: | ---: | ---: |"]
+    for way, opened, growth in (("streams of one HTTP/2 connection", figure.h2_opened, figure.h2_growth),
+                                ("HTTP/1.1 connections", figure.h1_opened, figure.h1_growth)):
+        per = f"{growth / 1024 / opened:.1f}" if opened else "—"
+        lines.append(f"| {way} | {figure.count:,} | {opened:,} | {growth / MIB:.1f} | {per} |")
+    return lines
+
+
 def render(results: Results, *, title: str = "guard benchmark results") -> str:
     lines = [f"# {title}", "", "| machine | |", "| --- | --- |"]
     lines += [f"| {key} | {value} |" for key, value in results.machine.items()]
@@ -128,6 +143,8 @@ def render(results: Results, *, title: str = "guard benchmark results") -> str:
     lines += throughput_table(results)
     if results.watches or results.watches_skipped or results.lists:
         lines += ["", *memory_section(results)]
+    if results.h2_watches != "not run":
+        lines += ["", *h2_watch_section(results.h2_watches)]
     cost = results.decision
     if cost != "not run":
         lines += ["", "## Admission decision cost (in-process)", ""]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 
+from bench.h2 import WatchMemory
 from bench.load import LoadResult
 from bench.memory import ListFigure, WatchPoint
 
@@ -63,6 +64,8 @@ class Results:
     watches_skipped: str = ""
     lists: dict[str, ListFigure | str] = field(default_factory=dict)
     decision: DecisionCost | str = "not run"
+    h2_watches: WatchMemory | str = "not run"
+    """Memory per idle watch over HTTP/2 (streams of one connection) and HTTP/1.1 (bench.h2)."""
     notes: list[str] = field(default_factory=list)
 
     def target(self, name: str) -> Throughput | None:

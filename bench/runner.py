@@ -11,14 +11,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from bench import decision, memory, targets
-from bench.load import LoadResult, run_wrk, write_script
+from bench import decision, h2, memory, targets
+from bench.load import CONNECTIONS, LoadResult, run_wrk, write_script
 from bench.procs import Processes, Skip, cpu_seconds
 from bench.report import describe_machine
 from bench.results import WATCH_GOAL, Results, Throughput
 from bench.targets import Env, Running, Target
 
-SECTIONS = ("watches", "list", "decision")
+SECTIONS = ("watches", "list", "decision", "h2watches")
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,8 @@ def run(plan: Plan, workdir: Path) -> Results:
         _measure_throughput(env, plan, results)
         if {"watches", "list"} & plan.sections:
             _measure_memory(replace(env, upstream=python_upstream, tag="mem-"), plan, results)
+        if "h2watches" in plan.sections:
+            _measure_h2_watches(replace(env, upstream=python_upstream, tag="h2mem-"), results)
         if "decision" in plan.sections:
             say("decision cost ...")
             try:
@@ -90,7 +92,7 @@ def _start_all(env: Env, plan: Plan) -> dict[str, Running | str]:
         say(f"starting {target.name} ...")
         try:
             started[target.name] = running = target.start(env)
-            run_wrk(running.port, 1, script)  # warm-up: connections, caches, TokenReview
+            _load(target, running, 1, script)  # warm-up: connections, caches, TokenReview
         except Skip as e:
             started[target.name] = str(e)
             say(f"  skipped: {e}")
@@ -102,13 +104,14 @@ def _measure_throughput(env: Env, plan: Plan, results: Results) -> None:
     script = write_script(env.workdir)
     rounds: dict[str, list[LoadResult]] = {name: [] for name in started}
     skipped = {name: s for name, s in started.items() if isinstance(s, str)}
+    by_name = {t.name: t for t in plan.targets}
     for number in range(1, plan.rounds + 1):
         for name, running in started.items():
             if isinstance(running, str) or name in skipped:
                 continue
             say(f"round {number}/{plan.rounds}: {name}")
             try:
-                rounds[name].append(_timed(running, plan.duration, script))
+                rounds[name].append(_timed(by_name[name], running, plan.duration, script))
             except Skip as e:
                 skipped[name] = str(e)
     for target in plan.targets:
@@ -117,10 +120,16 @@ def _measure_throughput(env: Env, plan: Plan, results: Results) -> None:
         )
 
 
-def _timed(running: Running, duration: float, script: Path) -> LoadResult:
-    """One wrk run against `running`, with the CPU its processes spent per request."""
+def _load(target: Target, running: Running, duration: float, script: Path) -> LoadResult:
+    if target.load == "h2load":
+        return h2.run_h2load(running.port, duration, script.parent, connections=CONNECTIONS)
+    return run_wrk(running.port, duration, script, scheme=running.scheme)
+
+
+def _timed(target: Target, running: Running, duration: float, script: Path) -> LoadResult:
+    """One load run against `running`, with the CPU its processes spent per request."""
     before = cpu_seconds(running.pid)
-    result = run_wrk(running.port, duration, script)
+    result = _load(target, running, duration, script)
     spent = cpu_seconds(running.pid) - before
     return replace(result, cpu_us=spent * 1e6 / max(1, result.requests))
 
@@ -149,6 +158,17 @@ def _measure_memory(env: Env, plan: Plan, results: Results) -> None:
                 f"guard accepted only {results.watches[-1].opened:,} of {capacity:,} watches; further ones "
                 "got no answer within 10 s"
             )
+
+
+def _measure_h2_watches(env: Env, results: Results) -> None:
+    """Memory per idle watch: 1,000 as streams of one HTTP/2 connection, then 1,000 HTTP/1.1
+    connections over TLS, on one fresh guard with TLS."""
+    say(f"memory: {h2.H2_STREAMS:,} watches on one HTTP/2 connection, then as HTTP/1.1 connections ...")
+    try:
+        guard = targets.guard(tls=True)(env)
+        results.h2_watches = h2.watch_memory(guard.port, guard.pid, env.workdir / "tls" / "ca.crt")
+    except Skip as e:
+        results.h2_watches = str(e)
 
 
 def _measure_lists(env: Env, guard: Running | None, results: Results) -> None:

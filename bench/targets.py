@@ -10,10 +10,10 @@ import os
 import shutil
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from bench import guardsetup, peers
+from bench import guardsetup, h2, peers
 from bench.load import BENCH_TOKEN
 from bench.procs import Processes, Skip
 from chaos.ports import free_port
@@ -25,6 +25,7 @@ class Running:
 
     port: int
     pid: int
+    scheme: str = "http"
 
 
 @dataclass
@@ -68,6 +69,8 @@ class Target:
     name: str
     what: str
     start: Callable[[Env], Running]
+    load: str = "wrk"
+    """What drives it: wrk (HTTP/1.1), or h2load (HTTP/2, bench.h2)."""
 
 
 def start_upstream(env: Env) -> Running:
@@ -115,9 +118,10 @@ def haproxy(env: Env) -> Running:
 
 
 def guard(*, policies: bool = False, redis: bool = False, workers: int = 0,
-          baseline: bool = False) -> Callable[[Env], Running]:
+          baseline: bool = False, tls: bool = False, suffix: str = "") -> Callable[[Env], Running]:
     """A guard set-up: example policies or none, embedded store or Redis, default or N workers;
-    `baseline`: the guard of the `--baseline` checkout instead of this one."""
+    `baseline`: the guard of the `--baseline` checkout instead of this one; `tls`: HTTPS (ALPN h2
+    and http/1.1)."""
 
     def start(env: Env) -> Running:
         if baseline and env.baseline is None:
@@ -127,16 +131,18 @@ def guard(*, policies: bool = False, redis: bool = False, workers: int = 0,
         if workers and not guardsetup.supports("--workers"):
             raise Skip("`guard serve` has no --workers option yet")
         name = "guard" + ("-policies" if policies else "") + ("-redis" if redis else "") + f"-w{workers}" + (
-            "-baseline" if baseline else "")
+            "-baseline" if baseline else "") + ("-tls" if tls else "") + suffix
+        files = h2.tls_files(env.workdir / f"tls{suffix}") if tls else None
         port, admin = free_port(), free_port()
         config = guardsetup.write_config(
             env.workdir / f"{name}.yaml", port=port, admin=admin, upstream=env.upstream.port,
             policies=guardsetup.write_policies(env.workdir / "policies") if policies else None,
-            redis=env.redis() if redis else None,
+            redis=env.redis() if redis else None, tls=files[:2] if files else None,
         )  # fmt: skip
         extra = ["--workers", str(workers)] if workers else []
-        return env.launch(name, [*guardsetup.command(), "--config", str(config), *extra], port,
-                          source=env.baseline if baseline else None)
+        running = env.launch(name, [*guardsetup.command(), "--config", str(config), *extra], port,
+                             source=env.baseline if baseline else None)
+        return replace(running, scheme="https") if tls else running
 
     return start
 
@@ -151,6 +157,9 @@ TARGETS: tuple[Target, ...] = (
     Target("guard-redis", "guard, example policies, Redis federation", guard(policies=True, redis=True)),
     Target("guard-w1", "guard, example policies, --workers 1", guard(policies=True, workers=1)),
     Target("guard-w2", "guard, example policies, --workers 2", guard(policies=True, workers=2)),
+    Target("guard-tls", "guard, example policies, TLS, HTTP/1.1 (wrk)", guard(policies=True, tls=True)),
+    Target("guard-h2", "guard, example policies, TLS, HTTP/2 (h2load, 32 connections, 1 stream each)",
+           guard(policies=True, tls=True, suffix="-h2"), load="h2load"),
 )
 SMOKE_TARGETS = ("direct", "kubectl-proxy", "guard")
 BASELINE = Target("guard-baseline", "guard, example policies, embedded store, from the --baseline checkout",

@@ -5,7 +5,7 @@
 # Quiet and idempotent: nothing happens when every program is already on PATH.
 set -euo pipefail
 declare -A package=([redis-server]=redis-server [redis-cli]=redis-tools [nginx]=nginx [haproxy]=haproxy
-                    [wrk]=wrk [promtool]=prometheus)
+                    [wrk]=wrk [promtool]=prometheus [h2load]=nghttp2-client)
 wanted=("$@")
 [ ${#wanted[@]} -gt 0 ] || wanted=(redis-server redis-cli wrk promtool)
 missing=()

@@ -23,7 +23,8 @@ at most DRIFT a window, only in light windows (demand below half the limit): big
 relearnt while quiet, and a loaded cluster cannot talk guard into calling its loaded latency
 normal.
 
-Pure: time comes from the injected clock; no I/O, no framework, no asyncio.
+Pure: time comes from the injected clock; no I/O, no framework, no asyncio. It runs past 300 lines
+because the window, the probe and the per-kind baselines are one feedback loop, read in one place.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Literal, NamedTuple, Protocol
 
+from guard.admission.rules import default_rules
 from guard.kube.identity import Identity
 from guard.kube.requestinfo import RequestInfo
 
@@ -56,6 +57,11 @@ class Admission(Protocol):
         """Decide; may wait in a fair queue up to the priority level's max wait."""
         ...
 
+    def tenant_of(self, identity: Identity, info: RequestInfo, cluster: str) -> str | None:
+        """The tenant whose rule governs the request, without charging it; None when the request is
+        exempt (the emergency brake never sheds it: guard.admission.shedding)."""
+        ...
+
     def observe_list(self, cluster: str, info: RequestInfo, count: int) -> None:
         """A LIST of `info`'s collection returned `count` objects: price the next ones by it."""
         ...
@@ -76,6 +82,11 @@ class AdmitAll:
 
     async def admit(self, identity: Identity, info: RequestInfo, cluster: str) -> Ticket:
         return self._ticket
+
+    def tenant_of(self, identity: Identity, info: RequestInfo, cluster: str) -> str | None:
+        """No tenants; exempt by the default exempt rules (guard.admission.config.DEFAULT_EXEMPT)."""
+        match = default_rules().match(identity, info, cluster)
+        return None if match.exempt else ""
 
     def observe_list(self, cluster: str, info: RequestInfo, count: int) -> None:
         return None

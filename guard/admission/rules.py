@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import NamedTuple
 
 from guard.admission.config import AdmissionSettings
@@ -19,6 +19,7 @@ from guard.admission.store import Limit
 from guard.kube.identity import SERVICE_ACCOUNT_PREFIX, Identity
 from guard.kube.requestinfo import RequestInfo
 from guard.policy.model import ListCost, Quota, Rule, Selector, Subject, TenantPolicy
+from guard.policy.placement import Labels, effective_set, uses_placement
 
 EXEMPT_TENANT = "_exempt"
 CATCH_ALL_TENANT = "_catch-all"
@@ -118,7 +119,11 @@ class CompiledRule:
         self.list_cost: ListCost = rule.list_cost
         self.max_inflight, self.max_watches = rule.max_inflight, rule.max_watches
         self.level, self.shadow = level, rule.shadow
-        self.key_base = f"{{{tenant}}}:{rule.name}"  # hash tag: a tenant's keys share a slot
+        # hash tag: a tenant's keys share a slot; an override's own quota on a cluster, its own bucket
+        own = f"@{rule.quota_cluster}" if rule.quota_cluster else ""
+        self.key_base = f"{{{tenant}}}:{rule.name}{own}"
+        self.cap_tag = f"@{rule.caps_cluster}" if rule.caps_cluster and not rule.quota_cluster else ""
+        """Appended to the bucket key for in-flight and watch counts an override made the cluster's own."""
         self._selector = CompiledSelector(rule.selector)
         self._exclude = CompiledSelector(rule.exclude) if rule.exclude is not None else None
         self.id_headers = (("X-Guard-Tenant-Id", self.tenant_id), ("X-Guard-Rule-Id", self.rule_id))
@@ -216,8 +221,33 @@ class PolicySet:
             for group in tenant.members.groups:
                 self._by_group.setdefault(group, []).append(i)
         self._cache: dict[tuple[str, tuple[str, ...]], tuple[_Tenant, ...]] = {}
+        self._placed: dict[str, PolicySet] | None = None
+        self._place: Callable[[str], PolicySet] | None = None
+
+    def place(self, placed: dict[str, PolicySet], unknown: Callable[[str], PolicySet]) -> None:
+        """Serve each cluster from its own resolved set (`guard.policy.placement`); a cluster not in
+        `placed` gets `unknown(cluster)` on its first request. This set's own tenants stay the
+        fleet-wide template the debug pages and metrics show."""
+        self._placed, self._place = placed, unknown
+
+    @property
+    def placed(self) -> dict[str, PolicySet]:
+        """Each cluster's own resolved set so far (empty unless placement is in use)."""
+        return dict(self._placed or {})
+
+    def for_cluster(self, cluster: str) -> PolicySet:
+        """The set the cluster `cluster` enforces (this one unless placement is in use)."""
+        if self._placed is None:
+            return self
+        found = self._placed.get(cluster)
+        if found is None:
+            assert self._place is not None
+            found = self._placed[cluster] = self._place(cluster)
+        return found
 
     def match(self, identity: Identity, info: RequestInfo, cluster: str) -> Match:
+        if self._placed is not None:
+            return self.for_cluster(cluster).match(identity, info, cluster)
         for tenant in self._candidates(identity):
             for rule in tenant.rules:
                 if rule.covers(info, cluster):
@@ -243,10 +273,40 @@ class PolicySet:
 
 
 def compile_policies(
-    policies: Iterable[TenantPolicy], settings: AdmissionSettings
+    policies: Iterable[TenantPolicy], settings: AdmissionSettings,
+    clusters: Mapping[str, Labels] | None = None,
 ) -> tuple[PolicySet, list[str]]:
     """Exempt rules first, tenants by (precedence, given order), then the catch-all; and problems
-    (unknown priority levels) that only the settings can reveal."""
+    (unknown priority levels) that only the settings can reveal. With placement or overrides in
+    use, each of `clusters` (name -> labels) is served from its own resolved set; sets that resolve
+    alike are compiled once."""
+    given = list(policies)
+    base, problems = _compile(given, settings)
+    problems += _override_levels(given, settings)
+    if not uses_placement(given):
+        return base, problems
+    labels_of = dict(clusters or {})
+    compiled: dict[tuple[TenantPolicy, ...], PolicySet] = {}
+
+    def resolved(cluster: str) -> PolicySet:
+        key = tuple(effective_set(given, cluster, labels_of.get(cluster, {})))
+        if key not in compiled:
+            compiled[key] = _compile(key, settings)[0]  # its levels were checked above
+        return compiled[key]
+
+    base.place({name: resolved(name) for name in labels_of}, resolved)
+    return base, problems
+
+
+def _override_levels(policies: Iterable[TenantPolicy], settings: AdmissionSettings) -> list[str]:
+    known = {lvl.name for lvl in settings.priority_levels}
+    return [f"{p.source or p.name}: spec.overrides[{i}].fields.priorityLevel: unknown priority level "
+            f'"{o.priority_level}" (known: {", ".join(sorted(known))})'
+            for p in policies for i, o in enumerate(p.overrides)
+            if o.priority_level is not None and o.priority_level not in known]
+
+
+def _compile(policies: Iterable[TenantPolicy], settings: AdmissionSettings) -> tuple[PolicySet, list[str]]:
     problems: list[str] = []
     known = {lvl.name for lvl in settings.priority_levels}
     secret = settings.id_secret.encode() if settings.id_secret else PROCESS_SECRET
@@ -279,3 +339,13 @@ def compile_policies(
         secret=secret,
     )
     return PolicySet(tenants, catch_all), problems
+
+
+_DEFAULT: list[PolicySet] = []
+
+
+def default_rules() -> PolicySet:
+    """The default exempt rules and catch-all alone (what is exempt when guard has no policies)."""
+    if not _DEFAULT:
+        _DEFAULT.append(compile_policies([], AdmissionSettings())[0])
+    return _DEFAULT[0]

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from guard import __version__
-from guard.cli import certs, kubeconfig, policy, quarantine, serve
+from guard.cli import certs, fleet, kubeconfig, policy, quarantine, serve
 
 DESCRIPTION = "guard: a rate-limiting, RBAC-aware reverse proxy in front of Kubernetes api-servers."
 
@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[Command, str]] = {
     "certs": (certs, "make a CA, a serving certificate and client certificates"),
     "kubeconfig": (kubeconfig, "write a kubeconfig that points at guard"),
     "quarantine": (quarantine, "list or release quarantined clients"),
+    "fleet": (fleet, "shed traffic fleet-wide in an emergency, list and lift the orders"),
 }
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from guard import settings as settings_module
+from guard.cli import placement
 from guard.cli.redis import fail, with_gateway
 from guard.federation import bundles
 from guard.federation.connection import Gateway
@@ -39,10 +40,18 @@ def add_policy_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     check.add_argument("--config", metavar="FILE",
                        help="guard.yaml whose redis.publicKey the fleet verifies bundles with")
     push.set_defaults(run=run_push)
-    show = sub.add_parser("show", help="print the live policy bundle's version and files",
-                          description="Print the live bundle's version, when it was made and its files.")
-    show.add_argument("--redis", required=True, metavar="URL", help="the fleet's Redis (redis:// or rediss://)")
+    show = sub.add_parser("show", help="print the live policy bundle, or the effective policies of a cluster",
+                          description="With --redis: the live bundle's version, when it was made and its "
+                                      "files. With --cluster NAME DIR: the policies of DIR as cluster NAME "
+                                      "enforces them, placement and overrides resolved (its labels from "
+                                      "--config).")
+    show.add_argument("directory", nargs="?", metavar="DIR",
+                      help="with --cluster: a directory (or file) of TenantPolicy files")
+    show.add_argument("--redis", metavar="URL", help="the fleet's Redis (redis:// or rediss://)")
     show.add_argument("--public-key", metavar="KEY", help="also verify the signature")
+    show.add_argument("--cluster", metavar="NAME", help="print the effective policies of this cluster")
+    show.add_argument("--config", metavar="FILE",
+                      help="with --cluster: guard.yaml that gives the cluster's labels")
     show.set_defaults(run=run_show)
     keygen = sub.add_parser("keygen", help="write an Ed25519 key pair for signing bundles")
     keygen.add_argument("prefix", metavar="PREFIX", help="writes PREFIX.key and PREFIX.pub")
@@ -69,7 +78,7 @@ def run_push(args: argparse.Namespace) -> int:
         key = bundles.load_private_key(args.signing_key)
     except (OSError, ValueError) as e:
         return fail(f"{args.signing_key}: cannot load the signing key ({type(e).__name__})")
-    public, where = _fleet_key(args)
+    public, where = fleet_key(args)
     if public is None:
         return fail(where)
     probe = bundles.Bundle(0, files)
@@ -88,7 +97,7 @@ def run_push(args: argparse.Namespace) -> int:
     return with_gateway(args.redis, push)
 
 
-def _fleet_key(args: argparse.Namespace) -> tuple[Ed25519PublicKey | None, str]:
+def fleet_key(args: argparse.Namespace) -> tuple[Ed25519PublicKey | None, str]:
     """The fleet's public key and where it came from, or None and one line saying why not."""
     path: str | None = args.public_key
     if path is None:
@@ -106,6 +115,14 @@ def _fleet_key(args: argparse.Namespace) -> tuple[Ed25519PublicKey | None, str]:
 
 
 def run_show(args: argparse.Namespace) -> int:
+    if args.cluster is not None:
+        if args.directory is None:
+            return fail("--cluster needs DIR, the policies to resolve")
+        return placement.run_show_cluster(args.cluster, args.config, [args.directory])
+    if args.redis is None:
+        return fail("give --redis URL (the live bundle) or --cluster NAME DIR (a cluster's effective "
+                    "policies)")
+
     async def show(gateway: Gateway) -> int:
         stored = await bundles.fetch(gateway)
         if stored is None:

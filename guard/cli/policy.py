@@ -16,7 +16,7 @@ import yaml
 
 from guard.admission.config import AdmissionSettings, parse_admission
 from guard.admission.rules import compile_policies
-from guard.cli import bundles
+from guard.cli import bundles, placement
 from guard.config import yamlbounds
 from guard.policy import jsonschema
 from guard.policy.loading import load_policies
@@ -28,7 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                               description="Check TenantPolicy files (or directories of them).")
     validate.add_argument("paths", nargs="+", metavar="PATH", help="a policy file or a directory of them")
     validate.add_argument("--config", metavar="FILE",
-                          help="guard.yaml whose admission: section (priority levels) the rules must fit")
+                          help="guard.yaml whose admission: section (priority levels) the rules must fit, "
+                               "and whose clusters placements are checked against (a warning)")
     validate.set_defaults(run=run_validate)
     described = sub.add_parser("schema", help="print TenantPolicy's JSON Schema (or its CRD with --crd)",
                                description="Print the JSON Schema of a TenantPolicy file, for editors and "
@@ -73,6 +74,10 @@ def run_validate(args: argparse.Namespace) -> int:
     if problems:
         print(f"{len(problems)} problem(s) found", file=sys.stderr)
         return 1
+    if args.config is not None:
+        clusters, unread = placement.fleet_clusters(args.config)
+        for line in unread or placement.warnings(policies, clusters, args.config):
+            print(line, file=sys.stderr)
     for policy in policies:
         print(f"{policy.source}: OK: tenant {policy.name}, {len(policy.subjects)} subject(s), "
               f"{len(policy.rules)} rule(s)")

@@ -32,6 +32,10 @@ log = logging.getLogger(__name__)
 
 GROUP = "bundles"
 DISK_NAME = "bundle.json"
+LISTEN_WAIT = 1.0
+"""Seconds one wait for a pub/sub message may take (the loop then waits again)."""
+RESUBSCRIBE_AFTER = 0.5
+"""Seconds between attempts to subscribe again while Redis is unreachable."""
 
 
 class BundleRefused(Exception):
@@ -116,7 +120,7 @@ async def publish(gateway: Gateway, files: dict[str, str], key: Ed25519PrivateKe
     version = int(await gateway.call("INCR", gateway.key(GROUP, "version")))
     bundle = Bundle(version, files, created)
     await gateway.call("HSET", gateway.key(GROUP, "live"), "payload", bundle.payload(),
-                       "signature", sign(bundle, key))
+                       "signature", sign(bundle, key), "version", version)
     await gateway.call("PUBLISH", channel(gateway), str(version))
     return bundle
 
@@ -129,6 +133,27 @@ async def fetch(gateway: Gateway) -> tuple[bytes, bytes] | None:
     return bytes(raw[0]), bytes(raw[1] or b"")
 
 
+RESTORE = """
+local live = tonumber(redis.call('HGET', KEYS[1], 'version') or '0') or 0
+local wanted = tonumber(ARGV[3])
+if redis.call('EXISTS', KEYS[1]) == 0 or live < wanted then
+  redis.call('HSET', KEYS[1], 'payload', ARGV[1], 'signature', ARGV[2], 'version', ARGV[3])
+end
+if (tonumber(redis.call('GET', KEYS[2]) or '0') or 0) < wanted then
+  redis.call('SET', KEYS[2], ARGV[3])
+end
+return 1
+"""
+
+
+async def restore(gateway: Gateway, payload: bytes, signature: bytes, version: int) -> None:
+    """Put a replica's verified bundle back when Redis lost it (a restart without persistence):
+    the live bundle unless Redis holds a newer one, and the version counter at least this high,
+    so the next push is numbered above what the replicas hold and is not refused as old."""
+    keys = [gateway.key(GROUP, "live"), gateway.key(GROUP, "version")]
+    await gateway.call("EVAL", RESTORE, len(keys), *keys, payload, signature, version)
+
+
 def channel(gateway: Gateway) -> str:
     return f"{gateway.settings.key_prefix}bundles"
 
@@ -137,6 +162,12 @@ def channel(gateway: Gateway) -> str:
 class BundleStats:
     applied: int = 0
     refused: int = 0
+    restored: int = 0
+    """Times this replica put its bundle back into a Redis that had lost it."""
+    notified: int = 0
+    """Push notifications received on the bundles channel."""
+    subscriptions: int = 0
+    """Times the channel was (re)subscribed: each is followed by a read of the live bundle."""
 
 
 class BundleWatcher:
@@ -150,6 +181,8 @@ class BundleWatcher:
         self._dir = Path(bundle_dir) if bundle_dir else None
         self.poll_interval = poll_interval
         self.current: Bundle | None = None
+        self._signed: tuple[bytes, bytes] | None = None
+        """The current bundle's payload and signature, as verified."""
         self.stats = BundleStats()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -169,7 +202,7 @@ class BundleWatcher:
             self.stats.refused += 1
             log.warning("refused policy bundle v%d: %s", bundle.version, e)
             return False
-        self.current = bundle
+        self.current, self._signed = bundle, (payload, signature)
         self.stats.applied += 1
         log.info("applied policy bundle v%d (%d files)", bundle.version, len(bundle.files))
         if save:
@@ -200,14 +233,18 @@ class BundleWatcher:
         """Fetch the live bundle and apply it if it is newer; False when Redis cannot be read."""
         try:
             stored = await fetch(self._gateway)
+            if stored is not None:
+                self.offer(*stored)
+            elif self.current is not None and self._signed is not None:
+                await restore(self._gateway, *self._signed, self.current.version)
+                self.stats.restored += 1
+                log.warning("redis had no policy bundle; put back v%d", self.current.version)
         except FederationError:
             return False
-        if stored is not None:
-            self.offer(*stored)
         return True
 
     async def start(self) -> None:
-        """The newest bundle now (Redis, else disk), then follow pushes and poll."""
+        """The newest bundle now (Redis, else disk), then follow pushes, and poll as the fallback."""
         if not await self.check() or self.current is None:
             self.load_disk()
         if not self._tasks:
@@ -220,14 +257,18 @@ class BundleWatcher:
             await self.check()
 
     async def _listen(self) -> None:
+        """Follow the bundles channel: a push notification fetches and verifies the live bundle at
+        once. Every (re)subscription — the first, one redis-py makes itself after reconnecting, or
+        a fresh handle after a failure — reads the live bundle too, so a push made while the
+        subscription was down is not left to the poll."""
         while True:
-            pubsub: Any = self._gateway.pubsub()
+            pubsub: Any = self._gateway.pubsub(ignore_subscribe_messages=False)
             try:
                 await pubsub.subscribe(channel(self._gateway))
                 while True:
-                    message = await pubsub.get_message(timeout=1.0)
-                    if message and message.get("type") == "message":
-                        await self.check()
+                    message = await pubsub.get_message(timeout=LISTEN_WAIT)
+                    if message:
+                        await self._heard(message.get("type"))
             except Exception as e:  # redis-py raises many kinds; resubscribe after any of them
                 log.debug("bundle subscription lost: %s", type(e).__name__)
             finally:
@@ -235,7 +276,16 @@ class BundleWatcher:
                     await pubsub.aclose()
                 except Exception:
                     pass
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(RESUBSCRIBE_AFTER)
+
+    async def _heard(self, kind: object) -> None:
+        if kind == "message":
+            self.stats.notified += 1
+        elif kind == "subscribe":
+            self.stats.subscriptions += 1
+        else:
+            return
+        await self.check()
 
     async def close(self) -> None:
         await background.stop(self._tasks)

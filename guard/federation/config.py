@@ -60,6 +60,9 @@ class RedisSettings:
     """Ed25519 public key (PEM file) that policy bundles must be signed with."""
     bundle_dir: str | None = None
     """Directory keeping the last good policy bundle for restarts while Redis is down."""
+    bundle_poll: float = 5.0
+    """Seconds between reads of the live bundle: the fallback for a push notification missed
+    (pub/sub brings a push at once)."""
     expected_replicas: int = 1
     """The live count N to assume until Redis has answered a heartbeat (replicas are processes:
     `--workers 4` counts four). With Redis down at startup, `failMode: local` admits rate/N."""
@@ -72,7 +75,8 @@ _STRINGS = {"url": "url", "caFile": "ca_file", "certFile": "cert_file", "keyFile
             "username": "username", "password": "password", "passwordFile": "password_file",
             "keyPrefix": "key_prefix", "publicKey": "public_key", "bundleDir": "bundle_dir",
             "stateDir": "state_dir"}
-_DURATIONS = {"tick": "tick", "leaseTTL": "lease_ttl", "timeout": "timeout", "heartbeat": "heartbeat"}
+_DURATIONS = {"tick": "tick", "leaseTTL": "lease_ttl", "timeout": "timeout", "heartbeat": "heartbeat",
+              "bundlePoll": "bundle_poll"}
 _COUNTS = {"poolSize": "pool_size", "expectedReplicas": "expected_replicas"}
 _KNOWN = {*_STRINGS, *_DURATIONS, *_COUNTS, "cluster", "sentinel"}
 

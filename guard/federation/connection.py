@@ -217,12 +217,13 @@ class Gateway:
             self.last_error = str(error)
             raise error from e
 
-    def pubsub(self) -> Any:
-        """A pub/sub handle; on a Cluster it talks to the configured node (PUBLISH is fleet-wide)."""
+    def pubsub(self, *, ignore_subscribe_messages: bool = True) -> Any:
+        """A pub/sub handle; on a Cluster it talks to the configured node (PUBLISH is fleet-wide).
+        With `ignore_subscribe_messages=False` the caller also sees each (re)subscription."""
         if self.settings.cluster:
             node = aredis.Redis.from_url(self.settings.url, **_common(self.settings))
-            return node.pubsub(ignore_subscribe_messages=True)
-        return self._client.pubsub(ignore_subscribe_messages=True)
+            return node.pubsub(ignore_subscribe_messages=ignore_subscribe_messages)
+        return self._client.pubsub(ignore_subscribe_messages=ignore_subscribe_messages)
 
     def key(self, tag: str, *parts: str) -> str:
         """`prefix{tag}:part:...` — the braces keep every key of one tag in one Cluster slot."""

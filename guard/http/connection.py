@@ -26,6 +26,7 @@ from aiohttp.streams import EMPTY_PAYLOAD, StreamReader
 
 from guard.http import answers
 from guard.http.clocks import BodyClock, StallClock, reset, unsent
+from guard.http.h2connection import H2Session
 from guard.http.handshake import Handshake
 from guard.http.pipes import pipe_bytes
 from guard.http.request import DRAIN_ABOVE, BodyTimeout, Request
@@ -42,9 +43,9 @@ MAX_PIPELINED = 16
 class Connection(BaseProtocol):
     """One client connection: handshake, parse, serve requests in order, keep alive, pipe."""
 
-    __slots__ = ("__weakref__", "_body", "_closing", "_delivered", "_gone", "_handshake", "_linger_until",
-                 "_pipe_done", "_pipe_target", "_piped", "_queue", "_server", "_socket", "_stall", "_tail",
-                 "_task", "idle_since", "on_writable", "remote", "sent")
+    __slots__ = ("__weakref__", "_body", "_closing", "_delivered", "_gone", "_h2", "_handshake",
+                 "_linger_until", "_pipe_done", "_pipe_target", "_piped", "_queue", "_server", "_socket",
+                 "_stall", "_tail", "_task", "idle_since", "on_writable", "remote", "sent")
 
     def __init__(self, server: Server) -> None:
         super().__init__(server.loop)
@@ -71,6 +72,8 @@ class Connection(BaseProtocol):
         self._tail = b""
         self._linger_until: float | None = None
         """Set while dropping the rest of a body after a closing answer (`_linger`)."""
+        self._h2: H2Session | None = None
+        """Set when the client chose HTTP/2 (ALPN h2): it serves the streams, this the connection."""
 
     # -- asyncio callbacks
 
@@ -88,8 +91,13 @@ class Connection(BaseProtocol):
         self._handshake = None
         transport.set_write_buffer_limits(high=DRAIN_ABOVE)
         self._socket = transport.get_extra_info("socket")
-        self._parser = self._server.new_parser(self)
         self.idle_since = self._loop.time()
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is not None and ssl_object.selected_alpn_protocol() == "h2":
+            self._server.stats.http2 += 1
+            self._h2 = H2Session(self, self._server)
+            return
+        self._parser = self._server.new_parser(self)
 
     def secure(self, sock: socket.socket, context: ssl.SSLContext) -> None:
         """Start TLS on a socket the server accepted and counted; `connection_made` follows."""
@@ -109,6 +117,10 @@ class Connection(BaseProtocol):
         self._lost()
 
     def data_received(self, data: bytes) -> None:
+        if self._h2 is not None:
+            if not self._closing:
+                self._h2.data_received(data)
+            return
         target = self._pipe_target
         if target is not None:
             self._pipe(target, data)
@@ -154,6 +166,8 @@ class Connection(BaseProtocol):
             return
         self._gone = self._closing = True
         self._server.gone(self)
+        if self._h2 is not None:
+            self._h2.lost()
         self._upgraded = True  # no parser any more: flow control must not try to pause one
         parser, self._parser = self._parser, None
         if parser is not None:
@@ -269,6 +283,23 @@ class Connection(BaseProtocol):
         self.sent += sum(map(len, chunks))
         self.transport.writelines(chunks)
 
+    # -- what an HTTP/2 session asks of its connection
+
+    def close(self) -> None:
+        """Close after what is queued has gone out."""
+        if not self._closing:
+            self._close()
+
+    def busy(self) -> None:
+        """Streams are open: not idle, never evicted."""
+        self.idle_since = None
+        self._server.busy(self)
+
+    def spare(self) -> None:
+        """No stream open: idle from now."""
+        self.idle_since = self._loop.time()
+        self._server.spare(self, fresh=False)
+
     def _close(self) -> None:
         self._closing = True
         self._server.spare(self, fresh=True)  # until the transport is gone (a TLS shutdown may wait)
@@ -303,6 +334,8 @@ class Connection(BaseProtocol):
             return
         if self._body is not None:
             self._check_body(now)
+        if self._h2 is not None:
+            self._h2.sweep(now)
         transport = self.transport
         if transport is not None and self._handshake is None:
             self._check_stall(now, transport)
@@ -329,6 +362,8 @@ class Connection(BaseProtocol):
     def close_if_idle(self, now: float, timeout: float) -> bool:
         """Close when nothing is being served and nothing has been for `timeout` seconds (a
         handshake or a head still arriving included); True when closed."""
+        if self._h2 is not None:
+            return not self._closing and self._h2.close_if_idle(now, timeout, self.idle_since)
         if self._task is None and self._pipe_target is None and self.idle_since is not None and (
                 now - self.idle_since >= timeout) and not self._closing:
             self._close()
@@ -340,6 +375,8 @@ class Connection(BaseProtocol):
 
     def resume_writing(self) -> None:
         super().resume_writing()
+        if self._h2 is not None:
+            self._h2.pump(0)
         if self.on_writable is not None:
             self.on_writable()
 

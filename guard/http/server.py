@@ -65,6 +65,14 @@ class Limits:
     """Seconds the whole request body may take to arrive, from its head."""
     write_timeout: float = 60.0
     """Seconds a client may take no byte of what waits for it."""
+    http2_max_streams: int = 100
+    """Streams one HTTP/2 connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS)."""
+    http2_max_header_list: int = 256 * 1024
+    """Largest header list of one HTTP/2 request, bytes, decompressed (SETTINGS_MAX_HEADER_LIST_SIZE)."""
+    http2_max_resets: float = 100.0
+    """Streams an HTTP/2 client may reset a second on average (a burst of twice that) before GOAWAY."""
+    http2_goaway_chance: float = 0.0
+    """Chance that a new stream makes guard tell its client GOAWAY (to spread clients over replicas)."""
 
 
 @dataclass
@@ -82,7 +90,17 @@ class ConnectionStats:
     body_timeouts: int = 0
     """Request bodies that had not arrived whole within bodyTimeout (answered 408, closed)."""
     write_timeouts: int = 0
-    """Clients cut because they took no byte of what was queued for them for writeTimeout."""
+    """Clients cut (HTTP/2: streams reset) because they took no byte of what was queued for them for
+    writeTimeout."""
+    http2: int = 0
+    """Connections that chose HTTP/2 (ALPN h2)."""
+    http2_errors: int = 0
+    """HTTP/2 connections ended by a protocol error (too many streams, a header list too large, a
+    CONTINUATION flood, a malformed frame)."""
+    http2_floods: int = 0
+    """HTTP/2 connections ended with GOAWAY ENHANCE_YOUR_CALM: resets, PINGs or SETTINGS too fast."""
+    http2_rebalanced: int = 0
+    """HTTP/2 clients told GOAWAY by `http2GoawayChance` (to reconnect, perhaps to another replica)."""
 
 
 class Server:
@@ -207,7 +225,8 @@ class Server:
             self._high, self._trimmed_at = count, now
 
     async def shutdown(self, timeout: float) -> None:
-        """Close idle connections now, let busy ones finish for `timeout` seconds, then abort them."""
+        """Close idle connections now, let busy ones finish for `timeout` seconds, then abort them
+        (HTTP/2 connections are told GOAWAY at once: their clients open new streams elsewhere)."""
         self.closing = True
         now = self.loop.time()
         for conn in list(self.connections):

@@ -7,7 +7,8 @@ forever reaches the api-server about once per deny TTL instead of on every attem
 answers are cached separately, keyed by a hash of (user, groups, uid, extra, attributes), in a
 bounded LRU with one review in flight per key. It must never grant anything — an allow only means
 "forward", and the api-server authorizes the request again — so a review that cannot be made
-(transport error) fails open, is counted, and is never cached.
+(transport error) fails open, is counted, and is never cached. It runs past 300 lines because
+the review, its two caches and the one-in-flight rule are one mechanism, kept in one place.
 """
 
 from __future__ import annotations

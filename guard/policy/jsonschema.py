@@ -53,6 +53,37 @@ def _quota() -> Schema:
     }, required=("rate",))
 
 
+def _placement_fields() -> dict[str, Schema]:
+    """`clusters` (names) and/or a Kubernetes label `selector` over the clusters' labels."""
+    expression = _object({
+        "key": {"type": "string", "minLength": 1},
+        "operator": {"enum": list(model.LABEL_OPERATORS)},
+        "values": _strings(min_items=0),
+    }, required=("key", "operator"))
+    selector = _object({
+        "matchLabels": {"type": "object", "additionalProperties": {"type": "string"}},
+        "matchExpressions": {"type": "array", "items": expression},
+    })
+    return {"clusters": _strings(), "selector": selector}
+
+
+def _placement() -> Schema:
+    return _object(_placement_fields())
+
+
+def _override() -> Schema:
+    count = {"type": "integer", "minimum": 0}
+    fields = _object({
+        "quota": _quota(),
+        "maxInflight": count,
+        "maxWatches": count,
+        "priorityLevel": {"type": "string", "minLength": 1},
+        "shadow": {"type": "boolean"},
+    })
+    assert set(fields["properties"]) == set(model.OVERRIDE_FIELDS)
+    return _object({**_placement_fields(), "rules": _strings(), "fields": fields}, required=("fields",))
+
+
 def _rule() -> Schema:
     count = {"type": "integer", "minimum": 0}
     return _object({
@@ -68,6 +99,7 @@ def _rule() -> Schema:
         "maxWatches": count,
         "priorityLevel": {"type": "string", "minLength": 1},
         "shadow": {"type": "boolean"},
+        "placement": _placement(),
     }, required=("name",))
 
 
@@ -84,6 +116,8 @@ def _spec() -> Schema:
         "rules": {"type": "array", "items": _rule(), "minItems": 1},
         "precedence": {"type": "integer", "minimum": 0},
         "quarantine": quarantine,
+        "placement": _placement(),
+        "overrides": {"type": "array", "items": _override()},
     }, required=("subjects", "rules"))
 
 

@@ -19,6 +19,11 @@ Scope = Literal["tenant", "user", "namespace"]
 FailMode = Literal["local", "open", "closed"]
 """What a quota does while Redis is unreachable: a local share, admit all, or refuse all."""
 
+LabelOperator = Literal["In", "NotIn", "Exists", "DoesNotExist"]
+LABEL_OPERATORS: tuple[LabelOperator, ...] = ("In", "NotIn", "Exists", "DoesNotExist")
+OVERRIDE_FIELDS = ("quota", "maxInflight", "maxWatches", "priorityLevel", "shadow")
+"""What an override may change in a rule on the clusters it names."""
+
 SUBJECT_KINDS: tuple[SubjectKind, ...] = ("User", "Group", "ServiceAccount")
 SCOPES: tuple[Scope, ...] = ("tenant", "user", "namespace")
 FAIL_MODES: tuple[FailMode, ...] = ("local", "open", "closed")
@@ -36,6 +41,44 @@ RESOURCE_VERBS = (
 )
 # Non-resource requests carry the lower-cased HTTP method as their verb.
 HTTP_VERBS = ("get", "head", "options", "post", "put", "patch", "delete")
+
+@dataclass(frozen=True)
+class LabelRequirement:
+    """One `matchExpressions` entry, as Kubernetes' label selectors have it."""
+
+    key: str
+    operator: LabelOperator
+    values: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Which clusters something applies to: those named in `clusters`, and those whose labels
+    (from guard.yaml) the selector matches. None: not given (an empty selector matches every
+    cluster, as in Kubernetes)."""
+
+    clusters: tuple[str, ...] | None = None
+    match_labels: tuple[tuple[str, str], ...] | None = None
+    match_expressions: tuple[LabelRequirement, ...] | None = None
+
+    @property
+    def has_selector(self) -> bool:
+        return self.match_labels is not None or self.match_expressions is not None
+
+
+@dataclass(frozen=True)
+class Override:
+    """Fields of rules changed on the clusters `placement` selects; `rules` empty: every rule.
+    None: the field is left as the rule has it."""
+
+    placement: Placement
+    rules: tuple[str, ...] = ()
+    quota: Quota | None = None
+    max_inflight: int | None = None
+    max_watches: int | None = None
+    priority_level: str | None = None
+    shadow: bool | None = None
+
 
 @dataclass(frozen=True)
 class Subject:
@@ -114,6 +157,13 @@ class Rule:
     max_watches: int | None = None
     priority_level: str = ""  # "" = the admission settings' default level
     shadow: bool = False
+    placement: Placement | None = None
+    """The clusters this rule applies to (None: every cluster its tenant is placed on)."""
+    quota_cluster: str = ""
+    """Set by placement resolution when an override gave this cluster its own quota: the rule's
+    bucket on that cluster is its own, not the one the fleet shares."""
+    caps_cluster: str = ""
+    """Likewise for an overridden maxInflight or maxWatches: that cluster's own in-flight counts."""
 
 
 @dataclass(frozen=True)
@@ -139,3 +189,7 @@ class TenantPolicy:
     precedence: int = 1000
     quarantine: Quarantine | None = None
     source: str = ""
+    placement: Placement | None = None
+    """The clusters this tenant's policy applies to (None: every cluster)."""
+    overrides: tuple[Override, ...] = ()
+    """Per-cluster changes to its rules, applied in order (a later one wins)."""

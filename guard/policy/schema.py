@@ -16,7 +16,19 @@ from guard.config.paths import FieldPath, dotted
 from guard.policy import fields as check
 from guard.policy import model
 from guard.policy.fields import Report
-from guard.policy.model import FailMode, ListCost, Quarantine, Quota, Rule, Selector, Subject, TenantPolicy
+from guard.policy.model import (
+    FailMode,
+    LabelRequirement,
+    ListCost,
+    Override,
+    Placement,
+    Quarantine,
+    Quota,
+    Rule,
+    Selector,
+    Subject,
+    TenantPolicy,
+)
 
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 SELECTOR_KEYS = {
@@ -38,8 +50,11 @@ _RULE_KEYS = {
     "maxWatches",
     "priorityLevel",
     "shadow",
+    "placement",
     *SELECTOR_KEYS,
 }
+PLACEMENT_KEYS = ("clusters", "selector")
+OVERRIDE_KEYS = (*PLACEMENT_KEYS, "rules", "fields")
 _VERBS = frozenset({*model.RESOURCE_VERBS, *model.HTTP_VERBS, "*"})
 
 
@@ -141,9 +156,10 @@ def rule(value: object, path: FieldPath, report: Report) -> Rule | None:
             report((*path, "not"), "must name at least one field")
         exclude = selector(block, (*path, "not"), report) if block else None
     limits = _rule_limits(raw, path, report)
+    placed = placement(raw["placement"], (*path, "placement"), report) if "placement" in raw else None
     if name is None:
         return None
-    return Rule(name=name, selector=selector(raw, path, report), exclude=exclude, **limits)
+    return Rule(name=name, selector=selector(raw, path, report), exclude=exclude, placement=placed, **limits)
 
 
 def _rule_limits(raw: Mapping[str, Any], path: FieldPath, report: Report) -> dict[str, Any]:
@@ -161,6 +177,101 @@ def _rule_limits(raw: Mapping[str, Any], path: FieldPath, report: Report) -> dic
     if "shadow" in raw:
         out["shadow"] = check.flag(raw["shadow"], (*path, "shadow"), report)
     return out
+
+
+def placement(value: object, path: FieldPath, report: Report) -> Placement | None:
+    """`{clusters: [...], selector: {matchLabels, matchExpressions}}`: either or both."""
+    raw = check.fields(value, path, report, allowed=set(PLACEMENT_KEYS))
+    if raw is None:
+        return None
+    return _placement_of(raw, path, report)
+
+
+def _placement_of(raw: Mapping[str, Any], path: FieldPath, report: Report) -> Placement | None:
+    if "clusters" not in raw and "selector" not in raw:
+        report(path, "must name clusters or a selector")
+        return None
+    names = check.texts(raw["clusters"], (*path, "clusters"), report) if "clusters" in raw else None
+    if "selector" not in raw:
+        return Placement(clusters=names)
+    where = (*path, "selector")
+    sel = check.fields(raw["selector"], where, report, allowed={"matchLabels", "matchExpressions"})
+    if sel is None:
+        return None
+    labels = _match_labels(sel.get("matchLabels", {}), (*where, "matchLabels"), report)
+    expressions = _match_expressions(sel["matchExpressions"], (*where, "matchExpressions"), report) \
+        if "matchExpressions" in sel else ()
+    return Placement(clusters=names, match_labels=labels, match_expressions=expressions)
+
+
+def _match_labels(value: object, path: FieldPath, report: Report) -> tuple[tuple[str, str], ...]:
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) and isinstance(v, str)
+                                                 for k, v in value.items()):
+        report(path, "must be a mapping of label names to string values")
+        return ()
+    return tuple(sorted(value.items()))
+
+
+def _match_expressions(value: object, path: FieldPath, report: Report) -> tuple[LabelRequirement, ...]:
+    if not isinstance(value, list):
+        report(path, "must be a list of {key, operator, values}")
+        return ()
+    found = []
+    for i, item in enumerate(value):
+        at = (*path, i)
+        raw = check.fields(item, at, report, allowed={"key", "operator", "values"},
+                           required=("key", "operator"))
+        if raw is None or "key" not in raw or "operator" not in raw:
+            continue
+        key = check.text(raw["key"], (*at, "key"), report)
+        op = check.choice(raw["operator"], (*at, "operator"), report, model.LABEL_OPERATORS)
+        values = check.texts(raw["values"], (*at, "values"), report, empty_ok=True) if "values" in raw else ()
+        if op in ("In", "NotIn") and not values:
+            report((*at, "values"), f"must list at least one value for {op}")
+        elif op in ("Exists", "DoesNotExist") and values:
+            report((*at, "values"), f"must be empty for {op}")
+        if key is not None and op is not None and values is not None:
+            found.append(LabelRequirement(key, cast(model.LabelOperator, op), values))
+    return tuple(found)
+
+
+def overrides(value: object, rule_names: set[str], report: Report) -> tuple[Override, ...]:
+    path: FieldPath = ("spec", "overrides")
+    if not isinstance(value, list):
+        report(path, "must be a list of overrides")
+        return ()
+    parsed = (override(item, (*path, i), rule_names, report) for i, item in enumerate(value))
+    return tuple(o for o in parsed if o is not None)
+
+
+def override(value: object, path: FieldPath, rule_names: set[str], report: Report) -> Override | None:
+    """`{clusters and/or selector, rules: [names], fields: {quota, maxInflight, ...}}`."""
+    raw = check.fields(value, path, report, allowed=set(OVERRIDE_KEYS), required=("fields",))
+    if raw is None:
+        return None
+    placed = _placement_of(raw, path, report)
+    names = check.texts(raw["rules"], (*path, "rules"), report) if "rules" in raw else ()
+    for i, name in enumerate(names or ()):
+        if name not in rule_names:
+            known = ", ".join(sorted(rule_names))
+            report((*path, "rules", i), f'no rule "{name}" in this policy (rules: {known})')
+    changes = _override_fields(raw.get("fields"), (*path, "fields"), report)
+    if placed is None or changes is None:
+        return None
+    return Override(placement=placed, rules=names or (), **changes)
+
+
+def _override_fields(value: object, path: FieldPath, report: Report) -> dict[str, Any] | None:
+    raw = check.fields(value, path, report, allowed=set(model.OVERRIDE_FIELDS))
+    if raw is None:
+        return None
+    if not raw:
+        report(path, f"must change at least one of {', '.join(model.OVERRIDE_FIELDS)}")
+        return None
+    out = _rule_limits({k: v for k, v in raw.items() if k in model.OVERRIDE_FIELDS}, path, report)
+    if out.get("priority_level") == "":
+        out["priority_level"] = None  # reported as empty already
+    return {k: v for k, v in out.items() if v is not None}
 
 
 def quarantine(value: object, path: FieldPath, report: Report) -> Quarantine | None:
@@ -212,7 +323,7 @@ def tenant(doc: object, report: Report, *, source: str = "") -> TenantPolicy | N
         raw.get("spec", {}),
         ("spec",),
         report,
-        allowed={"subjects", "namespaces", "rules", "precedence", "quarantine"},
+        allowed={"subjects", "namespaces", "rules", "precedence", "quarantine", "placement", "overrides"},
         required=("subjects", "rules"),
     )
     if spec is None or name is None:
@@ -233,14 +344,19 @@ def _tenant_spec(name: str, spec: Mapping[str, Any], report: Report, source: str
         else None
     )
     isolate = quarantine(spec["quarantine"], ("spec", "quarantine"), report) if "quarantine" in spec else None
+    placed = placement(spec["placement"], ("spec", "placement"), report) if "placement" in spec else None
+    ordered = rules(spec.get("rules"), report)
+    changes = overrides(spec["overrides"], {r.name for r in ordered}, report) if "overrides" in spec else ()
     return TenantPolicy(
         name=name,
         subjects=members,
-        rules=rules(spec.get("rules"), report),
+        rules=ordered,
         namespaces=owned or (),
         precedence=int(order) if order is not None else 1000,
         quarantine=isolate,
         source=source,
+        placement=placed,
+        overrides=changes,
     )
 
 

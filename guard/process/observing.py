@@ -33,6 +33,7 @@ def build_apps(serving: Serving, metrics: GuardMetrics, pages: admin.AdminPages,
     if shared is not None:
         shared.serving = serving  # pushed bundles go to whichever runtime is current
         _fleet_counters(shared, metrics)
+        _shed_page(shared, pages)
         _share_health(shared, serving, metrics)
     metrics.add_counters(_authn_stats(serving), "guard_identity", "Identity step counters")
     metrics.add_counters(_authz_counters(serving), "guard_authz", "Edge authorization counters")
@@ -52,6 +53,16 @@ def _fleet_counters(shared: ProcessState, metrics: GuardMetrics) -> None:
     metrics.add_counters(fleet.board.counters, "guard_quarantine", "Runaway quarantine counters")
     if fleet.bundles is not None:
         metrics.add_counters(fleet.counters, "guard_bundles", "Signed policy bundle counters")
+    shedding = fleet.shedding
+    if shedding is not None:
+        metrics.add_counters(shedding.counters, "guard_shed", "Emergency-brake shed order counters")
+
+
+def _shed_page(shared: ProcessState, pages: admin.AdminPages) -> None:
+    """/debug/guard/shed: the emergency-brake orders this replica holds (guard.admission.shedding)."""
+    shedding = shared.shedding
+    if shedding is not None:
+        pages.add("shed", shedding.snapshot)
 
 
 def _share_health(shared: ProcessState, serving: Serving, metrics: GuardMetrics) -> None:

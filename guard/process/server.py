@@ -37,9 +37,11 @@ OLD_RUNTIME_GRACE = 300.0
 """Seconds a replaced runtime's connection pools stay open for the requests still using them."""
 
 
-def serving_context(tls: TLSSettings) -> ssl.SSLContext:
-    """TLS for the main listener; client certificates optional (token users present none)."""
+def serving_context(tls: TLSSettings, *, http2: bool = True) -> ssl.SSLContext:
+    """TLS for the main listener; client certificates optional (token users present none). ALPN
+    offers `h2` (guard.http.h2connection) unless `http2` is off, and `http/1.1`."""
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.set_alpn_protocols(["h2", "http/1.1"] if http2 else ["http/1.1"])
     ctx.load_cert_chain(str(tls.cert), str(tls.key))
     if tls.client_ca is not None:
         ctx.load_verify_locations(cafile=str(tls.client_ca))
@@ -79,7 +81,7 @@ class GuardServer:
                                                         shared=self.shared))
         admin, self.proxy = observing.build_apps(self.serving, self.metrics, self.pages, shared=self.shared)
         s = self.settings
-        self._tls = serving_context(s.tls) if s.tls else None
+        self._tls = serving_context(s.tls, http2=s.limits.http2_max_streams > 0) if s.tls else None
         try:
             self.addresses["main"] = await self._listen_main(self.proxy)
         except OSError as e:
@@ -237,7 +239,11 @@ def _url(scheme: str, bound: Any) -> str:
 def _connection_limits(limits: LimitSettings) -> Limits:
     return Limits(max_connections=limits.max_connections, max_line=limits.max_header_bytes,
                   idle_timeout=limits.idle_timeout, handshake_timeout=limits.handshake_timeout,
-                  body_timeout=limits.body_timeout, write_timeout=limits.write_timeout)
+                  body_timeout=limits.body_timeout, write_timeout=limits.write_timeout,
+                  http2_max_streams=limits.http2_max_streams,
+                  http2_max_header_list=limits.http2_max_header_list_bytes,
+                  http2_max_resets=limits.http2_max_resets_per_second,
+                  http2_goaway_chance=limits.http2_goaway_chance)
 
 
 def _limit_connections(runner: web.BaseRunner, most: int) -> None:

@@ -22,6 +22,7 @@ from guard.admission.decision import Admission, AdmitAll
 from guard.admission.embedded import EmbeddedStore
 from guard.admission.rules import compile_policies
 from guard.admission.shares import WorkerShare
+from guard.admission.shedding import Shedding
 from guard.admission.store import QuotaStore
 from guard.federation.bundles import Bundle, bundle_policies
 from guard.federation.fleet import Fleet, build_fleet
@@ -62,6 +63,10 @@ class ProcessState:
         return self.fleet.board if self.fleet is not None else None
 
     @property
+    def shedding(self) -> Shedding | None:
+        return self.fleet.shedding if self.fleet is not None else None
+
+    @property
     def takes_bundles(self) -> bool:
         return self.fleet is not None and self.fleet.bundles is not None
 
@@ -78,7 +83,7 @@ class ProcessState:
         if isinstance(admission, AdmissionController):
             return admission.apply(policies)
         # Before the first runtime exists: only check; it will be built from these policies.
-        return compile_policies(policies, admission_settings(self.settings))[1]
+        return compile_policies(policies, admission_settings(self.settings), cluster_labels(self.settings))[1]
 
     async def start(self) -> None:
         await (self.fleet.start() if self.fleet is not None else self.store.start())
@@ -143,7 +148,8 @@ async def build_runtime(settings: Settings, *, workers: int = 1,
             admission=admission,
             impersonation_headers=impersonation.impersonation_headers,
             authorizer=authz.build_authorizer(cluster.authorize, reviews), access_log=access_log,
-            routes=routes, capacity=_gate(cluster, gates.get(cluster.name), workers))
+            routes=routes, capacity=_gate(cluster, gates.get(cluster.name), workers),
+            shedding=shared.shedding if shared is not None else None)
         checker = HealthChecker(upstream)
         checker.start()
         upstream.on_close.append(checker.stop)
@@ -202,15 +208,22 @@ def build_admission(settings: Settings, *, workers: int = 1, shared: ProcessStat
     if settings.policies is None and settings.admission is None and not shared.takes_bundles:
         return AdmitAll()
     admission = admission_settings(settings)
+    clusters = cluster_labels(settings)
     if shared.bundle is not None:
         return AdmissionController.from_policies(shared.bundle, admission, shared.store,
-                                                 isolation=shared.board)
+                                                 isolation=shared.board, clusters=clusters)
     if loaded is not None:
         policies, problems = loaded
         return AdmissionController.from_policies(policies, admission, shared.store, isolation=shared.board,
-                                                 problems=problems)
+                                                 problems=problems, clusters=clusters)
     paths = [settings.policies] if settings.policies is not None else []
-    return AdmissionController.from_paths(paths, admission, shared.store, isolation=shared.board)
+    return AdmissionController.from_paths(paths, admission, shared.store, isolation=shared.board,
+                                          clusters=clusters)
+
+
+def cluster_labels(settings: Settings) -> dict[str, dict[str, str]]:
+    """Each cluster this process fronts and its labels: what placement and overrides select on."""
+    return {c.name: dict(c.labels) for c in settings.clusters}
 
 
 def admission_settings(settings: Settings) -> AdmissionSettings:

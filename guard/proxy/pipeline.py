@@ -1,11 +1,12 @@
-"""The request path: route → identify → classify → authorize → admit → capacity → forward, as the
+"""The request path: route → identify → classify → authorize → shed → admit → capacity → forward, as the
 one handler of guard.http.server.
 
 Each step is a call through a seam (Authenticating, Impersonating, classify, Authorizing, Admission,
 CapacityGate, the upstream exchange) built by `guard.process.wiring`. Every refusal is a GuardError
 raised by the step that refuses and turned into a Kubernetes Status in one place (`Proxy._refuse`);
 unexpected exceptions become a 500 Status and a log line, never a traceback on the wire. It must
-never log or forward a credential it was not meant to.
+never log or forward a credential it was not meant to. It runs past 300 lines because every step a
+request meets is here, in that order, so the whole path reads in one place.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import time
 from collections.abc import Sequence
 
 import aiohttp
+from aiohttp.http_writer import HttpVersion
 
 from guard.admission.capacity import AtCapacity, CapacityGate
 from guard.admission.decision import Ticket, Verdict
@@ -36,6 +38,8 @@ from guard.telemetry.metrics import GuardMetrics, verb_label
 from guard.upstream.exchange import Exchange, Outbound, request_body
 
 log = logging.getLogger(__name__)
+PROTOCOLS = {HttpVersion(1, 1): "HTTP/1.1", HttpVersion(1, 0): "HTTP/1.0", HttpVersion(2, 0): "HTTP/2"}
+"""The access log's `protocol` field for each request version."""
 CLASSIFIED_KEPT = 1024
 """Request targets whose classification is remembered (forgotten all at once when full)."""
 REJECTED = "Too many requests, please try again later."
@@ -147,6 +151,11 @@ class Proxy:
         record.info = info = self._classify(request)
         if rt.authorizer is not None:  # before admission: a denied request costs no quota
             await rt.authorizer.check(effective, info)
+        if rt.shedding is not None:  # the fleet's emergency brake: before admission, costs no quota
+            refusal = rt.shedding.refusal(effective, info, rt.upstream.name, rt.admission)
+            if refusal is not None:
+                record.decision = "shed"
+                raise refusal
         ticket = await rt.admission.admit(effective, info, rt.upstream.name)
         verdict = ticket.verdict
         record.decision, record.tenant, record.rule = verdict.outcome, verdict.tenant, verdict.rule
@@ -299,4 +308,4 @@ class Proxy:
         rt.access_log.write(AccessRecord(  # by position: keywords cost a NamedTuple twice the time
             record.identity, record.info, request.method, record.status, record.sent,
             time.perf_counter() - record.started, cluster, request.remote, record.decision, record.tenant,
-            record.rule, record.retry_after))
+            record.rule, record.retry_after, PROTOCOLS.get(request.version, "")))

@@ -13,6 +13,7 @@ from multidict import CIMultiDictProxy
 
 from guard.admission.capacity import CapacityGate
 from guard.admission.decision import Admission
+from guard.admission.shedding import Shedding
 from guard.identity.authn import AuthnStats, Credentials
 from guard.identity.authz import AuthzStats
 from guard.kube.identity import Identity
@@ -64,6 +65,9 @@ class Runtime:
     """Every cluster's Runtime and which one serves a request (guard.routing); None: this one."""
     capacity: CapacityGate | None = None
     """The cluster's adaptive concurrency limit (guard.admission.capacity); None: `adaptive` is off."""
+    shedding: Shedding | None = None
+    """The fleet's emergency-brake orders in force (guard.admission.shedding); None without Redis
+    and `redis.publicKey`."""
 
 
 class Serving:

@@ -39,11 +39,14 @@ T = TypeVar("T")
 TOP_KEYS = ("listen", "tls", "admin", "clusters", "forwarding", "identity", "limits", "accessLog",
             "policies", "admission", "redis")
 LIMIT_KEYS = ("maxHeaderBytes", "maxBodyBytes", "maxConnections", "idleTimeout", "handshakeTimeout",
-              "requestTimeout", "bodyTimeout", "writeTimeout", "drainTimeout")
+              "requestTimeout", "bodyTimeout", "writeTimeout", "drainTimeout", "http2MaxStreams",
+              "http2MaxHeaderListBytes", "http2MaxResetsPerSecond", "http2GoawayChance")
 ADMIN_KEYS = ("address", "debug")
 CLUSTER_KEYS = ("name", "server", "servers", "token", "tokenFile", "kubeconfig", "context", "inCluster",
                 "caFile", "certFile", "keyFile", "insecureSkipTLSVerify", "authorize", "hosts", "default",
-                "health", "adaptive")
+                "health", "adaptive", "labels")
+LABEL_NAME = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 
 
 def load(path: str | Path, *, overrides: Mapping[str, object] | None = None) -> Settings:
@@ -182,7 +185,29 @@ def _cluster(f: Fields, raw: object, at: str) -> ClusterSettings | None:
         default=f.boolean(m.get("default", False), f"{at}.default"),
         health=parse_health(f, m.get("health"), f"{at}.health"),
         adaptive=parse_adaptive(f, m.get("adaptive"), f"{at}.adaptive"),
+        labels=_labels(f, m.get("labels"), f"{at}.labels"),
     )
+
+
+def _labels(f: Fields, raw: object, at: str) -> tuple[tuple[str, str], ...]:
+    """`{env: prod, region: eu}`: Kubernetes label names and string values."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict):
+        f.error(at, "must be a mapping of label names to values")
+        return ()
+    found: list[tuple[str, str]] = []
+    for key, value in raw.items():
+        if not isinstance(key, str) or not LABEL_NAME.match(key):
+            f.error(f"{at}.{key}", "is not a label name like env or example.com/region")
+        elif not isinstance(value, str):
+            f.error(f"{at}.{key}", f"must be a string (quote it: \"{value}\")")
+        elif not LABEL_VALUE.match(value):
+            f.error(f"{at}.{key}", "must be at most 63 letters, digits, '-', '_' or '.', "
+                    "starting and ending with a letter or digit")
+        else:
+            found.append((key, value))
+    return tuple(sorted(found))
 
 
 def _servers(f: Fields, m: Mapping[str, object], at: str) -> tuple[str, ...]:
@@ -218,7 +243,23 @@ def _limits(f: Fields, raw: object) -> LimitSettings:
         body_timeout=f.seconds(m.get("bodyTimeout", d.body_timeout), "limits.bodyTimeout"),
         write_timeout=f.seconds(m.get("writeTimeout", d.write_timeout), "limits.writeTimeout"),
         drain_timeout=f.seconds(m.get("drainTimeout", d.drain_timeout), "limits.drainTimeout"),
+        http2_max_streams=f.integer(m.get("http2MaxStreams", d.http2_max_streams), "limits.http2MaxStreams",
+                                    minimum=0),
+        http2_max_header_list_bytes=f.integer(m.get("http2MaxHeaderListBytes", d.http2_max_header_list_bytes),
+                                              "limits.http2MaxHeaderListBytes", minimum=4096),
+        http2_max_resets_per_second=f.integer(m.get("http2MaxResetsPerSecond", d.http2_max_resets_per_second),
+                                              "limits.http2MaxResetsPerSecond", minimum=1),
+        http2_goaway_chance=_chance(f, m.get("http2GoawayChance", d.http2_goaway_chance),
+                                    "limits.http2GoawayChance"),
     )
+
+
+def _chance(f: Fields, raw: object, at: str) -> float:
+    """A probability from 0 to 0.02, as the api-server bounds `--goaway-chance`."""
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or not 0 <= raw <= 0.02:
+        f.error(at, f"must be a number from 0 to 0.02 (got {raw!r})")
+        return 0.0
+    return float(raw)
 
 
 def _access_log(f: Fields, raw: object) -> AccessLogSettings:

@@ -97,6 +97,9 @@ class ClusterSettings:
     adaptive: AdaptiveSettings = field(default_factory=AdaptiveSettings)
     """The adaptive concurrency limit of its ordinary requests (guard.admission.adaptive); off
     unless the section is present."""
+    labels: tuple[tuple[str, str], ...] = ()
+    """Its labels (`env: prod`), sorted by name: what a policy's `placement` and `overrides`
+    select clusters by (guard.policy.placement)."""
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,17 @@ class LimitSettings:
     LIST it does not read, a watch or tunnel it stopped reading); reading clients never are."""
     drain_timeout: float = 15.0
     """Seconds SIGTERM waits for ordinary requests to finish before closing them."""
+    http2_max_streams: int = 100
+    """Streams one HTTP/2 client connection may have open at once (the api-server's
+    `--http2-max-streams-per-connection`); 0 offers no HTTP/2 (ALPN http/1.1 only)."""
+    http2_max_header_list_bytes: int = 256 * 1024
+    """Largest header list of one HTTP/2 request, decompressed; larger ends the connection."""
+    http2_max_resets_per_second: int = 100
+    """Streams an HTTP/2 client may reset a second on average (bursts of twice that) before guard
+    ends its connection with GOAWAY (rapid reset, CVE-2023-44487)."""
+    http2_goaway_chance: float = 0.0
+    """Chance (0 to 0.02) that a new HTTP/2 stream makes guard tell its client GOAWAY, so that
+    clients behind a load balancer spread over the replicas again (the api-server's `--goaway-chance`)."""
 
 
 @dataclass(frozen=True)

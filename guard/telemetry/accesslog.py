@@ -40,6 +40,8 @@ class AccessRecord(NamedTuple):
     tenant: str = ""
     rule: str = ""
     retry_after: int = 0
+    protocol: str = ""
+    """How the client spoke: HTTP/1.1, HTTP/1.0 or HTTP/2 ("": not known, the field is left out)."""
 
 
 class AccessLog:
@@ -114,8 +116,11 @@ def encode(r: AccessRecord) -> str:
     text = (
         f'{{"time":"{_now()}",{head}"status":{r.status},"bytes":{r.bytes},'
         f'"latency":{round(r.latency, 6)!r},"cluster":{_quote(r.cluster)},'
-        f'"remote":{_quote(r.remote)}{resource}'
+        f'"remote":{_quote(r.remote)}'
     )
+    if r.protocol:
+        text += f',"protocol":"{r.protocol}"'
+    text += resource
     if r.decision:
         text += f',"decision":{_quote(r.decision)},"tenant":{_quote(r.tenant)},"rule":{_quote(r.rule)}'
     if r.retry_after:
@@ -172,6 +177,8 @@ def line(r: AccessRecord) -> dict[str, object]:
         "cluster": r.cluster,
         "remote": r.remote,
     }
+    if r.protocol:
+        out["protocol"] = r.protocol
     if info and info.is_resource_request:
         out.update(group=info.api_group, resource=info.resource, subresource=info.subresource,
                    namespace=info.namespace, name=info.name)

@@ -25,7 +25,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from guard.admission.controller import AdmissionController
-from guard.admission.rules import CompiledRule
+from guard.admission.rules import CompiledRule, PolicySet
 from guard.kube.errors import status_body
 from guard.settings import Settings
 from guard.settings.model import DebugAccess
@@ -175,10 +175,16 @@ def policies_view(admission: object) -> Any:
     if not isinstance(admission, AdmissionController):
         return {"admission": "off", "tenants": []}
     policies = admission.policies
-    tenants = [{"name": t.name, "id": t.rules[0].tenant_id if t.rules else "",
-                "rules": [_rule_view(r) for r in t.rules]} for t in policies.tenants]
-    return {"admission": "on", "shadow": admission.settings.shadow, "tenants": tenants,
+    view = {"admission": "on", "shadow": admission.settings.shadow, "tenants": _tenants_view(policies),
             "catchAll": _rule_view(policies.catch_all)}
+    if policies.placed:  # placement in use: `tenants` is the bundle as written, these what each enforces
+        view["clusters"] = {name: _tenants_view(own) for name, own in sorted(policies.placed.items())}
+    return view
+
+
+def _tenants_view(policies: PolicySet) -> list[dict[str, Any]]:
+    return [{"name": t.name, "id": t.rules[0].tenant_id if t.rules else "",
+             "rules": [_rule_view(r) for r in t.rules]} for t in policies.tenants]
 
 
 def _rule_view(rule: CompiledRule) -> dict[str, Any]:
@@ -188,7 +194,7 @@ def _rule_view(rule: CompiledRule) -> dict[str, Any]:
         "exempt": rule.exempt, "shadow": rule.shadow,
         "quota": None if quota is None else {"rate": quota.rate, "burst": quota.burst, "scope": quota.scope},
         "maxInflight": rule.max_inflight, "maxWatches": rule.max_watches,
-        "listCost": _plain(rule.list_cost),
+        "listCost": _plain(rule.list_cost), "bucket": rule.key_base,
     }
 
 

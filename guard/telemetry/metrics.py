@@ -33,7 +33,7 @@ KNOWN_VERBS = frozenset({
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 MAX_BUCKET_SERIES = 1000
 """Most `guard_bucket_tokens` series one scrape shows (one per tenant-scoped rule)."""
-LEVELS = frozenset({"degraded", "live_replicas", "active", "version", "open"})
+LEVELS = frozenset({"degraded", "live_replicas", "active", "version", "open", "orders"})
 """Names in an `add_counters` source that are levels, not counts: exported as gauges, without `_total`."""
 _HISTORY_KEPT = 8  # retired controllers (settings reloads) whose counters are still summed
 

@@ -39,11 +39,13 @@ STATS = {  # add_counters prefix -> (the stats class its source exports, keys it
     "guard_quarantine": ("QuarantineStats", {"active"}),
     "guard_bundles": ("BundleStats", {"version"}),
     "guard_connections": ("ConnectionStats", {"open"}),
+    "guard_shed": ("ShedStats", {"orders"}),
 }
 USED = re.compile(r"\bguard_[a-z0-9_]+")
 ALERTS = {"GuardDown", "GuardUpstreamUnreachable", "GuardTenantHighRejectionRatio", "GuardRedisDegraded",
           "GuardRedisFallbackActive", "GuardReloadRejected", "GuardClientQuarantined",
-          "GuardEndpointCircuitOpen", "GuardEndpointFlapping", "GuardAdaptiveLimitShedding"}
+          "GuardEndpointCircuitOpen", "GuardEndpointFlapping", "GuardAdaptiveLimitShedding",
+          "GuardShedOrderInForce", "GuardShedOrderRefused"}
 RUNBOOKS = "https://github.com/guard-proxy/guard/blob/main/"
 """Where every alert's runbook_url points: the project's repository (docs/deploying.md, "Alerts")."""
 

@@ -19,6 +19,12 @@ POLICIES = ROOT / "policies"
 
 EXPECTED = {
     "bad_bool.yaml": ["10: spec.rules[0].shadow: must be true or false"],
+    "bad_placement.yaml": [
+        "11: spec.placement.selector.matchExpressions[0].values: must list at least one value for In",
+        "12: spec.placement.selector.matchExpressions[1].values: must be empty for Exists",
+        '13: spec.placement.selector.matchExpressions[2].operator: "Near" is not one of In, NotIn, Exists, '
+        "DoesNotExist",
+        "16: spec.rules[0].placement: must name clusters or a selector"],
     "bad_number.yaml": ["10: spec.rules[0].quota.burst: must be at least 1"],
     "bad_quarantine.yaml": ["8: spec.quarantine.threshold: must be at least 1",
                             '8: spec.quarantine.window: "soon" is not a duration like 30s, 5m'],
@@ -34,6 +40,10 @@ EXPECTED = {
                             "10: spec.rules[0].quota.rate: is required"],
     "mixed_urls.yaml": ["11: spec.rules[0].nonResourceURLs: cannot be combined with apiGroups, resources, "
                         "resourceNames or namespaces"],
+    "override_unknown_field.yaml": ['13: spec.overrides[0].fields.maxInflite: unknown field "maxInflite" '
+                                    '(did you mean "maxInflight"?)'],
+    "override_unknown_rule.yaml": ['13: spec.overrides[0].rules[0]: no rule "reeds" in this policy '
+                                   "(rules: reads)"],
     "tenant_twice_in_one_file.yaml": [' metadata.name: tenant "bad" is already defined in '
                                       f'{FIXTURES / "tenant_twice_in_one_file.yaml"}'],
     "unknown_verb.yaml": ['10: spec.rules[0].verbs[1]: "lsit" is not a Kubernetes verb or HTTP method'],
