@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--keep", action="store_true", help="keep the work directory (configs, logs)")
     parser.add_argument("--baseline", type=Path, metavar="CHECKOUT",
                         help="also measure the guard of this checkout (e.g. a `git worktree` of main) as "
-                             "guard-baseline, interleaved with the others")
+                             "guard-baseline (and guard-redis-baseline), interleaved with the others")
     return parser
 
 
@@ -49,7 +49,7 @@ def plan_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -> runn
     if baseline is not None and not any((baseline / "guard" / cli).is_file()
                                         for cli in ("cli.py", "cli/__init__.py")):
         parser.error(f"--baseline: {baseline} is not a checkout of guard (no guard/cli)")
-    every = (*targets.TARGETS, targets.BASELINE) if baseline is not None else targets.TARGETS
+    every = (*targets.TARGETS, *targets.BASELINES) if baseline is not None else targets.TARGETS
     plan = runner.Plan(rounds=args.rounds, duration=args.duration, targets=every, baseline=baseline)
     if not args.only:
         return plan

@@ -165,3 +165,8 @@ SMOKE_TARGETS = ("direct", "kubectl-proxy", "guard")
 BASELINE = Target("guard-baseline", "guard, example policies, embedded store, from the --baseline checkout",
                   guard(policies=True, baseline=True))
 """Measured only with `--baseline PATH`: an earlier guard beside this one, in the same run."""
+BASELINE_REDIS = Target("guard-redis-baseline",
+                        "guard, example policies, Redis federation, from the --baseline checkout",
+                        guard(policies=True, redis=True, baseline=True))
+BASELINES = (BASELINE, BASELINE_REDIS)
+"""The `--baseline` checkout's guard as guard-policies and guard-redis are set up (`--only` picks)."""

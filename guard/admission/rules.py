@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import os
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from guard.admission.config import AdmissionSettings
 from guard.admission.store import Limit
@@ -146,9 +146,9 @@ class CompiledRule:
         return self.key_base
 
 
-@dataclass(frozen=True, slots=True)
-class Match:
-    """Which rule governs a request, and the bucket and fair-queue flow it is charged to."""
+class Match(NamedTuple):
+    """Which rule governs a request, and the bucket and fair-queue flow it is charged to (an
+    immutable NamedTuple: one is built per request)."""
 
     rule: CompiledRule
     bucket_key: str

@@ -9,7 +9,7 @@ refills in the background.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from guard.policy.model import FailMode
 
@@ -23,9 +23,8 @@ class Limit:
     fail_mode: FailMode = "local"
 
 
-@dataclass(frozen=True)
-class Take:
-    """The answer of one `take`.
+class Take(NamedTuple):
+    """The answer of one `take` (an immutable NamedTuple: one is built per request).
 
     allowed: the cost was debited.
     remaining: tokens left after this take (>= 0).

@@ -72,7 +72,10 @@ class Response:
         return self.headers.get("Content-Type", "application/octet-stream").partition(";")[0].strip().lower()
 
     async def read(self) -> bytes:
-        return await self.content.read()
+        content = self.content
+        if content.is_eof() and content.exception() is None:
+            return content.read_nowait()  # whole already (a small answer): no coroutines to wait on
+        return await content.read()
 
     def pass_through(self, sink: Callable[[bytes], bool]) -> asyncio.Future[int] | None:
         """Hand the rest of this body (its length must be known) straight to `sink` as it arrives,

@@ -45,10 +45,24 @@ def asks_impersonation(headers: CIMultiDictProxy[str]) -> bool:
     return any(name[:12].lower() == "impersonate-" for name in headers)
 
 
+_TOKENS_KEPT = 256
+"""Distinct `Connection` values whose parsed tokens are remembered (forgotten all at once when full):
+the same one or two (`keep-alive`, `close`) come on almost every message."""
+_tokens_seen: dict[tuple[str, ...], frozenset[str]] = {}
+
+
 def connection_tokens(headers: CIMultiDictProxy[str]) -> frozenset[str]:
     """Header names listed in `Connection`, lower-cased, minus the ones nobody may drop."""
-    named = {t.strip().lower() for v in headers.getall("Connection", ()) for t in v.split(",")}
-    return frozenset(n for n in named if n and n not in PROTECTED and not n.startswith(IDENTITY_PREFIXES))
+    values = tuple(headers.getall("Connection", ()))
+    found = _tokens_seen.get(values)
+    if found is None:
+        named = {t.strip().lower() for v in values for t in v.split(",")}
+        found = frozenset(n for n in named
+                          if n and n not in PROTECTED and not n.startswith(IDENTITY_PREFIXES))
+        if len(_tokens_seen) >= _TOKENS_KEPT:
+            _tokens_seen.clear()
+        _tokens_seen[values] = found
+    return found
 
 
 def asks_upgrade(headers: CIMultiDictProxy[str]) -> bool:

@@ -30,6 +30,9 @@ class Pool:
         self._all: set[Connection] = set()
         self._timed: set[Connection] = set()
         self._sweeper: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        """The loop the pool's connections run on, kept: on Python 3.11 every
+        `asyncio.get_running_loop()` costs a `getpid()` system call, twice per request here."""
         self.opened = 0
         """Connections opened so far (tests count reuse with it)."""
 
@@ -40,7 +43,7 @@ class Pool:
 
         Raises ConnectFailed, ConnectionBroken, BadResponse or TimeoutError."""
         while True:
-            conn = await self._acquire()
+            conn = self._idle_connection() or await self._connect()
             waiter = conn.begin(method, read_timeout)
             try:
                 if body is None or isinstance(body, bytes):
@@ -59,18 +62,26 @@ class Pool:
                     waiter.cancel()
                 raise
 
-    async def _acquire(self) -> Connection:
-        now = asyncio.get_running_loop().time()
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        return loop
+
+    def _idle_connection(self) -> Connection | None:
+        """The most recently used idle connection still fit for reuse (no coroutine: this is what
+        almost every request gets), else None."""
+        now = self._running_loop().time()
         while self._idle:
             conn = self._idle.pop()
             if not conn.closed and now - conn.idle_since < self._keepalive:
                 conn.reused = True
                 return conn
             conn.finish(keep=False)
-        return await self._connect()
+        return None
 
     async def _connect(self) -> Connection:
-        loop = asyncio.get_running_loop()
+        loop = self._running_loop()
         try:
             async with asyncio.timeout(self._connect_timeout):
                 _, conn = await loop.create_connection(
@@ -86,22 +97,23 @@ class Pool:
         """Check `conn`'s read timeout from now on: one sweep per pool, not a timer per request."""
         self._timed.add(conn)
         if self._sweeper is None:
-            self._sweeper = asyncio.get_running_loop().call_later(SWEEP_EVERY, self._sweep)
+            self._sweeper = self._running_loop().call_later(SWEEP_EVERY, self._sweep)
 
     def _sweep(self) -> None:
         self._sweeper = None
-        now = asyncio.get_running_loop().time()
+        loop = self._running_loop()
+        now = loop.time()
         for conn in list(self._timed):
             if not conn.check_timeout(now):
                 self._timed.discard(conn)
         if self._timed:
-            self._sweeper = asyncio.get_running_loop().call_later(SWEEP_EVERY, self._sweep)
+            self._sweeper = loop.call_later(SWEEP_EVERY, self._sweep)
 
     def give_back(self, conn: Connection) -> None:
         if len(self._idle) >= MAX_IDLE:
             conn.finish(keep=False)
             return
-        conn.idle_since = asyncio.get_running_loop().time()
+        conn.idle_since = self._running_loop().time()
         self._idle.append(conn)
 
     def forget(self, conn: Connection) -> None:

@@ -19,9 +19,9 @@ import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import aiohttp
 from cryptography import x509
@@ -41,13 +41,16 @@ __all__ = [
 TOKEN_REVIEW_PATH = "/apis/authentication.k8s.io/v1/tokenreviews"
 
 
-@dataclass(frozen=True)
-class Credentials:
-    """What the caller presented. The TLS layer has already verified the certificate chain."""
+class Credentials(NamedTuple):
+    """What the caller presented. The TLS layer has already verified the certificate chain.
+    An immutable NamedTuple (one per request) whose repr never shows the token or certificate."""
 
-    bearer_token: str | None = field(repr=False)
-    peer_certificate_der: bytes | None = field(repr=False)
+    bearer_token: str | None
+    peer_certificate_der: bytes | None
     remote_addr: str = ""
+
+    def __repr__(self) -> str:
+        return f"Credentials(remote_addr={self.remote_addr!r})"
 
 
 class ReviewClient(Protocol):

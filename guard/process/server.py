@@ -22,7 +22,7 @@ from guard import settings as settings_module
 from guard.http.server import Limits
 from guard.http.server import Server as HttpServer
 from guard.kube.errors import ConfigError
-from guard.process import observing, wiring
+from guard.process import collector, observing, wiring
 from guard.process.workers import ORPHAN_CHECK, WorkerSpec, listen_socket, parent_gone
 from guard.proxy.pipeline import Proxy
 from guard.proxy.runtime import Runtime, Serving, in_flight
@@ -163,6 +163,7 @@ class GuardServer:
             self.metrics.reloads.labels("rejected").inc()
             return False
         old, self.serving.runtime, self.settings = self.serving.runtime, runtime, fresh
+        collector.thaw()  # the retired runtime was frozen at start: its cycles must be collectable
         if self._main is not None:
             self._main.limits = _connection_limits(fresh.limits)
         if fresh.tls is not None and self._tls is not None:
@@ -212,6 +213,7 @@ class GuardServer:
         except BaseException:
             await self.stop()  # what was built closes cleanly: no "Unclosed client session" after the error
             raise
+        collector.settle()
         self.announce()
         watch = loop.create_task(self._stop_when_orphaned(self.worker)) if self.worker else None
         await self._stopped.wait()

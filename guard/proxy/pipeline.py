@@ -15,7 +15,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import aiohttp
 from aiohttp.http_writer import HttpVersion
@@ -48,22 +47,26 @@ CERTIFICATE_AND_TOKEN = ("a client certificate and an Authorization header toget
                          "header (forwarding: passthrough), so send one credential, not both")
 
 
-@dataclass
 class _Record:
-    """What one request has learnt so far, for metrics and the access log."""
+    """What one request has learnt so far, for metrics and the access log (a plain class with
+    slots: one per request, built and read faster than a dataclass)."""
 
-    started: float
-    cluster: str = ""
-    identity: Identity | None = None
-    info: RequestInfo | None = None
-    status: int = 500
-    sent: int = 0
-    decision: str = ""
-    tenant: str = ""
-    rule: str = ""
-    retry_after: int = 0
-    gate: CapacityGate | None = None
-    """The adaptive limit this request holds a slot of, told how its exchange went."""
+    __slots__ = ("cluster", "decision", "gate", "identity", "info", "retry_after", "rule", "sent", "started",
+                 "status", "tenant")
+
+    def __init__(self, started: float) -> None:
+        self.started = started
+        self.cluster = ""
+        self.identity: Identity | None = None
+        self.info: RequestInfo | None = None
+        self.status = 500
+        self.sent = 0
+        self.decision = ""
+        self.tenant = ""
+        self.rule = ""
+        self.retry_after = 0
+        self.gate: CapacityGate | None = None
+        """The adaptive limit this request holds a slot of, told how its exchange went."""
 
 
 class Proxy:
@@ -221,8 +224,7 @@ class Proxy:
             # guard would charge the certificate's user while the api-server runs the header's
             raise BadRequest(CERTIFICATE_AND_TOKEN)
         token = bearer_token(request.headers.get("Authorization"))
-        return await rt.authenticator.authenticate(Credentials(
-            bearer_token=token, peer_certificate_der=certificate, remote_addr=request.remote))
+        return await rt.authenticator.authenticate(Credentials(token, certificate, request.remote))
 
     async def _forward(self, rt: Runtime, request: Request, record: _Record, ticket: Ticket,
                        caller: Identity) -> None:
@@ -249,9 +251,10 @@ class Proxy:
         sent = self._headers(rt, request, record.identity, caller)
         if headers.asks_upgrade(request.headers):  # exec, attach, port-forward: a tunnel after a 101
             sent.extend(tunnel.upgrade_request_headers(request.headers))
-        body, chunked = await request_body(request, rt.settings.limits.max_body_bytes)
+        body, chunked = await request_body(request, rt.settings.limits.max_body_bytes) \
+            if request.body_exists else (None, False)
         timeout = None if record.info.is_long_running else rt.settings.limits.request_timeout
-        return Outbound(request.method, request.raw_path, sent, body, chunked=chunked, read_timeout=timeout)
+        return Outbound(request.method, request.raw_path, sent, body, chunked, timeout)
 
     async def _respond(self, request: Request, record: _Record, upstream: client.Response,
                        add: Sequence[tuple[str, str]]) -> None:
@@ -302,8 +305,7 @@ class Proxy:
         verb = verb_label(record.info.verb) if record.info else "other"
         cluster = rt.upstream.name
         self.metrics.requests.count(cluster, verb, record.status, record.sent)
-        rt.access_log.write(AccessRecord(
-            identity=record.identity, info=record.info, method=request.method, status=record.status,
-            bytes=record.sent, latency=time.perf_counter() - record.started, cluster=cluster,
-            remote=request.remote, decision=record.decision, tenant=record.tenant, rule=record.rule,
-            retry_after=record.retry_after, protocol=PROTOCOLS.get(request.version, "")))
+        rt.access_log.write(AccessRecord(  # by position: keywords cost a NamedTuple twice the time
+            record.identity, record.info, request.method, record.status, record.sent,
+            time.perf_counter() - record.started, cluster, request.remote, record.decision, record.tenant,
+            record.rule, record.retry_after, PROTOCOLS.get(request.version, "")))

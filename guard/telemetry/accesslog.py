@@ -100,30 +100,56 @@ def _now() -> str:
     return _stamp[1]
 
 
+_PARTS_KEPT = 1024
+_parts_seen: dict[tuple[int, int, str], tuple[Identity | None, RequestInfo | None, str, str]] = {}
+"""The fixed parts of a line per (caller, request, method): callers repeat the same requests, and the
+pipeline hands the same Identity (its authentication cache) and RequestInfo (its classification
+cache) objects each time. Keyed by the objects' ids and checked by identity, so a reused id can
+never pick another caller's text."""
+
+
 def encode(r: AccessRecord) -> str:
     """The line for `r`, byte for byte what `json` makes of `line(r)`, without building the dict
-    or running the generic encoder: each string goes through the C quoting function once."""
-    info, who = r.info, r.identity
+    or running the generic encoder: each string goes through the C quoting function once, and the
+    parts fixed by the caller and the request once per (caller, request)."""
+    head, resource = _parts(r.identity, r.info, r.method)
     text = (
-        f'{{"time":"{_now()}","user":{_quote(who.user) if who else _EMPTY},'
-        f'"groups":{_groups(who.groups) if who else "[]"},"method":{_quote(r.method)},'
-        f'"verb":{_quote(info.verb) if info else _EMPTY},"path":{_quote(info.path) if info else _EMPTY},'
-        f'"status":{r.status},"bytes":{r.bytes},"latency":{round(r.latency, 6)!r},'
-        f'"cluster":{_quote(r.cluster)},"remote":{_quote(r.remote)}'
+        f'{{"time":"{_now()}",{head}"status":{r.status},"bytes":{r.bytes},'
+        f'"latency":{round(r.latency, 6)!r},"cluster":{_quote(r.cluster)},'
+        f'"remote":{_quote(r.remote)}'
     )
     if r.protocol:
         text += f',"protocol":"{r.protocol}"'
-    if info and info.is_resource_request:
-        text += (
-            f',"group":{_quote(info.api_group)},"resource":{_quote(info.resource)},'
-            f'"subresource":{_quote(info.subresource)},"namespace":{_quote(info.namespace)},'
-            f'"name":{_quote(info.name)}'
-        )
+    text += resource
     if r.decision:
         text += f',"decision":{_quote(r.decision)},"tenant":{_quote(r.tenant)},"rule":{_quote(r.rule)}'
     if r.retry_after:
         text += f',"retry_after":{r.retry_after}'
     return text + "}"
+
+
+def _parts(who: Identity | None, info: RequestInfo | None, method: str) -> tuple[str, str]:
+    """(user to path fields with their commas, the resource fields or "") for one caller and request."""
+    key = (id(who), id(info), method)
+    found = _parts_seen.get(key)
+    if found is not None and found[0] is who and found[1] is info:
+        return found[2], found[3]
+    head = (
+        f'"user":{_quote(who.user) if who else _EMPTY},"groups":{_groups(who.groups) if who else "[]"},'
+        f'"method":{_quote(method)},"verb":{_quote(info.verb) if info else _EMPTY},'
+        f'"path":{_quote(info.path) if info else _EMPTY},'
+    )
+    resource = ""
+    if info and info.is_resource_request:
+        resource = (
+            f',"group":{_quote(info.api_group)},"resource":{_quote(info.resource)},'
+            f'"subresource":{_quote(info.subresource)},"namespace":{_quote(info.namespace)},'
+            f'"name":{_quote(info.name)}'
+        )
+    if len(_parts_seen) >= _PARTS_KEPT:
+        _parts_seen.clear()
+    _parts_seen[key] = (who, info, head, resource)
+    return head, resource
 
 
 def _groups(groups: tuple[str, ...]) -> str:

@@ -119,5 +119,8 @@ def test_baseline_adds_an_earlier_checkout_as_a_target(tmp_path: Path) -> None:
     plan = cli.plan_from(args, parser)
     assert [t.name for t in plan.targets] == ["guard-policies", "guard-baseline"]
     assert plan.baseline == tmp_path
+    redis = cli.plan_from(parser.parse_args(["--baseline", str(tmp_path), "--only",
+                                             "guard-redis,guard-redis-baseline"]), parser)
+    assert [t.name for t in redis.targets] == ["guard-redis", "guard-redis-baseline"]
     with pytest.raises(SystemExit):
         cli.plan_from(parser.parse_args(["--baseline", str(tmp_path / "nowhere")]), parser)
