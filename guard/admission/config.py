@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from guard.config import checks as check
 from guard.config.paths import FieldPath, dotted
-from guard.policy import fields as check
 from guard.policy import schema
 from guard.policy.model import Quota, Selector, Subject
 

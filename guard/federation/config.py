@@ -7,10 +7,14 @@ setting. This module only validates shapes; it never opens a connection or reads
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
-from guard.config.durations import parse_duration
+from guard.config import checks as check
+from guard.config.checks import Report
+from guard.config.paths import FieldPath, dotted
 
 _SCHEMES = ("redis", "rediss", "unix")
 
@@ -81,115 +85,103 @@ _COUNTS = {"poolSize": "pool_size", "expectedReplicas": "expected_replicas"}
 _KNOWN = {*_STRINGS, *_DURATIONS, *_COUNTS, "cluster", "sentinel"}
 
 
-def _positive_duration(raw: object) -> float | None:
-    """Seconds from `0.05`, `50ms`, `2s` or `1m`; None when malformed or not positive."""
-    seconds = parse_duration(raw)
-    return seconds if seconds else None
-
-
 def parse_redis(raw: object, where: str) -> tuple[RedisSettings, list[str]]:
-    """Validate the `redis:` value (a URL or a mapping); `where` prefixes every problem."""
+    """Validate the `redis:` value (a URL or a mapping); `where` prefixes every problem.
+
+    Read with guard.config.checks, as the other sections and policy files are.
+    """
+    problems: list[str] = []
+
+    def report(path: FieldPath, message: str) -> None:
+        problems.append(f"{where}.{dotted(path)}: {message}" if path else f"{where}: {message}")
+
     if isinstance(raw, str):
         raw = {"url": raw}
     if not isinstance(raw, dict):
         return RedisSettings(url=""), [f"{where}: must be a URL string or a mapping"]
-    problems: list[str] = [f"{where}.{key}: unknown key" for key in raw if key not in _KNOWN]
+    section = check.fields(raw, (), report, allowed=_KNOWN, required=("url",))
     values: dict[str, object] = {"url": ""}
-    _parse_strings(raw, where, values, problems)
-    _parse_numbers(raw, where, values, problems)
-    if "sentinel" in raw:
-        values["sentinel"] = _parse_sentinel(raw["sentinel"], f"{where}.sentinel", problems)
-    _check_url(values["url"] or None, where, problems)
-    _check_combinations(values, where, problems)
+    if section is not None:
+        _read_values(section, values, report)
+    _check_url(values["url"] or None, report)
+    _check_combinations(values, report)
     return RedisSettings(**values), problems  # type: ignore[arg-type]
 
 
-def _parse_strings(raw: dict[object, object], where: str, values: dict[str, object],
-                   problems: list[str]) -> None:
+def _read_values(section: Mapping[str, Any], values: dict[str, object], report: Report) -> None:
     for key, attr in _STRINGS.items():
-        if key not in raw:
-            continue
-        if isinstance(raw[key], str) and raw[key]:
-            values[attr] = raw[key]
-        else:
-            problems.append(f"{where}.{key}: must be a non-empty string")
-
-
-def _parse_numbers(raw: dict[object, object], where: str, values: dict[str, object],
-                   problems: list[str]) -> None:
+        if key in section and (text := check.text(section[key], (key,), report)) is not None:
+            values[attr] = text
     for key, attr in _DURATIONS.items():
-        if key in raw:
-            seconds = _positive_duration(raw[key])
-            if seconds is None:
-                problems.append(f"{where}.{key}: must be a positive duration such as 50ms or 1s")
-            else:
-                values[attr] = seconds
-    if "cluster" in raw:
-        if isinstance(raw["cluster"], bool):
-            values["cluster"] = raw["cluster"]
-        else:
-            problems.append(f"{where}.cluster: must be true or false")
+        if key in section and (seconds := _positive_duration(section[key], (key,), report)) is not None:
+            values[attr] = seconds
     for key, attr in _COUNTS.items():
-        if key not in raw:
-            continue
-        count = raw[key]
-        if isinstance(count, int) and not isinstance(count, bool) and count > 0:
-            values[attr] = count
-        else:
-            problems.append(f"{where}.{key}: must be a positive integer")
+        if key in section and (count := check.number(section[key], (key,), report, minimum=1,
+                                                     integer=True)) is not None:
+            values[attr] = int(count)
+    if "cluster" in section:
+        values["cluster"] = check.flag(section["cluster"], ("cluster",), report)
+    if "sentinel" in section:
+        values["sentinel"] = _sentinel(section["sentinel"], ("sentinel",), report)
 
 
-def _parse_sentinel(raw: object, where: str, problems: list[str]) -> SentinelSettings | None:
-    if not isinstance(raw, dict):
-        problems.append(f"{where}: must be a mapping with master and addresses")
+def _positive_duration(raw: object, path: FieldPath, report: Report) -> float | None:
+    """Seconds from `0.05`, `50ms`, `2s` or `1m`; more than zero."""
+    seconds = check.duration(raw, path, report)
+    if seconds is not None and seconds <= 0:
+        report(path, "must be a positive duration such as 50ms or 1s")
         return None
-    problems.extend(f"{where}.{key}: unknown key" for key in raw if key not in ("master", "addresses"))
-    master = raw.get("master")
-    if not isinstance(master, str) or not master:
-        problems.append(f"{where}.master: must be a non-empty string")
-    addresses = _parse_addresses(raw.get("addresses"), f"{where}.addresses", problems)
-    if not isinstance(master, str) or not master or not addresses:
+    return seconds
+
+
+def _sentinel(raw: object, path: FieldPath, report: Report) -> SentinelSettings | None:
+    keys = ("master", "addresses")
+    fields = check.fields(raw, path, report, allowed=set(keys), required=keys)
+    if fields is None or not all(key in fields for key in keys):
+        return None
+    master = check.text(fields["master"], (*path, "master"), report)
+    addresses = _addresses(fields["addresses"], (*path, "addresses"), report)
+    if master is None or not addresses:
         return None
     return SentinelSettings(master=master, addresses=addresses)
 
 
-def _parse_addresses(raw: object, where: str, problems: list[str]) -> tuple[tuple[str, int], ...]:
+def _addresses(raw: object, path: FieldPath, report: Report) -> tuple[tuple[str, int], ...]:
     if not isinstance(raw, list) or not raw:
-        problems.append(f"{where}: must be a non-empty list of host:port")
+        report(path, "must be a non-empty list of host:port")
         return ()
     found: list[tuple[str, int]] = []
     for i, item in enumerate(raw):
         host, _, port = str(item).rpartition(":")
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            problems.append(f"{where}[{i}]: must be host:port")
+            report((*path, i), "must be host:port")
         else:
             found.append((host, int(port)))
     return tuple(found)
 
 
-def _check_url(url: object, where: str, problems: list[str]) -> None:
+def _check_url(url: object, report: Report) -> None:
     if url is None:
-        problems.append(f"{where}.url: required")
-        return
+        return  # reported as required by check.fields
     parts = urlsplit(str(url))
     if parts.scheme not in _SCHEMES:
-        problems.append(f"{where}.url: scheme must be one of {', '.join(_SCHEMES)}")
+        report(("url",), f"scheme must be one of {', '.join(_SCHEMES)}")
     elif parts.scheme != "unix" and not parts.hostname:
-        problems.append(f"{where}.url: needs a host")
+        report(("url",), "needs a host")
     else:
         try:
             parts.port  # noqa: B018 - raises on a malformed port
         except ValueError:
-            problems.append(f"{where}.url: malformed port")
+            report(("url",), "malformed port")
 
 
-def _check_combinations(values: dict[str, object], where: str, problems: list[str]) -> None:
+def _check_combinations(values: dict[str, object], report: Report) -> None:
     tls_files = [k for k in ("ca_file", "cert_file", "key_file") if values.get(k)]
     if tls_files and not str(values.get("url", "")).startswith("rediss://"):
-        problems.append(f"{where}: caFile/certFile/keyFile need a rediss:// URL")
+        report((), "caFile/certFile/keyFile need a rediss:// URL")
     if bool(values.get("cert_file")) != bool(values.get("key_file")):
-        problems.append(f"{where}: certFile and keyFile go together")
+        report((), "certFile and keyFile go together")
     if values.get("password") and values.get("password_file"):
-        problems.append(f"{where}: give password or passwordFile, not both")
+        report((), "give password or passwordFile, not both")
     if values.get("cluster") and values.get("sentinel"):
-        problems.append(f"{where}: cluster and sentinel exclude each other")
+        report((), "cluster and sentinel exclude each other")

@@ -7,11 +7,13 @@ error naming `identity.key`. Pure: plain data in, values and problems out.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from guard.config.durations import parse_duration, parse_rate
+from guard.config import checks as check
+from guard.config.checks import Report
+from guard.config.paths import FieldPath, dotted
 from guard.identity.budget import Rate
 
 PER_CLIENT = Rate(5.0, 20.0)
@@ -71,88 +73,74 @@ _KEYS = {
     "audiences": "audiences", "reviewBudget": "review_budget", "impersonation": "impersonation",
 }
 _OLD_SPELLINGS = {"tokenReviewTtl": "token_review_ttl", "failureTtl": "failure_ttl"}
-Problems = list[str]
+_KNOWN = {**_KEYS, **_OLD_SPELLINGS, **{v: v for v in _KEYS.values()}}
 
 
 def parse_identity(raw: object, where: str) -> tuple[IdentitySettings, list[str]]:
-    """The `identity:` settings section, and every problem in it, each naming `where.field`."""
+    """The `identity:` settings section, and every problem in it, each naming `where.field`.
+
+    Read with guard.config.checks, as the admission section and policy files are; on problems the
+    settings returned are defaults.
+    """
+    problems: list[str] = []
+
+    def report(path: FieldPath, message: str) -> None:
+        problems.append(f"{where}.{dotted(path)}: {message}" if path else f"{where}: {message}")
+
     if raw is None:
         return IdentitySettings(), []
-    if not isinstance(raw, dict):
-        return IdentitySettings(), [f"{where}: must be a mapping"]
-    known = {**_KEYS, **_OLD_SPELLINGS, **{v: v for v in _KEYS.values()}}
+    section = check.fields(raw, (), report, allowed=set(_KNOWN))
+    if section is None:
+        return IdentitySettings(), problems
     values: dict[str, Any] = {}
-    problems: Problems = []
-    for key, value in raw.items():
-        name = known.get(key)
-        if name is None:
-            problems.append(f"{where}.{key}: unknown field")
-            continue
-        parsed = _FIELDS[name](value, f"{where}.{key}", problems)
+    for key, value in section.items():
+        if key not in _KNOWN:
+            continue  # reported by check.fields
+        parsed = _FIELDS[_KNOWN[key]](value, (key,), report)
         if parsed is not None:
-            values[name] = parsed
+            values[_KNOWN[key]] = parsed
     return (IdentitySettings(**values) if not problems else IdentitySettings()), problems
 
 
-def _seconds(value: object, at: str, problems: Problems) -> float | None:
-    seconds = parse_duration(value)
-    if seconds is None:
-        problems.append(f"{at}: must be a number of seconds >= 0 or a duration like 30s, 2m")
+def _seconds(value: object, path: FieldPath, report: Report) -> float | None:
+    seconds = check.duration(value, path, report)
+    if seconds is not None and seconds < 0:
+        report(path, "must not be negative")
+        return None
     return seconds
 
 
-def _count(value: object, at: str, problems: Problems) -> int | None:
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value
-    problems.append(f"{at}: must be a positive integer")
-    return None
+def _count(value: object, path: FieldPath, report: Report) -> int | None:
+    count = check.number(value, path, report, minimum=1, integer=True)
+    return None if count is None else int(count)
 
 
-def _flag(value: object, at: str, problems: Problems) -> bool | None:
-    if isinstance(value, bool):
-        return value
-    problems.append(f"{at}: must be true or false")
-    return None
+def _audiences(value: object, path: FieldPath, report: Report) -> tuple[str, ...] | None:
+    found = check.texts(value, path, report, empty_ok=True)
+    if found is not None and not all(found):
+        report(path, "must be a list of non-empty strings")
+        return None
+    return found
 
 
-def _audiences(value: object, at: str, problems: Problems) -> tuple[str, ...] | None:
-    if isinstance(value, list) and all(isinstance(v, str) and v for v in value):
-        return tuple(value)
-    problems.append(f"{at}: must be a list of non-empty strings")
-    return None
-
-
-def _rate(value: object, at: str, problems: Problems, default: Rate) -> Rate | None:
+def _rate(value: object, path: FieldPath, report: Report, default: Rate) -> Rate | None:
     """`{rate: 5/s, burst: 20}`; burst defaults to the rate's one second (at least 1)."""
-    fields = _mapping(value, at, problems, {"rate", "burst"})
+    fields = check.fields(value, path, report, allowed={"rate", "burst"})
     if fields is None:
         return None
-    rate = parse_rate(fields["rate"]) if isinstance(fields.get("rate"), str) else None
-    if "rate" in fields and rate is None:
-        problems.append(f"{at}.rate: must be a rate like 5/s, 300/m")
-    burst = fields.get("burst")
-    if burst is not None and (isinstance(burst, bool) or not isinstance(burst, int | float) or burst < 1):
-        problems.append(f"{at}.burst: must be a number >= 1")
+    per_second = check.rate(fields["rate"], (*path, "rate"), report) if "rate" in fields else default.rate
+    burst = check.number(fields["burst"], (*path, "burst"), report, minimum=1) if "burst" in fields else None
+    if per_second is None or ("burst" in fields and burst is None):
         return None
-    per_second = rate if rate is not None else default.rate
-    return Rate(per_second, float(burst) if burst is not None else max(1.0, per_second))
+    return Rate(per_second, burst if burst is not None else max(1.0, per_second))
 
 
-def _mapping(value: object, at: str, problems: Problems, allowed: set[str]) -> Mapping[str, Any] | None:
-    if not isinstance(value, dict):
-        problems.append(f"{at}: must be a mapping")
-        return None
-    unknown = [k for k in value if k not in allowed]
-    problems.extend(f"{at}.{k}: unknown field" for k in unknown)
-    return None if unknown else value
-
-
-def _budget(value: object, at: str, problems: Problems) -> ReviewBudgetSettings | None:
-    fields = _mapping(value, at, problems, {"perClient", "overall"})
+def _budget(value: object, path: FieldPath, report: Report) -> ReviewBudgetSettings | None:
+    fields = check.fields(value, path, report, allowed={"perClient", "overall"})
     if fields is None:
         return None
     d = ReviewBudgetSettings()
-    rates = {key: _rate(fields[key], f"{at}.{key}", problems, default) if key in fields else default
+    rates = {key: _rate(fields[key], (*path, key), report, default) if key in fields else default
              for key, default in (("perClient", d.per_client), ("overall", d.overall))}
     return ReviewBudgetSettings(rates["perClient"] or d.per_client, rates["overall"] or d.overall)
 
@@ -161,23 +149,23 @@ _IMPERSONATION_KEYS = {"maxGroups": "max_groups", "maxExtraValues": "max_extra_v
                        "maxReviewsPerRequest": "max_reviews_per_request", "perCaller": "per_caller"}
 
 
-def _impersonation(value: object, at: str, problems: Problems) -> ImpersonationSettings | None:
-    fields = _mapping(value, at, problems, set(_IMPERSONATION_KEYS))
+def _impersonation(value: object, path: FieldPath, report: Report) -> ImpersonationSettings | None:
+    fields = check.fields(value, path, report, allowed=set(_IMPERSONATION_KEYS))
     if fields is None:
         return None
     d = ImpersonationSettings()
     values: dict[str, Any] = {}
     for key, name in _IMPERSONATION_KEYS.items():
         if key in fields:
-            parsed = (_rate(fields[key], f"{at}.{key}", problems, d.per_caller) if name == "per_caller"
-                      else _count(fields[key], f"{at}.{key}", problems))
+            parsed = (_rate(fields[key], (*path, key), report, d.per_caller) if name == "per_caller"
+                      else _count(fields[key], (*path, key), report))
             if parsed is not None:
                 values[name] = parsed
     return ImpersonationSettings(**values)
 
 
-_FIELDS: dict[str, Callable[[object, str, Problems], Any]] = {
+_FIELDS: dict[str, Callable[[object, FieldPath, Report], Any]] = {
     "token_review_ttl": _seconds, "failure_ttl": _seconds, "cache_size": _count,
-    "failure_cache_size": _count, "jwks": _flag, "anonymous": _flag, "audiences": _audiences,
+    "failure_cache_size": _count, "jwks": check.flag, "anonymous": check.flag, "audiences": _audiences,
     "review_budget": _budget, "impersonation": _impersonation,
 }

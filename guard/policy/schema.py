@@ -11,11 +11,11 @@ import re
 from collections.abc import Mapping
 from typing import Any, cast
 
+from guard.config import checks as check
 from guard.config import durations
+from guard.config.checks import Report
 from guard.config.paths import FieldPath, dotted
-from guard.policy import fields as check
 from guard.policy import model
-from guard.policy.fields import Report
 from guard.policy.model import (
     FailMode,
     LabelRequirement,

@@ -174,18 +174,20 @@ async def test_client_certificate_gives_cn_and_o(reviews: FakeReviews, clock: Fa
 
 
 @pytest.mark.parametrize(("raw", "problem"), [
-    ({"tokenReviewTtl2": 3}, "identity.tokenReviewTtl2: unknown field"),
-    ({"failureTTL": -1}, "identity.failureTTL: must be a number of seconds >= 0 or a duration like 30s, 2m"),
-    ({"reviewBudget": {"perClient": {"rate": "fast"}}}, "identity.reviewBudget.perClient.rate: must be a "
-     "rate like 5/s, 300/m"),
+    ({"tokenReviewTtl2": 3}, 'identity.tokenReviewTtl2: unknown field "tokenReviewTtl2" '
+     '(did you mean "tokenReviewTtl"?)'),
+    ({"failureTTL": -1}, "identity.failureTTL: -1 is not a duration like 30s, 5m"),
+    ({"reviewBudget": {"perClient": {"rate": "fast"}}}, "identity.reviewBudget.perClient.rate: "
+     '"fast" is not a rate like 20/s, 3000/m'),
     ({"reviewBudget": {"overall": {"burst": 0}}},
-     "identity.reviewBudget.overall.burst: must be a number >= 1"),
-    ({"reviewBudget": {"total": {}}}, "identity.reviewBudget.total: unknown field"),
-    ({"impersonation": {"maxGroups": 0}}, "identity.impersonation.maxGroups: must be a positive integer"),
-    ({"impersonation": {"perCaler": {}}}, "identity.impersonation.perCaler: unknown field"),
-    ({"cacheSize": 0}, "identity.cacheSize: must be a positive integer"),
+     "identity.reviewBudget.overall.burst: must be at least 1"),
+    ({"reviewBudget": {"total": {}}}, 'identity.reviewBudget.total: unknown field "total"'),
+    ({"impersonation": {"maxGroups": 0}}, "identity.impersonation.maxGroups: must be at least 1"),
+    ({"impersonation": {"perCaler": {}}}, 'identity.impersonation.perCaler: unknown field "perCaler" '
+     '(did you mean "perCaller"?)'),
+    ({"cacheSize": 0}, "identity.cacheSize: must be at least 1"),
     ({"jwks": "yes"}, "identity.jwks: must be true or false"),
-    ({"audiences": "guard"}, "identity.audiences: must be a list of non-empty strings"),
+    ({"audiences": "guard"}, "identity.audiences: must be a list of strings"),
     ([1], "identity: must be a mapping"),
 ])
 def test_parse_identity_names_the_field(raw: object, problem: str) -> None:
