@@ -11,7 +11,8 @@ never reads more of an upstream answer than one window ahead of what the client 
 body is acknowledged to the client (WINDOW_UPDATE) only as the request path reads it.
 
 It knows its connection only through `Session`, what guard.http.h2connection provides. It must
-never log a header or a body.
+never log a header or a body. It runs past 300 lines because the request view and the two flow-control
+directions share one stream's windows and are read together.
 """
 
 from __future__ import annotations
