@@ -4,6 +4,8 @@ First match by precedence: exempt rules, then tenants (by precedence, then file 
 rules in order, then the catch-all. Everything is compiled once per policy set: tenants are
 indexed by user and group so a request only looks at the tenants it can belong to, and the
 candidate list is cached per (user, groups). Pure: no I/O, no clock; never raises on a request.
+It runs past 300 lines because compiling a policy set per cluster (placement, own buckets) and
+matching against it share one index, kept beside the code that reads it.
 """
 
 from __future__ import annotations
