@@ -152,7 +152,7 @@ def _owned(client: Any) -> list[Any]:
     return [client, *getattr(manager, "sentinels", [])]
 
 
-def _lost_library(error: Exception) -> bool:
+def lost_script(error: Exception) -> bool:
     """Redis no longer has guard's functions (Redis 7: "Function not found") or script (Redis 6:
     NOSCRIPT, which redis-py words as "No matching script")."""
     text = str(error).lower()
@@ -183,7 +183,7 @@ class Gateway:
         try:
             return await self._invoke(name, keys, args)
         except RedisFailed as e:
-            if not _lost_library(e):
+            if not lost_script(e):
                 raise
             log.info("redis lost guard's functions (restart?); reloading")
             await self.load()

@@ -14,6 +14,7 @@ on this: it reads what the last fold left. It must never raise into its caller.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import time
@@ -24,7 +25,7 @@ from typing import Any, Protocol
 
 from guard.federation import background
 from guard.federation.breaker import Breaker
-from guard.federation.connection import FederationError, Gateway
+from guard.federation.connection import FederationError, Gateway, RedisFailed, lost_script
 from guard.routing.breaker import EndpointHealth, State
 from guard.routing.shared import View, fold, forget
 
@@ -56,6 +57,8 @@ class HealthStats:
 
     calls: int = 0
     failures: int = 0
+    loads: int = 0
+    """Exchanges that sent the whole script because Redis did not have it (at start, after a restart)."""
 
 
 def script() -> str:
@@ -73,6 +76,7 @@ class FleetHealth:
         self._breaker = breaker
         self._clock = clock
         self._script = script()
+        self._sha = hashlib.sha1(self._script.encode()).hexdigest()  # Redis names scripts by SHA1
         self._source: Source = list
         self._published: set[str] = set()
         self.stats = HealthStats()
@@ -120,14 +124,24 @@ class FleetHealth:
         ttl_ms = max(1, round(self.interval * LIVE_FOR * 1000))
         self.stats.calls += 1
         try:
-            reply = await self._gateway.call("EVAL", self._script, 1, self._key(cluster), self.replica,
-                                             ttl_ms, view)
+            reply = await self._call(self._key(cluster), self.replica, ttl_ms, view)
         except FederationError as e:
             self.stats.failures += 1
             log.debug("cluster health exchange failed: %s", e)
             return None
         self._published.add(cluster)
         return reply
+
+    async def _call(self, key: str, *args: Any) -> Any:
+        """The health script by its SHA (EVALSHA: Redis neither receives nor hashes the script on
+        every exchange); EVAL once where Redis does not have it yet, which caches it there."""
+        try:
+            return await self._gateway.call("EVALSHA", self._sha, 1, key, *args)
+        except RedisFailed as e:
+            if not lost_script(e):
+                raise
+            self.stats.loads += 1
+            return await self._gateway.call("EVAL", self._script, 1, key, *args)
 
     def _views(self, reply: Any, now: float) -> dict[str, list[View]]:
         """The other replicas' views by endpoint URL, their times on this replica's clock."""

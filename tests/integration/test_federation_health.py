@@ -170,3 +170,20 @@ async def test_views_are_hash_tagged_per_cluster_on_a_redis_cluster(
         slots = {node.cli("CLUSTER", "KEYSLOT", r0.gateway.key(f"health:{c}", "views")).strip()
                  for c in ("eu", "us")}
         assert len(slots) == 2
+
+
+async def test_exchanges_send_the_script_once_and_again_only_when_redis_lost_it(
+        redis_server: RedisServer) -> None:  # noqa: F811
+    """Health exchanges call the script by its SHA: the whole script crosses to Redis once per
+    server (EVAL, which caches it), every later exchange is an EVALSHA, and after Redis forgot its
+    scripts (a restart; SCRIPT FLUSH here) the next exchange sends it once more and succeeds."""
+    async with fleet(redis_server.url, 1) as (r0,):
+        for _ in range(3):
+            assert await r0.health.tick()
+        stats = await r0.gateway.call("INFO", "commandstats")
+        assert stats["cmdstat_eval"]["calls"] == 1  # the first exchange: NOSCRIPT, then EVAL
+        assert stats["cmdstat_evalsha"]["calls"] >= 2  # the two after it (and the first's NOSCRIPT)
+        assert r0.health.stats.loads == 1 and r0.health.stats.calls == 3
+        await r0.gateway.call("SCRIPT", "FLUSH")
+        assert await r0.health.tick()
+        assert r0.health.stats.loads == 2 and r0.health.stats.failures == 0
