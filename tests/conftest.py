@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import select
 import shutil
 import signal
 import ssl
@@ -219,3 +220,15 @@ def sim_server(tmp_path: Path) -> Iterator[Callable[..., SimServer]]:
 
 def have_kubectl() -> bool:
     return shutil.which("kubectl") is not None
+
+
+def peek_output(process: subprocess.Popen[str]) -> str:
+    """What a background process (a `kubectl get -w`, say) has printed so far, without waiting."""
+    assert process.stdout is not None
+    fd, chunks = process.stdout.fileno(), []
+    while select.select([fd], [], [], 0)[0]:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        chunks.append(chunk.decode())
+    return "".join(chunks)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import subprocess
 import time
 import urllib.request
@@ -18,7 +17,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client as k8s
 
-from tests.conftest import SimServer, free_ports, have_kubectl
+from tests.conftest import SimServer, free_ports, have_kubectl, peek_output
 from tests.h2client import Guard, start_guard
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(not have_kubectl(), reason="kubectl is not on PATH")]
@@ -86,7 +85,7 @@ def test_kubectl_speaks_http2_through_guard_and_http11_clients_share_the_port(gu
         kubectl.run("run", "late", "--image=busybox")
         seen = ""
         for _ in range(50):
-            seen += _read_some(watcher)
+            seen += peek_output(watcher)
             if "late" in seen:
                 break
             time.sleep(0.2)
@@ -131,13 +130,3 @@ def _port_forward(kubectl: Kubectl) -> None:
         process.kill()
         process.communicate()
 
-
-def _read_some(process: subprocess.Popen[str]) -> str:
-    assert process.stdout is not None
-    fd, chunks = process.stdout.fileno(), []
-    while select.select([fd], [], [], 0)[0]:
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            break
-        chunks.append(chunk.decode())
-    return "".join(chunks)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from guard.cli.certs import make_ca, make_client_cert, make_server_cert, write_pair
-from tests.conftest import SimServer, have_kubectl
+from tests.conftest import SimServer, have_kubectl, peek_output
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(not have_kubectl(), reason="kubectl is not on PATH")]
 
@@ -157,19 +156,9 @@ def test_exec_logs_and_watch_through_guard(through: Through) -> None:
             through.run("run", f"late-{attempt}", "--image=busybox")
             attempt += 1
             time.sleep(0.2)
-            seen += _peek(watcher)
+            seen += peek_output(watcher)
         assert "late-" in seen
     finally:
         watcher.kill()
         watcher.communicate()
 
-
-def _peek(process: subprocess.Popen[str]) -> str:
-    assert process.stdout is not None
-    fd, chunks = process.stdout.fileno(), []
-    while select.select([fd], [], [], 0)[0]:
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            break
-        chunks.append(chunk.decode())
-    return "".join(chunks)

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import SimServer, have_kubectl
+from tests.conftest import SimServer, have_kubectl, peek_output
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(not have_kubectl(), reason="kubectl is not on PATH")]
 
@@ -153,26 +153,12 @@ def test_get_watch_receives_an_event(sim: SimServer) -> None:
             attempt += 1
             time.sleep(0.2)
             watcher.poll()
-            seen = _peek(watcher)
+            seen = peek_output(watcher)
         assert "late-" in seen
     finally:
         watcher.kill()
         watcher.communicate()
 
-
-def _peek(process: subprocess.Popen[str]) -> str:
-    import os
-    import select
-
-    assert process.stdout is not None
-    fd = process.stdout.fileno()
-    chunks = []
-    while select.select([fd], [], [], 0)[0]:
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            break
-        chunks.append(chunk.decode())
-    return "".join(chunks)
 
 
 def test_auth_can_i_and_whoami(sim: SimServer) -> None:
